@@ -1,0 +1,155 @@
+"""Every environment variable the service reads, read in one place into one `Settings` object."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    model_id: str | None = None
+    model_task: str | None = None
+    model_cache_dir: Path = Path("/tmp/model-cache")
+    device: str | None = None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    allow_unauthenticated: bool = False
+    on_cloud_run: bool = False
+    host: str = "0.0.0.0"
+    port: int = 8080
+    threads: int = 8
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 89_478_485  # Pillow's own default bomb threshold
+    request_timeout_s: float = 60.0
+    max_queue: int = 64
+    max_batch_size: int = 1
+    max_batch_wait_ms: float = 2.0
+    url_timeout_s: float = 10.0
+    url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    gcs_chunk_mb: int = 32
+    gcs_workers: int = 8
+    log_level: str = "INFO"
+    project: str | None = None
+    graceful_timeout_s: int = 8
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_keys)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer (expected {low}-{high})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range (expected {low}-{high})")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number (expected {low}-{high})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range (expected {low}-{high})")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (expected true or false)")
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    keys = [k.strip() for k in env.get("API_KEYS", "").split(",")]
+    path = env.get("API_KEYS_FILE", "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"API_KEYS_FILE={path} cannot be read: {exc.strerror or exc}") from None
+        keys += [line.strip() for line in text.splitlines()]
+        if not any(keys):
+            raise ConfigError(f"API_KEYS_FILE={path} holds no key")
+    return tuple(dict.fromkeys(k for k in keys if k))
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple:
+    networks = []
+    for item in env.get(name, "").split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(f"{name}: {item.strip()!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment; raise ConfigError naming the bad variable."""
+    env = os.environ if env is None else env
+    model = env.get("MODEL", "").strip()
+    if not model:
+        raise ConfigError("MODEL is not set: give gs://bucket/path/best.pt, a local path, an https URL or a name like yolo26n.pt")
+    device = env.get("DEVICE", "").strip() or None
+    task = env.get("MODEL_TASK", "").strip() or None
+    if task and task not in {"detect", "segment", "pose", "classify", "obb"}:
+        raise ConfigError(f"MODEL_TASK={task!r} must be one of detect, segment, pose, classify, obb")
+    level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+    settings = Settings(
+        model=model,
+        model_id=env.get("MODEL_ID", "").strip() or None,
+        model_task=task,
+        model_cache_dir=Path(env.get("MODEL_CACHE_DIR", "").strip() or "/tmp/model-cache"),
+        device=device,
+        api_keys=_api_keys(env),
+        allow_unauthenticated=_bool(env, "ALLOW_UNAUTHENTICATED"),
+        on_cloud_run=bool(env.get("K_SERVICE")),
+        host=env.get("HOST", "").strip() or "0.0.0.0",
+        port=_int(env, "PORT", 8080, 1, 65535),
+        threads=_int(env, "THREADS", 8, 1, 256),
+        max_upload_bytes=_int(env, "MAX_UPLOAD_MB", 10, 1, 1024) * 1024 * 1024,
+        max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 89_478_485, 1024, 2**31 - 1),
+        request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 60.0, 0.1, 3600.0),
+        max_queue=_int(env, "MAX_QUEUE", 64, 1, 100_000),
+        max_batch_size=_int(env, "MAX_BATCH_SIZE", 1, 1, 256),
+        max_batch_wait_ms=_float(env, "MAX_BATCH_WAIT_MS", 2.0, 0.0, 1000.0),
+        url_timeout_s=_float(env, "URL_TIMEOUT_S", 10.0, 0.1, 120.0),
+        url_allowed_networks=_networks(env, "URL_ALLOWED_NETWORKS"),
+        gcs_chunk_mb=_int(env, "GCS_CHUNK_MB", 32, 1, 1024),
+        gcs_workers=_int(env, "GCS_WORKERS", 8, 1, 64),
+        log_level=level,
+        project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
+    )
+    if settings.on_cloud_run and not settings.api_keys and not settings.allow_unauthenticated:
+        raise ConfigError(
+            "refusing to start on Cloud Run without API keys: set API_KEYS or API_KEYS_FILE, "
+            "or ALLOW_UNAUTHENTICATED=true to serve without them"
+        )
+    return settings

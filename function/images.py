@@ -1,0 +1,90 @@
+"""Bytes in, one upright 8-bit BGR array out (what Ultralytics expects of a numpy image). Pillow does the decoding."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BadImage, NotAnImage, TooLarge
+
+# Only raster formats a camera or phone produces; nothing that runs an interpreter (EPS) or a plugin zoo.
+FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "AVIF", "HEIF", "JPEG2000", "TIFF", "BMP", "GIF")
+_DNG_VERSION_TAG = 50706
+_registered = False
+
+
+def register_openers() -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif); AVIF, JPEG 2000 and the rest are built in."""
+    global _registered
+    if not _registered:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+        _registered = True
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit samples: keep the top 8 bits rather than clipping everything above 255 to white.
+        pixels = np.asarray(image, dtype=np.uint32) >> 8
+        return Image.fromarray(pixels.astype(np.uint8), "L").convert("RGB")
+    if image.mode == "F":
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        top = float(pixels.max()) or 1.0
+        scale = 255.0 if top <= 1.0 else 255.0 / top
+        return Image.fromarray(np.clip(pixels * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" or image.mode.endswith("A"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def _decode_dng(data: bytes) -> np.ndarray:
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
+    except Exception as exc:  # rawpy raises LibRawError subclasses and plain errors alike
+        raise BadImage(f"Invalid image: DNG could not be decoded ({type(exc).__name__})") from None
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an uploaded image; refuse non-images (415), corrupt ones (400) and pixel bombs (413) before decoding."""
+    register_openers()
+    if not data:
+        raise BadImage("Invalid image: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise NotAnImage(
+            "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"
+        ) from None
+    except Image.DecompressionBombError:
+        raise TooLarge(f"Image has too many pixels (limit MAX_IMAGE_PIXELS={max_pixels})") from None
+    except Exception as exc:
+        raise BadImage(f"Invalid image: the header could not be read ({type(exc).__name__})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise TooLarge(f"Image is {width}x{height} = {width * height} pixels, over MAX_IMAGE_PIXELS={max_pixels}")
+    if width == 0 or height == 0:
+        raise BadImage("Invalid image: it has no pixels")
+    if image.format == "TIFF" and _DNG_VERSION_TAG in getattr(image, "tag_v2", {}):
+        return _decode_dng(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.seek(0)  # MPO, GIF, animated WebP: the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            rgb = np.asarray(_to_rgb(image))
+    except Image.DecompressionBombError:
+        raise TooLarge(f"Image has too many pixels (limit MAX_IMAGE_PIXELS={max_pixels})") from None
+    except Exception as exc:
+        raise BadImage(f"Invalid image: the {image.format} data could not be decoded ({type(exc).__name__})") from None
+    return np.ascontiguousarray(rgb[..., ::-1])
