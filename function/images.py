@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 
 import numpy as np
@@ -11,7 +12,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import BadImage, NotAnImage, TooLarge
 
 # Only raster formats a camera or phone produces; nothing that runs an interpreter (EPS) or a plugin zoo.
-FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "AVIF", "HEIF", "JPEG2000", "TIFF", "BMP", "GIF")
+# MPO has no entry of its own: Pillow's JPEG opener returns MPO files.
+FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "HEIF", "JPEG2000", "TIFF", "BMP", "GIF")
 _DNG_VERSION_TAG = 50706
 _registered = False
 
@@ -24,6 +26,12 @@ def register_openers() -> None:
 
         register_heif_opener()
         _registered = True
+
+
+def _pillow_open():
+    """Pillow's own Image.open. Ultralytics replaces it with a wrapper that, on any unidentified file, tries to
+    pip-install pi-heif; here HEIF comes from pillow-heif and a non-image must stay a plain 415."""
+    return getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -60,7 +68,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
+            image = _pillow_open()(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         raise NotAnImage(
             "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"

@@ -34,17 +34,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Send this service's and Ultralytics' logs to stdout as JSON lines."""
+def adopt_logger(name: str, level: str) -> None:
+    """Make a logger write JSON lines to stdout, replacing whatever handlers its library gave it."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
-    for name in (LOGGER_NAME, "ultralytics", "gunicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.propagate = False
-    log.setLevel(level)
-    # Ultralytics prints a line per prediction at INFO; the request log already says it.
-    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(level)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    adopt_logger(LOGGER_NAME, level)
 
 
 def trace_fields(header: str | None, project: str | None) -> dict:

@@ -31,6 +31,26 @@ def error_response(error: ServiceError) -> flask.Response:
     return json_response(error.body(), error.status, headers)
 
 
+# Multipart boundaries and small fields on top of the image itself; a base64 `source` is 4/3 of the image.
+_BODY_SLACK = 64 * 1024
+# Past this much, an oversized body is not read to the end: the connection is closed instead.
+_DRAIN_LIMIT = 64 * 2**20
+_UNREAD_BODY = "yolo.unread_body"
+
+
+def refuse_oversized_body(request: flask.Request, max_bytes: int) -> None:
+    """413 before parsing when Content-Length already says the body is too big; the body is drained, not parsed."""
+    declared = request.content_length
+    if declared is None or declared <= max_bytes * 4 // 3 + _BODY_SLACK:
+        return
+    if declared <= _DRAIN_LIMIT:
+        for _ in iter(lambda: request.stream.read(2**16), b""):
+            pass
+    else:
+        request.environ[_UNREAD_BODY] = True
+    raise TooLarge(f"Upload is over MAX_UPLOAD_MB={max_bytes // 2**20}")
+
+
 def read_upload(request: flask.Request, max_bytes: int) -> bytes | None:
     upload = request.files.get("file") or request.files.get("image")
     if upload is None:
@@ -47,6 +67,7 @@ def predict(request: flask.Request, service, started: float) -> flask.Response:
     if match and service.settings.model_id and match["model_id"] != service.settings.model_id:
         raise ModelNotFound("Model not found")
     service.require_ready()
+    refuse_oversized_body(request, service.settings.max_upload_bytes)
     params = parse_params(request.form, request.args)
     source = request.form.get("source") or request.form.get("url") or request.args.get("source") or request.args.get("url")
     data = service.image_bytes(read_upload(request, service.settings.max_upload_bytes), source)
@@ -130,5 +151,9 @@ def endpoint(request: flask.Request) -> flask.Response:
     except Exception:
         log.exception("unhandled error while serving a request")
         response = error_response(ServiceError("Internal server error; the request was not completed"))
+    if request.environ.get(_UNREAD_BODY):
+        # A streamed response is one functions-framework does not drain the body for; the connection just closes.
+        response = flask.Response(iter([response.get_data()]), response.status_code, response.headers)
+        response.headers["Connection"] = "close"
     log_request(request, response, started, service.settings.project)
     return response

@@ -46,7 +46,8 @@ class LoadedModel:
 
     def predict(self, images: list[np.ndarray], params: PredictParams) -> list:
         """One Ultralytics call for a batch of images that share their parameters; one Results per image."""
-        return self.yolo.predict(images, device=self.device, half=self.half, verbose=False, **params.model_args)
+        quantize = "fp16" if self.half else None
+        return self.yolo.predict(images, device=self.device, quantize=quantize, verbose=False, **params.model_args)
 
     def warm_up(self) -> None:
         self.predict([np.zeros((640, 640, 3), dtype=np.uint8)], PredictParams())
@@ -55,6 +56,10 @@ class LoadedModel:
 def load_model(weights: str, device: str, task: str | None = None) -> LoadedModel:
     """Load weights with Ultralytics' YOLO(); anything that is not a usable YOLO model becomes a WeightsError."""
     from ultralytics import YOLO
+
+    from .logs import adopt_logger
+
+    adopt_logger("ultralytics", "WARNING")  # Ultralytics installs its own plain-text handler on import
 
     try:
         yolo = YOLO(weights, task=task)

