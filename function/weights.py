@@ -73,6 +73,10 @@ class _ProgressLogger:
 
 def _gcs_error(uri: str, exc: Exception) -> WeightsError:
     from google.api_core import exceptions as gexc
+    from google.cloud.storage.exceptions import DataCorruption
+
+    if isinstance(exc, DataCorruption):
+        return WeightsError(f"{uri} checksum mismatch: the downloaded bytes do not match the object's crc32c ({exc})")
 
     if isinstance(exc, gexc.NotFound):
         detail = getattr(exc, "message", "") or "not found"
@@ -110,21 +114,17 @@ def download_gcs_object(bucket_name: str, name: str, cache_dir: Path, chunk_byte
     parallel = blob.size > 2 * chunk_bytes
     log.info(f"downloading {uri} ({blob.size / 2**20:.1f} MiB, {'parallel chunks' if parallel else 'one stream'})")
     try:
+        # google-cloud-storage verifies the CRC32C of what arrived (whole stream, or the chunks combined)
+        # against the object's and raises DataCorruption on a mismatch; it also retries transient errors.
         with _ProgressLogger(tmp, blob.size, uri):
             if parallel:
                 transfer_manager.download_chunks_concurrently(
                     blob, str(tmp), chunk_size=chunk_bytes, max_workers=workers,
-                    worker_type=transfer_manager.THREAD, crc32c_checksum=False,
+                    worker_type=transfer_manager.THREAD, crc32c_checksum=True,
                 )
             else:
-                blob.download_to_filename(str(tmp), checksum=None)
-        # Verified here, once, for both paths: the whole file against the object's own CRC32C.
-        actual = file_crc32c(tmp)
-        if actual != blob.crc32c:
-            raise WeightsError(f"{uri} checksum mismatch: downloaded crc32c {actual}, object says {blob.crc32c}")
+                blob.download_to_filename(str(tmp), checksum="crc32c")
         os.replace(tmp, target)
-    except WeightsError:
-        raise
     except Exception as exc:
         raise _gcs_error(uri, exc) from None
     finally:

@@ -1,0 +1,237 @@
+# shellcheck shell=bash disable=SC2034  # the variables set here are read by the scripts that source it
+# Shared by deploy.sh, start.sh, stop.sh and status.sh; sourced, never run.
+#
+# Conventions
+#   * Every command that touches Google Cloud or Terraform goes through `run` (or `exists`, `pipe_run`).
+#     With --dry-run they print the exact command line on stdout instead of running it, so the
+#     dry run needs neither gcloud nor terraform nor a login. Progress and notes go to stderr.
+#   * Exit status: 2 = bad arguments, 3 = a required tool is missing or not logged in,
+#     1 = a command failed.
+
+INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_ROOT=$(cd "$INFRA_DIR/.." && pwd)
+DEPLOY_DIR="$INFRA_DIR/deploy"
+SCRIPTS_DIR="$INFRA_DIR/scripts"
+TFVARS_PY="$SCRIPTS_DIR/tfvars.py"
+
+# Cloud Run regions with NVIDIA L4 GPUs for services. Keep equal to the default of `gpu_regions`
+# in infra/variables.tf (tests/test_scripts.py checks); YOLO_GPU_REGIONS="a b" overrides both.
+# https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions
+read -r -a GPU_REGIONS <<<"${YOLO_GPU_REGIONS:-us-central1 us-east4 europe-west1 europe-west4 asia-southeast1 asia-south1}"
+
+DRY_RUN=0
+PROJECT=""
+NAME="yolo"
+
+note() { printf '%s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+usage_error() {
+	printf 'error: %s\n' "$*" >&2
+	printf "Run '%s --help' for usage.\n" "$(basename "$0")" >&2
+	exit 2
+}
+env_error() {
+	printf 'error: %s\n' "$*" >&2
+	exit 3
+}
+
+# Quote one command line the way a shell would need it, readably: bare words stay bare.
+shell_quote() {
+	local out="" arg
+	for arg in "$@"; do
+		if [[ $arg =~ ^[A-Za-z0-9_./:=@,+%^-]+$ ]]; then
+			out+="$arg "
+		else
+			out+="'${arg//\'/\'\\\'\'}' "
+		fi
+	done
+	printf '%s' "${out% }"
+}
+
+# run CMD...: print (dry run) or log and execute.
+run() {
+	if ((DRY_RUN)); then
+		printf '%s\n' "$(shell_quote "$@")"
+		return 0
+	fi
+	note "+ $(shell_quote "$@")"
+	"$@"
+}
+
+# capture CMD...: like run, but for a command whose stdout the caller reads. In a dry run it
+# prints the command and outputs nothing.
+capture() {
+	if ((DRY_RUN)); then
+		printf '%s\n' "$(shell_quote "$@")" >&3
+		return 0
+	fi
+	note "+ $(shell_quote "$@")"
+	"$@"
+}
+exec 3>&1
+
+# exists CMD...: true when CMD succeeds, quietly. A dry run shows the check and assumes the thing
+# is missing, so it prints what a first deployment would do.
+exists() {
+	if ((DRY_RUN)); then
+		printf '%s  # exists? if not:\n' "$(shell_quote "$@")"
+		return 1
+	fi
+	"$@" >/dev/null 2>&1
+}
+
+# sha256sum on Linux, shasum on macOS (whose bash is 3.2: no associative arrays in these scripts).
+if command -v sha256sum >/dev/null 2>&1; then SHA256=(sha256sum); else SHA256=(shasum -a 256); fi
+sha256() { "${SHA256[@]}" | cut -d' ' -f1; }
+
+valid_project() { [[ $1 =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]]; }
+valid_name() { [[ $1 =~ ^[a-z][a-z0-9-]{0,18}[a-z0-9]$ ]]; }
+is_gpu_region() {
+	local r
+	for r in "${GPU_REGIONS[@]}"; do [[ $r == "$1" ]] && return 0; done
+	return 1
+}
+check_region() {
+	is_gpu_region "$1" || usage_error "region '$1' has no Cloud Run L4 GPUs; choose from: ${GPU_REGIONS[*]} (set YOLO_GPU_REGIONS to override the list)"
+}
+
+# Names shared with the Terraform module (infra/main.tf, infra/locals.tf) — same formulas.
+set_names() {
+	STATE_BUCKET="${PROJECT}-${NAME}-tfstate"
+	STATE_PREFIX="${NAME}"
+	TFVARS_OBJECT="gs://${STATE_BUCKET}/${NAME}/deploy.tfvars.json"
+	WEIGHTS_BUCKET="${PROJECT}-${NAME}-weights"
+	BUILD_BUCKET="${PROJECT}-${NAME}-build"
+	SECRET="${NAME}-api-keys"
+	BUILD_SA="${NAME}-build@${PROJECT}.iam.gserviceaccount.com"
+}
+
+# require_tools TOOL...: each must be on PATH, and gcloud/terraform must be logged in. Skipped in a
+# dry run, which runs neither.
+require_tools() {
+	((DRY_RUN)) && return 0
+	local tool
+	for tool in "$@"; do
+		if ! command -v "$tool" >/dev/null 2>&1; then
+			case $tool in
+			gcloud) env_error "gcloud not found on PATH. Install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install), or add --dry-run to only print the commands." ;;
+			terraform) env_error "terraform not found on PATH. Install Terraform >= 1.9 (https://developer.hashicorp.com/terraform/install), or add --dry-run to only print the commands." ;;
+			*) env_error "$tool not found on PATH; it is needed to run this script." ;;
+			esac
+		fi
+	done
+	for tool in "$@"; do
+		case $tool in
+		gcloud)
+			local account
+			account=$(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null | head -n 1) || true
+			[[ -n $account ]] || env_error "gcloud is not logged in. Run: gcloud auth login"
+			note "gcloud account: $account"
+			;;
+		terraform)
+			local version
+			version=$(terraform version -json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["terraform_version"])' 2>/dev/null) || version=""
+			if [[ -n $version ]] && ! python3 -c 'import sys; v=tuple(int(x) for x in sys.argv[1].split(".")[:2]); sys.exit(v < (1, 9))' "$version"; then
+				env_error "terraform $version is too old; this configuration needs Terraform >= 1.9."
+			fi
+			# Terraform's google provider authenticates with Application Default Credentials.
+			gcloud auth application-default print-access-token >/dev/null 2>&1 ||
+				env_error "Terraform has no Google credentials. Run: gcloud auth application-default login"
+			;;
+		esac
+	done
+}
+
+# The project must exist and be visible to the account.
+check_project_access() {
+	((DRY_RUN)) && return 0
+	gcloud projects describe "$PROJECT" --format='value(projectId)' >/dev/null 2>&1 ||
+		env_error "project '$PROJECT' does not exist or your account cannot see it (gcloud projects describe $PROJECT)."
+}
+
+WORK=""
+make_workdir() {
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/yolo-${NAME}.XXXXXX")
+	# shellcheck disable=SC2064  # expand now: the trap must remove this very directory
+	trap "rm -rf '$WORK'" EXIT
+}
+
+tf() { run terraform -chdir="$DEPLOY_DIR" "$@"; }
+
+tf_init() {
+	tf init -input=false -reconfigure -backend-config="bucket=${STATE_BUCKET}" -backend-config="prefix=${STATE_PREFIX}"
+}
+
+tf_apply() { # tf_apply VARFILE
+	tf apply -input=false -auto-approve -var-file="$1"
+}
+
+# Fetch the deployment's variables (kept beside the state) into $WORK/deploy.tfvars.json.
+# Returns 1 when there is no deployment yet.
+fetch_tfvars() {
+	if ((DRY_RUN)); then
+		printf '%s  # variables of the existing deployment, if any\n' "$(shell_quote gcloud storage cp "$TFVARS_OBJECT" "$WORK/deploy.tfvars.json" --project="$PROJECT")"
+		return 0
+	fi
+	gcloud storage cp "$TFVARS_OBJECT" "$WORK/deploy.tfvars.json" --project="$PROJECT" >/dev/null 2>&1
+}
+
+push_tfvars() {
+	run gcloud storage cp "$WORK/deploy.tfvars.json" "$TFVARS_OBJECT" --project="$PROJECT"
+}
+
+# Poll URL/readyz until it answers 200 or TIMEOUT seconds pass.
+wait_ready() { # wait_ready URL TIMEOUT
+	local url=$1 timeout=$2 code="" deadline
+	if ((DRY_RUN)); then
+		printf "%s  # every 5 s until it prints 200, for up to %s s\n" "$(shell_quote curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz")" "$timeout"
+		return 0
+	fi
+	deadline=$((SECONDS + timeout))
+	note "waiting for $url/readyz to answer 200 (up to ${timeout}s)..."
+	while ((SECONDS < deadline)); do
+		code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
+		if [[ $code == 200 ]]; then
+			note "ready: $url"
+			return 0
+		fi
+		sleep 5
+	done
+	die "$url/readyz still answers $code after ${timeout}s; see: gcloud run services logs read $NAME --project=$PROJECT"
+}
+
+# Without --project, a real run uses gcloud's configured project.
+default_project() {
+	[[ -n $PROJECT ]] && return 0
+	if ((!DRY_RUN)) && command -v gcloud >/dev/null 2>&1; then
+		PROJECT=$(gcloud config get-value project 2>/dev/null) || PROJECT=""
+		[[ -n $PROJECT ]] && note "project: $PROJECT (from gcloud config)"
+	fi
+	[[ -n $PROJECT ]] || usage_error "--project is required (or set one with: gcloud config set project PROJECT)"
+}
+
+# parse_regions LIST: comma list -> REGIONS array, each a GPU region, none twice.
+parse_regions() {
+	local r seen=" "
+	[[ -n $1 ]] || usage_error "--region is required, e.g. --region us-central1 (make ... REGION=...)"
+	IFS=',' read -r -a REGIONS <<<"$1"
+	for r in "${REGIONS[@]}"; do
+		[[ -n $r ]] || usage_error "empty region in '$1'"
+		check_region "$r"
+		[[ $seen != *" $r "* ]] || usage_error "region $r is given twice"
+		seen+="$r "
+	done
+}
+
+# The run.app URL of each running region, from Terraform's outputs, one "REGION URL" per line.
+endpoint_urls() {
+	if ((DRY_RUN)); then
+		tf output -json endpoint_urls
+		return 0
+	fi
+	terraform -chdir="$DEPLOY_DIR" output -json endpoint_urls |
+		python3 -c 'import json,sys; [print(r, u) for r, u in sorted(json.load(sys.stdin).items())]'
+}
