@@ -89,7 +89,8 @@ class InferenceLoop:
         with self.jobs.mutex:
             self.jobs.queue.append(_STOP)
             self.jobs.not_empty.notify()
-        self.thread.join(timeout)
+        if self.thread.ident is not None:  # started
+            self.thread.join(timeout)
 
     def submit(self, image: np.ndarray, params: PredictParams, timeout_s: float):
         job = Job(image, params)

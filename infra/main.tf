@@ -108,6 +108,11 @@ resource "google_artifact_registry_repository" "images" {
   format        = "DOCKER"
   labels        = local.labels
 
+  # deploy.sh tags each image with a hash of its build context, so a tag never needs to move.
+  docker_config {
+    immutable_tags = true
+  }
+
   # Images are several GB (CUDA torch): keep the 5 newest, delete the rest after 30 days.
   cleanup_policy_dry_run = false
   cleanup_policies {

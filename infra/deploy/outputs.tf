@@ -1,0 +1,59 @@
+output "endpoint_urls" {
+  description = "URL of each running region's service."
+  value       = module.yolo.endpoint_urls
+}
+
+output "running_regions" {
+  description = "Regions with a running service."
+  value       = module.yolo.running_regions
+}
+
+output "stopped_regions" {
+  description = "Regions stopped by stop.sh."
+  value       = module.yolo.stopped_regions
+}
+
+output "load_balancer_url" {
+  description = "HTTPS URL of the global load balancer, or null."
+  value       = module.yolo.load_balancer_url
+}
+
+output "load_balancer_ip" {
+  description = "IP address of the global load balancer, or null."
+  value       = module.yolo.load_balancer_ip
+}
+
+output "service_account_email" {
+  description = "Runtime service account."
+  value       = module.yolo.service_account_email
+}
+
+output "build_service_account" {
+  description = "Cloud Build service account (projects/P/serviceAccounts/EMAIL)."
+  value       = module.yolo.build_service_account
+}
+
+output "image" {
+  description = "Image the services run."
+  value       = module.yolo.image
+}
+
+output "image_repository" {
+  description = "Artifact Registry path images are pushed to."
+  value       = module.yolo.image_repository
+}
+
+output "weights_bucket" {
+  description = "Bucket holding the weights."
+  value       = module.yolo.weights_bucket
+}
+
+output "model" {
+  description = "What MODEL points at."
+  value       = module.yolo.model
+}
+
+output "api_keys_secret" {
+  description = "Secret Manager secret ID of the API keys (the key itself is never an output)."
+  value       = module.yolo.api_keys_secret
+}

@@ -1,0 +1,19 @@
+output "endpoint_urls" {
+  description = "Per-region URLs."
+  value       = module.yolo.endpoint_urls
+}
+
+output "load_balancer_url" {
+  description = "One URL for all regions."
+  value       = module.yolo.load_balancer_url
+}
+
+output "load_balancer_ip" {
+  description = "Point the domain's A record here."
+  value       = module.yolo.load_balancer_ip
+}
+
+output "api_keys_secret" {
+  description = "Secret holding the API keys."
+  value       = module.yolo.api_keys_secret
+}

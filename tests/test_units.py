@@ -1,0 +1,247 @@
+"""The plain functions behind the handler, tested without a server: settings, parameters, addresses, the loop."""
+
+from __future__ import annotations
+
+import ipaddress
+import queue
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from function.config import load_settings
+from function.errors import BadParameter, ConfigError, InferenceTimeout, ModelNotReady, Overloaded
+from function.inference import InferenceLoop, Job, collect_batch, run_batch
+from function.params import PredictParams, parse_params
+from function.server import create_app, gunicorn_options
+from function.service import Service
+from function.source import is_forbidden_address
+
+
+# -- settings ------------------------------------------------------------------------------------------------------
+
+
+def test_settings_defaults():
+    s = load_settings({"MODEL": "gs://b/best.pt"})
+    assert (s.port, s.threads, s.max_upload_bytes, s.request_timeout_s, s.max_batch_size) == (8080, 8, 10 * 2**20, 60.0, 1)
+    assert s.api_keys == () and not s.auth_required and not s.on_cloud_run
+
+
+def test_api_keys_from_env_and_file_are_merged_and_hidden_from_repr(tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("b-key\n  c-key  \n\n")
+    s = load_settings({"MODEL": "m.pt", "API_KEYS": "a-key, b-key,", "API_KEYS_FILE": str(keys)})
+    assert s.api_keys == ("a-key", "b-key", "c-key")
+    assert "a-key" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PORT": "0"}, {"PORT": "http"}, {"THREADS": "1000"}, {"MODEL_TASK": "depth"}, {"LOG_LEVEL": "LOUD"},
+     {"REQUEST_TIMEOUT_S": "-1"}, {"K_SERVICE": "svc"}, {"K_SERVICE": "svc", "ALLOW_UNAUTHENTICATED": "yes please"}],
+)
+def test_bad_settings_raise_config_error(env):
+    with pytest.raises(ConfigError):
+        load_settings({"MODEL": "m.pt", **env})
+
+
+def test_cloud_run_may_serve_unauthenticated_when_told_to():
+    assert load_settings({"MODEL": "m.pt", "K_SERVICE": "svc", "ALLOW_UNAUTHENTICATED": "true"}).on_cloud_run
+
+
+def test_gunicorn_options_are_one_worker_with_threads_and_a_graceful_stop():
+    settings = load_settings({"MODEL": "m.pt", "PORT": "9000", "THREADS": "12"})
+    options = gunicorn_options(settings, Service(settings))
+    hooks = {k: options.pop(k) for k in ("post_worker_init", "worker_exit")}
+    assert all(callable(h) for h in hooks.values())
+    assert options == {
+        "bind": "0.0.0.0:9000",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": 12,
+        "graceful_timeout": 8,
+        "timeout": 0,
+        "keepalive": 650,
+        "max_requests": 0,
+        "accesslog": None,
+        "loglevel": "warning",
+        "logger_class": "function.server.JsonGunicornLogger",
+        "limit_request_line": 8190,
+        "forwarded_allow_ips": "*",
+        "proc_name": "yolo-endpoint",
+    }
+
+
+# -- parameters ----------------------------------------------------------------------------------------------------
+
+
+def test_params_defaults_aliases_and_precedence():
+    assert parse_params({}) == PredictParams(conf=0.25, iou=0.7, imgsz=640, normalize=False, decimals=5)
+    assert parse_params({"confidence": "0.5", "size": "320"}) == PredictParams(conf=0.5, imgsz=320)
+    assert parse_params({"conf": "0.4"}, {"conf": "0.9", "iou": "0.1"}) == PredictParams(conf=0.4, iou=0.1)
+    assert parse_params({"conf": ""}, {"conf": "0.3"}).conf == 0.3
+    assert parse_params({"normalize": "TRUE"}).normalize is True
+    assert PredictParams(conf=0.3, imgsz=320).model_args == {"conf": 0.3, "iou": 0.7, "imgsz": 320}
+
+
+@pytest.mark.parametrize("fields", [{"conf": "inf"}, {"iou": "1"}, {"imgsz": "1e3"}, {"decimals": "-1"}, {"normalize": "2"}])
+def test_params_out_of_range(fields):
+    with pytest.raises(BadParameter) as error:
+        parse_params(fields)
+    assert next(iter(fields)) in error.value.message
+
+
+# -- addresses -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "127.8.9.1", "10.1.2.3", "172.31.0.1", "192.168.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+     "224.0.0.251", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:127.0.0.1",
+     "::ffff:169.254.169.254", "2002:a9fe:a9fe::1", "64:ff9b::7f00:1", "fe80::1%eth0"],
+)
+def test_non_public_addresses_are_forbidden(address):
+    assert is_forbidden_address(address)
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "142.250.1.1", "2607:f8b0:4004:c07::64", "::ffff:8.8.8.8"])
+def test_public_addresses_are_allowed(address):
+    assert not is_forbidden_address(address)
+
+
+def test_allowed_networks_open_exactly_their_range():
+    allowed = (ipaddress.ip_network("10.20.0.0/16"),)
+    assert not is_forbidden_address("10.20.3.4", allowed)
+    assert is_forbidden_address("10.21.3.4", allowed)
+
+
+# -- the inference loop, with a queue and no HTTP ------------------------------------------------------------------
+
+
+def _job(conf=0.25):
+    return Job(np.zeros((2, 2, 3), np.uint8), PredictParams(conf=conf))
+
+
+def test_collect_batch_gathers_up_to_the_size_and_stops_on_the_sentinel():
+    from function.inference import _STOP
+
+    jobs = queue.Queue()
+    for _ in range(5):
+        jobs.put(_job())
+    batch, stop = collect_batch(jobs, max_size=3, max_wait_s=0.01)
+    assert len(batch) == 3 and not stop
+    jobs.put(_STOP)
+    batch, stop = collect_batch(jobs, max_size=8, max_wait_s=0.01)
+    assert len(batch) == 2 and stop
+
+
+def test_run_batch_groups_by_parameters_and_checks_the_count():
+    calls = []
+
+    def predict(images, params):
+        calls.append((len(images), params.conf))
+        return [f"result-{params.conf}"] * len(images)
+
+    jobs = [_job(0.25), _job(0.5), _job(0.25)]
+    run_batch(predict, jobs)
+    assert sorted(calls) == [(1, 0.5), (2, 0.25)]
+    assert [j.result for j in jobs] == ["result-0.25", "result-0.5", "result-0.25"]
+
+    short = [_job(), _job()]
+    run_batch(lambda images, params: ["only one"], short)
+    assert all(isinstance(j.error, RuntimeError) and "1 results for 2 images" in str(j.error) for j in short)
+
+
+def test_a_model_failure_reaches_every_job_of_its_batch_and_abandoned_jobs_are_skipped():
+    def predict(images, params):
+        raise ValueError("CUDA out of memory")
+
+    jobs, abandoned = [_job(), _job()], _job()
+    abandoned.abandoned = True
+    run_batch(predict, jobs + [abandoned])
+    assert all(isinstance(j.error, ValueError) for j in jobs)
+    assert not abandoned.done.is_set()
+
+
+def test_loop_serves_threads_in_turn_and_only_its_own_thread_touches_the_model():
+    owners = set()
+
+    def predict(images, params):
+        owners.add(threading.current_thread().name)
+        return [params.conf for _ in images]
+
+    loop = InferenceLoop(predict, max_queue=64, max_batch_size=4, max_batch_wait_s=0.005)
+    loop.start()
+    results = {}
+
+    def call(i):
+        results[i] = loop.submit(np.zeros((1, 1, 3), np.uint8), PredictParams(conf=0.01 * (i + 1)), timeout_s=10)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    loop.stop(timeout=5)
+    assert results == {i: 0.01 * (i + 1) for i in range(20)}
+    assert owners == {"inference"}
+    assert not loop.thread.is_alive()
+
+
+def test_loop_times_out_slow_jobs_refuses_when_full_and_fails_late_waiters_on_stop():
+    release = threading.Event()
+    calls = []
+
+    def predict(images, params):
+        calls.append(len(images))
+        release.wait(5)
+        return [None for _ in images]
+
+    loop = InferenceLoop(predict, max_queue=2)
+    loop.start()
+    image, params = np.zeros((1, 1, 3), np.uint8), PredictParams()
+    busy = threading.Thread(target=lambda: loop.submit(image, params, timeout_s=10))
+    busy.start()
+    time.sleep(0.1)  # the first job is inside predict; the queue is empty again
+    with pytest.raises(InferenceTimeout):
+        loop.submit(image, params, timeout_s=0.1)  # queued behind it, gives up; it still holds its slot
+    late = Job(image, params)
+    loop.jobs.put_nowait(late)
+    with pytest.raises(Overloaded):
+        loop.submit(image, params, timeout_s=1)
+    loop.stop(timeout=0)  # the sentinel goes in although the queue is full
+    release.set()
+    busy.join(5)
+    loop.thread.join(5)
+    assert not loop.thread.is_alive()
+    assert calls == [1, 1], "the abandoned job was skipped; the late one ran before the sentinel"
+    assert late.done.is_set() and late.error is None
+
+    behind_the_sentinel = Job(image, params)
+    loop2 = InferenceLoop(predict, max_queue=4)
+    loop2.stop(timeout=0)
+    loop2.jobs.put_nowait(behind_the_sentinel)
+    loop2.start()
+    loop2.thread.join(5)
+    assert isinstance(behind_the_sentinel.error, ModelNotReady)
+
+
+# -- the HTTP function through Flask's test client -----------------------------------------------------------------
+
+
+class _ExplodingService(Service):
+    def predict(self, data, params, started):
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+
+def test_an_unexpected_error_is_a_500_without_a_stack_trace(bus_jpg):
+    settings = load_settings({"MODEL": "unused.pt"})
+    service = _ExplodingService(settings)
+    service.model = object()
+    service.ready.set()
+    client = create_app(settings, service).test_client()
+    response = client.post("/predict", data={"file": (bus_jpg.open("rb"), "bus.jpg")})
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": {"code": 500, "status": "Internal Server Error", "message": "Internal server error; the request was not completed"}
+    }
+    assert b"secret" not in response.data and b"Traceback" not in response.data
