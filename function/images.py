@@ -15,6 +15,8 @@ from .errors import BadImage, NotAnImage, TooLarge
 # MPO has no entry of its own: Pillow's JPEG opener returns MPO files.
 FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "HEIF", "JPEG2000", "TIFF", "BMP", "GIF")
 _DNG_VERSION_TAG = 50706
+_TIFF_MAGIC = (b"II*\0", b"MM\0*")
+_NOT_AN_IMAGE = "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"
 _registered = False
 
 
@@ -49,12 +51,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode_dng(data: bytes) -> np.ndarray:
+def _decode_dng(data: bytes, max_pixels: int) -> np.ndarray:
+    """DNG through LibRaw (rawpy): Pillow sees at most a DNG's preview, or nothing."""
     import rawpy
 
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:
+            width, height = raw.sizes.width, raw.sizes.height
+            if width * height > max_pixels:
+                raise TooLarge(f"Image is {width}x{height} = {width * height} pixels, over MAX_IMAGE_PIXELS={max_pixels}")
             rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
+    except TooLarge:
+        raise
+    except rawpy.LibRawFileUnsupportedError:
+        raise NotAnImage(_NOT_AN_IMAGE) from None
     except Exception as exc:  # rawpy raises LibRawError subclasses and plain errors alike
         raise BadImage(f"Invalid image: DNG could not be decoded ({type(exc).__name__})") from None
     return np.ascontiguousarray(rgb[..., ::-1])
@@ -70,9 +80,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = _pillow_open()(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise NotAnImage(
-            "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"
-        ) from None
+        if data[:4] in _TIFF_MAGIC:  # a DNG Pillow cannot open at all
+            return _decode_dng(data, max_pixels)
+        raise NotAnImage(_NOT_AN_IMAGE) from None
     except Image.DecompressionBombError:
         raise TooLarge(f"Image has too many pixels (limit MAX_IMAGE_PIXELS={max_pixels})") from None
     except Exception as exc:
@@ -83,7 +93,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if width == 0 or height == 0:
         raise BadImage("Invalid image: it has no pixels")
     if image.format == "TIFF" and _DNG_VERSION_TAG in getattr(image, "tag_v2", {}):
-        return _decode_dng(data)
+        return _decode_dng(data, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -200,6 +200,34 @@ def test_exif_orientation_is_applied(server, weights, bus_jpg):
     assert response.json()["images"][0]["results"] == local_summary(weights["detect"], bgr(upright))
 
 
+def _linear_dng(image: Image.Image) -> bytes:
+    """A minimal linear (demosaiced) DNG: a TIFF with the DNG tags LibRaw needs."""
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[50706] = b"\x01\x04\x00\x00"  # DNGVersion 1.4
+    tags.tagtype[50706] = 1
+    tags[50708] = "Test Camera"  # UniqueCameraModel
+    tags[262] = 34892  # PhotometricInterpretation: LinearRaw
+    tags[50721] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # ColorMatrix1
+    tags.tagtype[50721] = 10
+    tags[50778] = 21  # CalibrationIlluminant1: D65
+    return _encode(image, "TIFF", tiffinfo=tags)
+
+
+def test_dng_is_developed_by_libraw(server, weights, bus_jpg):
+    import rawpy
+
+    data = _linear_dng(Image.open(bus_jpg).resize((405, 540)))
+    with rawpy.imread(io.BytesIO(data)) as raw:
+        developed = raw.postprocess(use_camera_wb=True, output_bps=8)
+    response = post(server, files={"file": ("bus.dng", data)})
+    assert response.status_code == 200, response.text
+    assert response.json()["images"][0]["shape"] == [540, 405]
+    expected = local_summary(weights["detect"], np.ascontiguousarray(developed[..., ::-1]))
+    assert response.json()["images"][0]["results"] == expected
+
+
 # -- the `source` field --------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Custom checkov policies (loaded with --external-checks-dir infra/policies)."""

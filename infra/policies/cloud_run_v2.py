@@ -1,0 +1,192 @@
+"""Custom checkov policies for google_cloud_run_v2_service (checkov ships none for the v2 API).
+
+Run with: checkov -d infra --external-checks-dir infra/policies
+Each check reads the resource as checkov renders it: every attribute is a list, blocks are lists
+of dicts, and values that stay unresolved remain strings such as "${var.x}".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from checkov.common.models.enums import CheckCategories, CheckResult
+from checkov.terraform.checks.resource.base_resource_check import BaseResourceCheck
+
+SERVICE = ("google_cloud_run_v2_service",)
+PUBLIC = {"allUsers", "allAuthenticatedUsers"}
+SECRET_NAME = re.compile(r"(API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY)", re.I)
+
+
+def first(value: Any) -> Any:
+    """checkov wraps every attribute in a list; unwrap one level."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def blocks(conf: dict, *path: str) -> list[dict]:
+    """All blocks at path (each level may repeat), e.g. blocks(conf, "template", "containers")."""
+    current = [conf]
+    for key in path:
+        found = []
+        for item in current:
+            value = item.get(key, []) if isinstance(item, dict) else []
+            for v in value if isinstance(value, list) else [value]:
+                found.extend(v if isinstance(v, list) else [v])
+        current = [v for v in found if isinstance(v, dict)]
+    return current
+
+
+def env_vars(container: dict) -> list[dict]:
+    return blocks(container, "env")
+
+
+def unresolved(value: Any) -> bool:
+    """True when checkov could not evaluate the expression (a variable it cannot see, an optional()
+    default it does not apply): such a value is judged UNKNOWN, never PASSED or FAILED."""
+    value = first(value)
+    return value is None or isinstance(value, (dict, list)) or (isinstance(value, str) and ("${" in value or value.startswith(("var.", "local."))))
+
+
+def truthy(value: Any) -> bool:
+    value = first(value)
+    return value is True or str(value).lower() == "true"
+
+
+def memory_gib(value: Any) -> float | None:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Gi|Mi|G|M)", str(first(value)))
+    if not match:
+        return None
+    number, unit = float(match[1]), match[2]
+    return {"Gi": number, "G": number * 1e9 / 2**30, "Mi": number / 1024, "M": number * 1e6 / 2**30}[unit]
+
+
+class CloudRunV2Check(BaseResourceCheck):
+    def __init__(self, name: str, id: str, resources=SERVICE) -> None:
+        super().__init__(name=name, id=id, categories=(CheckCategories.GENERAL_SECURITY,), supported_resources=resources)
+
+
+class GpuResources(CloudRunV2Check):
+    """A GPU revision needs the nvidia.com/gpu limit, >= 4 CPU, >= 16 GiB and instance-based billing."""
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 GPU service has an L4 limit, >= 4 CPU, >= 16 GiB and cpu_idle = false", "CKV_YOLO_1")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        selectors = blocks(conf, "template", "node_selector")
+        if not selectors:
+            return CheckResult.UNKNOWN  # not a GPU service
+        if first(selectors[0].get("accelerator")) != "nvidia-l4":
+            return CheckResult.FAILED
+        for container in blocks(conf, "template", "containers"):
+            for resources in blocks(container, "resources"):
+                limits = first(resources.get("limits")) or {}
+                if any(unresolved(limits.get(k)) for k in ("cpu", "memory", "nvidia.com/gpu")):
+                    return CheckResult.UNKNOWN
+                cpu = str(first(limits.get("cpu", "")))
+                if str(first(limits.get("nvidia.com/gpu", ""))) != "1":
+                    return CheckResult.FAILED
+                if not cpu.isdigit() or int(cpu) < 4:
+                    return CheckResult.FAILED
+                gib = memory_gib(limits.get("memory", ""))
+                if gib is None or gib < 16:
+                    return CheckResult.FAILED
+                if truthy(resources.get("cpu_idle", [True])):
+                    return CheckResult.FAILED
+                return CheckResult.PASSED
+        return CheckResult.FAILED
+
+
+class Probes(CloudRunV2Check):
+    """Traffic only after an HTTP startup probe passes; a liveness probe restarts a wedged instance."""
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 service has HTTP startup and liveness probes", "CKV_YOLO_2")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        containers = blocks(conf, "template", "containers")
+        if not containers:
+            return CheckResult.FAILED
+        for container in containers:
+            if not blocks(container, "startup_probe", "http_get") or not blocks(container, "liveness_probe", "http_get"):
+                return CheckResult.FAILED
+            for probe in blocks(container, "startup_probe"):
+                period, threshold = first(probe.get("period_seconds", [10])), first(probe.get("failure_threshold", [3]))
+                if isinstance(period, (int, float)) and isinstance(threshold, (int, float)) and period * threshold > 240:
+                    return CheckResult.FAILED  # Cloud Run rejects a startup window over 240 s
+        return CheckResult.PASSED
+
+
+class DedicatedServiceAccount(CloudRunV2Check):
+    """Never the Compute Engine default account (Editor on the whole project in many projects)."""
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 service runs as a dedicated service account", "CKV_YOLO_3")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        templates = blocks(conf, "template")
+        account = first(templates[0].get("service_account")) if templates else None
+        if account and unresolved(account):
+            return CheckResult.UNKNOWN
+        if not account or str(account).endswith("-compute@developer.gserviceaccount.com"):
+            return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+class NoSecretLiteralInEnv(CloudRunV2Check):
+    """Secrets arrive from Secret Manager (value_source or a mounted file), never as literal env values."""
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 service has no secret literal in its environment and does not disable auth", "CKV_YOLO_4")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        for container in blocks(conf, "template", "containers"):
+            for env in env_vars(container):
+                name = str(first(env.get("name", "")))
+                if name == "ALLOW_UNAUTHENTICATED" and truthy(env.get("value")):
+                    return CheckResult.FAILED
+                if SECRET_NAME.search(name) and not name.endswith("_FILE") and "value" in env and not env.get("value_source"):
+                    return CheckResult.FAILED
+        return CheckResult.PASSED
+
+
+class PublicOnlyWithApiKeys(CloudRunV2Check):
+    """invoker_iam_disabled opens the service to the internet: only with API keys mounted from Secret Manager."""
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 service is public only when it requires API keys from Secret Manager", "CKV_YOLO_5")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        if not truthy(conf.get("invoker_iam_disabled", [False])):
+            return CheckResult.PASSED
+        secret_volumes = {first(v.get("name")) for v in blocks(conf, "template", "volumes") if blocks(v, "secret")}
+        for container in blocks(conf, "template", "containers"):
+            names = {str(first(e.get("name", ""))) for e in env_vars(container)}
+            mounts = {first(m.get("name")) for m in blocks(container, "volume_mounts")}
+            if "API_KEYS_FILE" in names and mounts & secret_volumes:
+                return CheckResult.PASSED
+        return CheckResult.FAILED
+
+
+class InvokerNotAllUsers(CloudRunV2Check):
+    """The v2 twin of CKV_GCP_102: no allUsers/allAuthenticatedUsers invoker grant (use invoker_iam_disabled + API keys)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Cloud Run v2 service IAM grants nothing to allUsers or allAuthenticatedUsers",
+            "CKV_YOLO_6",
+            resources=("google_cloud_run_v2_service_iam_member", "google_cloud_run_v2_service_iam_binding"),
+        )
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        members = conf.get("member", []) + [m for ms in conf.get("members", []) for m in (ms if isinstance(ms, list) else [ms])]
+        return CheckResult.FAILED if PUBLIC & {str(m) for m in members} else CheckResult.PASSED
+
+
+gpu_resources = GpuResources()
+probes = Probes()
+dedicated_service_account = DedicatedServiceAccount()
+no_secret_literal_in_env = NoSecretLiteralInEnv()
+public_only_with_api_keys = PublicOnlyWithApiKeys()
+invoker_not_all_users = InvokerNotAllUsers()
