@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -114,3 +115,37 @@ def test_unusable_weights_exit_4_with_one_clear_line(start_server, tmp_path, mak
     for word in words:
         assert word in message
     assert "Traceback" not in server.log_text()
+
+
+def test_weights_from_an_https_style_url_and_an_exported_torchscript_model(start_server, weights, bus_jpg, tmp_path):
+    """MODEL may be a URL (downloaded into the cache) or any format YOLO() loads; here TorchScript, exported locally."""
+    import functools
+    import shutil
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from ultralytics import YOLO
+
+    from conftest import local_summary
+
+    source = tmp_path / "fall.pt"  # export writes beside its input: keep it out of site-packages
+    shutil.copy(weights["detect"], source)
+    exported = Path(YOLO(str(source)).export(format="torchscript", imgsz=640))
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(exported, served / "fall.torchscript")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/fall.torchscript"
+        server = start_server({"MODEL": url, "MODEL_CACHE_DIR": str(tmp_path / "cache")})
+    finally:
+        httpd.shutdown()
+    assert (tmp_path / "cache" / "url" / "fall.torchscript").read_bytes() == exported.read_bytes()
+    response = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["metadata"]["model"] == "fall.torchscript"
+    assert body["images"][0]["results"] == local_summary(exported, str(bus_jpg))
+    assert body["images"][0]["results"], "the exported model still finds people"
+    assert server.stop() == 0
