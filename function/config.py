@@ -40,6 +40,7 @@ class Settings:
     log_level: str = "INFO"
     project: str | None = None
     graceful_timeout_s: int = 8
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def auth_required(self) -> bool:
@@ -146,6 +147,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gcs_workers=_int(env, "GCS_WORKERS", 8, 1, 64),
         log_level=level,
         project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
+        cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
     )
     if settings.on_cloud_run and not settings.api_keys and not settings.allow_unauthenticated:
         raise ConfigError(

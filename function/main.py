@@ -112,6 +112,8 @@ def route(path: str) -> dict:
 def dispatch(request: flask.Request, service, started: float) -> flask.Response:
     handlers = route(request.path)
     method = "GET" if request.method == "HEAD" else request.method
+    if method == "OPTIONS":  # a CORS preflight or a client asking; the CORS headers, if on, are added by the app
+        return flask.Response(status=204, headers={"Allow": ", ".join([*handlers, "OPTIONS"])})
     if method not in handlers:
         raise from_http_status(405, f"{request.method} is not allowed on {request.path}; use {', '.join(handlers)}")
     return handlers[method](request, service, started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -28,7 +29,22 @@ def create_app(settings: Settings, service: Service | None = None) -> flask.Flas
     # the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it be as large as the upload limit allows.
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_upload_bytes * 4 // 3 + _FORM_SLACK
     app.extensions[SERVICE_KEY] = service or Service(settings)
+    if settings.cors_origins:
+        app.after_request(functools.partial(add_cors_headers, settings.cors_origins))
     return app
+
+
+def add_cors_headers(origins: tuple[str, ...], response: flask.Response) -> flask.Response:
+    """Let browser apps on the allowed origins call the API (the Platform's JavaScript example, unchanged)."""
+    origin = flask.request.headers.get("Origin", "")
+    if origin and ("*" in origins or origin in origins):
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+        response.headers.add("Vary", "Origin")
+        if flask.request.method == "OPTIONS":  # the preflight Flask answers by itself
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, X-Api-Key, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "3600"
+    return response
 
 
 def gunicorn_options(settings: Settings, service: Service) -> dict:

@@ -245,3 +245,21 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(bus_jpg):
         "error": {"code": 500, "status": "Internal Server Error", "message": "Internal server error; the request was not completed"}
     }
     assert b"secret" not in response.data and b"Traceback" not in response.data
+
+
+def test_cors_is_off_by_default_and_answers_preflights_for_allowed_origins():
+    closed = create_app(load_settings({"MODEL": "m.pt"})).test_client()
+    assert "Access-Control-Allow-Origin" not in closed.options("/predict", headers={"Origin": "https://app.example"}).headers
+    assert "Access-Control-Allow-Origin" not in closed.get("/healthz", headers={"Origin": "https://app.example"}).headers
+
+    settings = load_settings({"MODEL": "m.pt", "CORS_ORIGINS": "https://app.example, https://admin.example/"})
+    client = create_app(settings).test_client()
+    preflight = client.options("/predict", headers={
+        "Origin": "https://admin.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 204 and preflight.headers["Allow"] == "POST, OPTIONS"
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://admin.example"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert client.get("/healthz", headers={"Origin": "https://app.example"}).headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Access-Control-Allow-Origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers

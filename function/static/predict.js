@@ -1,0 +1,618 @@
+// The Predict page: an image (upload, example or webcam frame) goes to this endpoint's POST /predict, the same API
+// apps call; the response is drawn as SVG over the image. No dependencies, and nothing is fetched from elsewhere.
+"use strict";
+
+// Ultralytics' default palette, indexed by class id: ultralytics/utils/plotting.py, Colors.__init__ `hexs`.
+const PALETTE = [
+  "#042AFF", "#0BDBEB", "#F3F3F3", "#00DFB7", "#111F68", "#FF6FDD", "#FF444F", "#CCED00", "#00F344", "#BD00FF",
+  "#00B4FF", "#DD00BA", "#00FFFF", "#26C000", "#01FFB3", "#7D24FF", "#7B0068", "#FF1B6C", "#FC6D2F", "#A2FF0B",
+];
+// Pose, from the same file: Colors.pose_palette, Annotator.__init__ skeleton (1-based COCO keypoint pairs),
+// limb_color and kpt_color (indices into pose_palette), and Annotator.kpts' default conf_thres. Ultralytics draws
+// these triples with OpenCV on a BGR image, so on screen each one is (blue, green, red): see poseColor().
+const POSE_PALETTE = [
+  [255, 128, 0], [255, 153, 51], [255, 178, 102], [230, 230, 0], [255, 153, 255], [153, 204, 255], [255, 102, 255],
+  [255, 51, 255], [102, 178, 255], [51, 153, 255], [255, 153, 153], [255, 102, 102], [255, 51, 51], [153, 255, 153],
+  [102, 255, 102], [51, 255, 51], [0, 255, 0], [0, 0, 255], [255, 0, 0], [255, 255, 255],
+];
+const SKELETON = [
+  [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10], [9, 11],
+  [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+];
+const LIMB_COLOR = [9, 9, 9, 9, 7, 7, 7, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16];
+const KPT_COLOR = [16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9];
+const KPT_CONF = 0.25;
+
+const DEBOUNCE_MS = 500;
+const KEY_STORAGE = "yolo-endpoint.api-key";
+const MAX_AUTO_RETRIES = 3; // 429: the page retries after Retry-After this many times, then leaves it to the user
+const SVG_NS = "http://www.w3.org/2000/svg";
+// The server does not expose MAX_UPLOAD_MB; the page shows and enforces the default, 10 MB (see index.html).
+const MAX_UPLOAD_MB = Number(document.body.dataset.maxUploadMb) || 10;
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  model: $("model"), key: $("api-key"), drop: $("dropzone"), file: $("file"), webcam: $("webcam"),
+  conf: $("conf"), confValue: $("conf-value"), iou: $("iou"), iouValue: $("iou-value"),
+  sizes: [...document.querySelectorAll("[data-imgsz]")], curl: $("curl"),
+  error: $("error"), errorText: $("error-text"), retry: $("retry"), status: $("status"),
+  frame: $("frame"), preview: $("preview"), video: $("video"), overlay: $("overlay"), hint: $("hint"),
+  listTitle: $("list-title"), detections: $("detections"), top5: $("top5"), speed: $("speed"), json: $("json"),
+};
+
+const state = {
+  image: null, // {blob, name, source, url}
+  imgsz: 640,
+  seq: 0, // every request gets the next number; a response whose number is not the latest is dropped
+  controller: null,
+  timer: null, // the parameter debounce
+  retryTimer: null,
+  retries: 0,
+  last: null, // {body, roundTripMs}: the latest response drawn
+  stream: null,
+  examples: new Map(), // url -> Promise<Blob>, started at page load
+};
+
+// ---- small helpers ---------------------------------------------------------------------------------------------
+
+const classColor = (cls) => PALETTE[((Number(cls) % PALETTE.length) + PALETTE.length) % PALETTE.length];
+const poseColor = ([b, g, r]) => `rgb(${r}, ${g}, ${b})`;
+const fmtMs = (ms) => (Number.isFinite(ms) ? `${ms.toFixed(1)} ms` : "–");
+const fmtConf = (c) => Number(c).toFixed(2);
+
+function textColorOn(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  const luma = 0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255);
+  return luma > 150 ? "#111111" : "#ffffff";
+}
+
+function svg(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "style") Object.assign(node.style, v);
+    else node.setAttribute(k, String(v));
+  }
+  node.append(...children);
+  return node;
+}
+
+function params() {
+  return { conf: el.conf.value, iou: Number(el.iou.value).toFixed(2), imgsz: String(state.imgsz) };
+}
+
+function setState(name) {
+  document.body.dataset.state = name;
+}
+
+// ---- API key ---------------------------------------------------------------------------------------------------
+
+function apiKey() {
+  return el.key.value.trim();
+}
+
+el.key.value = sessionStorage.getItem(KEY_STORAGE) || "";
+el.key.addEventListener("input", () => {
+  if (apiKey()) sessionStorage.setItem(KEY_STORAGE, apiKey());
+  else sessionStorage.removeItem(KEY_STORAGE);
+  updateCurl();
+  schedule(); // a corrected key re-runs the current image, debounced like any parameter
+});
+
+// Enter in the key field runs the current image at once instead of submitting anywhere.
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (state.image) runNow();
+});
+
+// ---- model status (GET readyz: no key needed) ------------------------------------------------------------------
+
+let readyPoll = null;
+
+async function checkModel() {
+  clearTimeout(readyPoll);
+  try {
+    const response = await fetch("readyz", { cache: "no-store" });
+    const body = await response.json().catch(() => ({}));
+    if (response.ok) {
+      el.model.replaceChildren("Model ", h("b", {}, body.model || "?"), " · task ", h("b", { "data-testid": "task" }, body.task || "?"));
+      document.body.dataset.task = body.task || "";
+      return true;
+    }
+    el.model.replaceChildren(h("span", { class: "loading" }, "The model is loading…"));
+  } catch {
+    el.model.replaceChildren(h("span", { class: "loading" }, "The endpoint cannot be reached"));
+  }
+  readyPoll = setTimeout(checkModel, 2000);
+  return false;
+}
+
+// Polls readyz until the model is up, then runs the current image again (after a 503 from predict).
+function rerunWhenReady(delayMs) {
+  const seq = state.seq;
+  clearTimeout(state.retryTimer);
+  state.retryTimer = setTimeout(async function poll() {
+    if (seq !== state.seq) return; // something newer started meanwhile
+    if (await checkModel()) {
+      if (seq === state.seq) runNow({ retry: true });
+    } else {
+      state.retryTimer = setTimeout(poll, 2000);
+    }
+  }, delayMs);
+}
+
+// ---- choosing an image -----------------------------------------------------------------------------------------
+
+function setImage(blob, name, source) {
+  if (blob.size > MAX_UPLOAD_MB * 1024 * 1024) {
+    const mb = (blob.size / 1024 / 1024).toFixed(1);
+    showError(`${name} is ${mb} MB; the limit is ${MAX_UPLOAD_MB} MB. Choose a smaller image.`, { retry: false });
+    return;
+  }
+  stopWebcam();
+  if (state.image) URL.revokeObjectURL(state.image.url);
+  state.image = { blob, name, source, url: URL.createObjectURL(blob) };
+  state.last = null;
+  clearResults();
+  for (const card of document.querySelectorAll(".card")) card.classList.remove("active");
+  if (source === "webcam") el.webcam.classList.add("active");
+  document.querySelector(`.example[data-name="${CSS.escape(name)}"]`)?.classList.toggle("active", source === "example");
+  el.frame.classList.remove("empty", "live", "no-preview");
+  el.frame.classList.toggle("restartable", source === "webcam");
+  el.frame.tabIndex = source === "webcam" ? 0 : -1;
+  el.frame.setAttribute("aria-label", source === "webcam" ? "Captured frame: click or press Enter to restart the webcam" : "");
+  showHint(source === "webcam" ? "Click the image to restart the webcam." : "");
+  el.video.hidden = true;
+  el.preview.hidden = false;
+  el.preview.src = state.image.url;
+  runNow();
+  if (matchMedia("(max-width: 820px)").matches) el.frame.scrollIntoView({ block: "nearest" }); // phones: show the result
+}
+
+el.preview.addEventListener("load", () => {
+  setFrameSize(el.preview.naturalWidth, el.preview.naturalHeight);
+  drawOverlay();
+});
+el.preview.addEventListener("error", () => {
+  if (!state.image) return;
+  // HEIC, TIFF, DNG... the server decodes them but this browser cannot show them: draw on a blank frame instead.
+  el.preview.hidden = true;
+  el.frame.classList.add("no-preview");
+  showHint("This browser cannot display this format; the results are drawn on a blank frame of the image's size.");
+});
+
+function setFrameSize(width, height) {
+  if (!width || !height) return;
+  el.frame.style.setProperty("--w", width);
+  el.frame.style.setProperty("--h", height);
+}
+
+el.drop.addEventListener("click", () => el.file.click());
+el.file.addEventListener("change", () => {
+  const file = el.file.files[0];
+  if (file) setImage(file, file.name, "upload");
+  el.file.value = ""; // choosing the same file again still triggers a run
+});
+
+for (const target of [el.drop, el.frame]) {
+  target.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    el.drop.classList.add("dragging");
+  });
+  target.addEventListener("dragleave", () => el.drop.classList.remove("dragging"));
+  target.addEventListener("drop", (event) => {
+    event.preventDefault();
+    el.drop.classList.remove("dragging");
+    const file = [...(event.dataTransfer?.files || [])][0];
+    if (file) setImage(file, file.name, "upload");
+  });
+}
+// A file dropped anywhere else must not make the browser navigate away from the page.
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => event.preventDefault());
+
+// Examples are fetched once at page load, so a click runs inference at once.
+// The thumbnails show the same blobs: one download per example.
+for (const button of document.querySelectorAll(".example")) {
+  const url = button.dataset.src;
+  const blob = fetch(url).then((r) => (r.ok ? r.blob() : Promise.reject(new Error(`HTTP ${r.status}`))));
+  blob.then((b) => (button.querySelector("img").src = URL.createObjectURL(b)), () => {}); // a failure is reported on click
+  state.examples.set(url, blob);
+  button.addEventListener("click", async () => {
+    try {
+      setImage(await state.examples.get(url), button.dataset.name, "example");
+    } catch (error) {
+      showError(`The example ${button.dataset.name} could not be loaded (${error.message}).`, { retry: false });
+    }
+  });
+}
+
+// ---- webcam ----------------------------------------------------------------------------------------------------
+
+async function startWebcam() {
+  stopWebcam();
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showError("The webcam needs a secure page (https or localhost) and a browser with camera support.", { retry: false });
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false });
+  } catch (error) {
+    const why = error.name === "NotAllowedError" ? "camera permission was denied" : error.name === "NotFoundError" ? "no camera was found" : error.message || error.name;
+    showError(`The webcam could not start: ${why}.`, { retry: false });
+    return;
+  }
+  state.stream = stream;
+  // The live preview replaces the current image: nothing pending for it may run or draw.
+  clearTimeout(state.timer);
+  clearTimeout(state.retryTimer);
+  state.controller?.abort();
+  state.seq += 1;
+  if (state.image) URL.revokeObjectURL(state.image.url);
+  state.image = null;
+  state.last = null;
+  clearResults();
+  setState("idle");
+  el.status.textContent = "";
+  hideError();
+  for (const card of document.querySelectorAll(".card")) card.classList.remove("active");
+  el.webcam.classList.add("active");
+  el.video.srcObject = stream;
+  await el.video.play().catch(() => {});
+  setFrameSize(el.video.videoWidth || 640, el.video.videoHeight || 480);
+  el.frame.classList.remove("empty", "no-preview", "restartable");
+  el.frame.classList.add("live");
+  el.frame.tabIndex = -1;
+  el.preview.hidden = true;
+  el.video.hidden = false;
+  el.overlay.replaceChildren();
+  showHint("Click the preview (or press Enter) to capture a frame.");
+  el.video.focus({ preventScroll: true });
+}
+
+function stopWebcam() {
+  if (!state.stream) return;
+  for (const track of state.stream.getTracks()) track.stop();
+  state.stream = null;
+  el.video.srcObject = null;
+  el.frame.classList.remove("live");
+}
+
+function captureFrame() {
+  const { videoWidth: width, videoHeight: height } = el.video;
+  if (!state.stream || !width) return;
+  const canvas = h("canvas", { width, height });
+  canvas.getContext("2d").drawImage(el.video, 0, 0, width, height);
+  canvas.toBlob((blob) => blob && setImage(new File([blob], "webcam.jpg", { type: "image/jpeg" }), "webcam.jpg", "webcam"), "image/jpeg", 0.92);
+}
+
+function stageAction() {
+  if (state.stream) captureFrame();
+  else if (state.image?.source === "webcam") startWebcam();
+}
+
+el.webcam.addEventListener("click", startWebcam);
+el.video.addEventListener("loadedmetadata", () => setFrameSize(el.video.videoWidth, el.video.videoHeight));
+el.frame.addEventListener("click", stageAction);
+el.frame.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    stageAction();
+  }
+});
+
+// ---- parameters ------------------------------------------------------------------------------------------------
+
+el.conf.addEventListener("input", () => {
+  el.confValue.value = fmtConf(el.conf.value);
+  updateCurl();
+  schedule();
+});
+el.iou.addEventListener("input", () => {
+  el.iouValue.value = fmtConf(el.iou.value);
+  updateCurl();
+  schedule();
+});
+for (const button of el.sizes) {
+  button.addEventListener("click", () => {
+    if (state.imgsz === Number(button.dataset.imgsz)) return;
+    state.imgsz = Number(button.dataset.imgsz);
+    for (const b of el.sizes) b.setAttribute("aria-pressed", String(b === button));
+    updateCurl();
+    schedule();
+  });
+}
+
+function updateCurl() {
+  const p = params();
+  const url = new URL("predict", location.href).href;
+  const auth = apiKey() ? ` \\\n  -H "Authorization: Bearer $API_KEY"` : "";
+  el.curl.textContent = `curl -X POST "${url}"${auth} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"`;
+}
+
+// ---- running inference -----------------------------------------------------------------------------------------
+
+// Parameter changes wait DEBOUNCE_MS of quiet, so a burst of changes costs one request.
+function schedule() {
+  clearTimeout(state.timer);
+  if (state.image) state.timer = setTimeout(runNow, DEBOUNCE_MS);
+}
+
+async function runNow({ retry = false } = {}) {
+  clearTimeout(state.timer);
+  clearTimeout(state.retryTimer);
+  if (!state.image) return;
+  if (!retry) state.retries = 0;
+  const seq = ++state.seq;
+  state.controller?.abort();
+  const controller = (state.controller = new AbortController());
+
+  const form = new FormData();
+  form.append("file", state.image.blob, state.image.name);
+  const p = params();
+  for (const [k, v] of Object.entries(p)) form.append(k, v);
+  const headers = apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {};
+
+  setState("running");
+  hideError();
+  el.status.textContent = `Running inference on ${state.image.name} (conf ${p.conf}, IoU ${p.iou}, size ${p.imgsz})…`;
+  const started = performance.now();
+  let response, text;
+  try {
+    response = await fetch("predict", { method: "POST", body: form, headers, signal: controller.signal, cache: "no-store" });
+    text = await response.text();
+  } catch (error) {
+    if (error.name === "AbortError" || seq !== state.seq) return; // superseded by a newer request
+    showError(`Could not reach the endpoint (${error.message}). Check your connection and retry.`);
+    return;
+  }
+  const roundTripMs = performance.now() - started;
+  if (seq !== state.seq) return; // a stale response never overwrites a newer one
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  if (!response.ok || !body?.images?.[0]) {
+    handleHttpError(response, body, text);
+    return;
+  }
+  state.last = { body, roundTripMs };
+  render();
+}
+
+function handleHttpError(response, body, text) {
+  const status = response.status;
+  const message = body?.error?.message || text.trim().slice(0, 300) || response.statusText || "no details";
+  const retryAfter = Math.min(Math.max(Number(response.headers.get("Retry-After")) || 1, 1), 30);
+  el.json.textContent = body ? JSON.stringify(body, null, 2) : text;
+  let readable;
+  switch (status) {
+    case 400:
+      readable = `The request was refused (400): ${message}`;
+      break;
+    case 401:
+      readable = `Unauthorized (401): this endpoint needs a valid API key. Enter it in the API key field. (${message})`;
+      el.key.focus();
+      break;
+    case 413:
+      readable = `The image is too large for this endpoint (413): ${message}`;
+      break;
+    case 415:
+      readable = `Not a supported image (415): ${message}`;
+      break;
+    case 429:
+      if (state.retries < MAX_AUTO_RETRIES) {
+        state.retries += 1;
+        readable = `The endpoint is busy (429). Retrying in ${retryAfter} s (attempt ${state.retries} of ${MAX_AUTO_RETRIES})…`;
+        const seq = state.seq;
+        state.retryTimer = setTimeout(() => seq === state.seq && runNow({ retry: true }), retryAfter * 1000);
+      } else {
+        readable = `The endpoint is busy (429): ${message}. Try again in a moment.`;
+      }
+      break;
+    case 503:
+      readable = `The model is still loading (503). The page will run your image as soon as it is ready.`;
+      rerunWhenReady(retryAfter * 1000);
+      checkModel();
+      break;
+    case 504:
+      readable = `Inference timed out (504): ${message}`;
+      break;
+    default:
+      readable = `The endpoint answered ${status} ${body?.error?.status || response.statusText}: ${message}`;
+  }
+  showError(readable, { retry: status !== 413 && status !== 415, status });
+}
+
+// ---- results ---------------------------------------------------------------------------------------------------
+
+function clearResults() {
+  el.overlay.replaceChildren();
+  el.detections.replaceChildren();
+  el.top5.replaceChildren();
+  el.top5.hidden = true;
+  el.detections.hidden = false;
+  el.listTitle.textContent = "Detections";
+  for (const dd of el.speed.querySelectorAll("dd")) dd.textContent = "–";
+  el.json.textContent = "";
+}
+
+function render() {
+  const { body, roundTripMs } = state.last;
+  const image = body.images[0];
+  const results = image.results || [];
+  const [height, width] = image.shape;
+  if (el.preview.hidden || !el.preview.naturalWidth) setFrameSize(width, height);
+  clearResults();
+  drawOverlay();
+
+  const classify = results.length > 0 && results.every((r) => !r.box);
+  if (classify) renderTop5(results);
+  else renderDetections(results);
+
+  const speed = image.speed || {};
+  const serverMs = Number(body.metadata?.functionTimeCall) * 1000;
+  const networkMs = Math.max(0, roundTripMs - (Number.isFinite(serverMs) ? serverMs : 0));
+  for (const name of ["preprocess", "inference", "postprocess"]) {
+    el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = fmtMs(Number(speed[name]));
+  }
+  el.speed.querySelector('[data-testid="speed-network"]').textContent = fmtMs(networkMs);
+  el.json.textContent = JSON.stringify(body, null, 2);
+
+  const what = classify ? `top class ${results[0].name} (${fmtConf(results[0].confidence)})` : `${results.length} detection${results.length === 1 ? "" : "s"}`;
+  el.status.textContent = `${state.image.name}: ${what} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
+  document.body.dataset.renderedSeq = String(state.seq);
+  setState("done");
+}
+
+function renderDetections(results) {
+  el.listTitle.textContent = `Detections (${results.length})`;
+  if (!results.length) {
+    el.detections.append(h("li", { class: "none" }, `Nothing found at confidence ≥ ${params().conf}. Try a lower Confidence.`));
+    return;
+  }
+  results.forEach((r, i) => {
+    el.detections.append(
+      h("li", { "data-testid": "detection-row", "data-index": i, "data-class": r.class },
+        h("span", { class: "swatch", style: { background: classColor(r.class) } }),
+        h("span", { class: "name" }, r.name),
+        h("span", { class: "conf" }, fmtConf(r.confidence))),
+    );
+  });
+}
+
+function renderTop5(results) {
+  el.listTitle.textContent = "Top-5 classes";
+  el.detections.hidden = true;
+  el.top5.hidden = false;
+  for (const r of results.slice(0, 5)) {
+    const pct = Math.max(0, Math.min(100, Number(r.confidence) * 100));
+    el.top5.append(
+      h("li", { "data-testid": "top5-row", "data-class": r.class, "data-name": r.name, "data-confidence": r.confidence },
+        h("div", { class: "row" }, h("span", { class: "name" }, r.name), h("span", { class: "conf" }, `${pct.toFixed(1)}%`)),
+        h("div", { class: "track" }, h("span", { class: "bar", "data-testid": "top5-bar", style: { width: `${pct}%`, background: classColor(r.class) } }))),
+    );
+  }
+}
+
+// Image pixels per on-screen pixel, so labels and keypoints keep a readable size at any display size.
+function screenScale(width, height) {
+  const shown = el.overlay.getBoundingClientRect();
+  return shown.width && shown.height ? Math.max(width / shown.width, height / shown.height) : 1;
+}
+
+function drawOverlay() {
+  el.overlay.replaceChildren();
+  if (!state.last || state.stream) return;
+  const image = state.last.body.images[0];
+  const [height, width] = image.shape;
+  el.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const u = screenScale(width, height);
+  const shapes = svg("g", { class: "shapes" }, el.overlay);
+  const labels = svg("g", { class: "labels" }, el.overlay);
+
+  (image.results || []).forEach((r, i) => {
+    if (!r.box) return; // classify: the top-5 bars say it all
+    const color = classColor(r.class);
+    const group = svg("g", { "data-testid": "result", "data-index": i, "data-class": r.class, "data-name": r.name, "data-confidence": r.confidence }, shapes);
+    if (r.segments?.x?.length > 2) {
+      const points = r.segments.x.map((x, k) => `${x},${r.segments.y[k]}`).join(" ");
+      svg("polygon", { class: "mask", "data-testid": "mask", points, fill: color, stroke: color }, group);
+    }
+    let anchor;
+    if ("x4" in r.box) {
+      const corners = [1, 2, 3, 4].map((k) => [r.box[`x${k}`], r.box[`y${k}`]]);
+      svg("polygon", { class: "obb", "data-testid": "obb", points: corners.map((c) => c.join(",")).join(" "), stroke: color }, group);
+      anchor = corners.reduce((top, c) => (c[1] < top[1] ? c : top));
+    } else {
+      const { x1, y1, x2, y2 } = r.box;
+      svg("rect", { class: "box", "data-testid": "box", x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: color,
+        "data-x1": x1, "data-y1": y1, "data-x2": x2, "data-y2": y2 }, group);
+      anchor = [x1, y1];
+    }
+    if (r.keypoints?.x?.length) drawKeypoints(r.keypoints, group, u);
+    drawLabel(labels, `${r.name} ${fmtConf(r.confidence)}`, color, anchor, width, u, i);
+  });
+}
+
+function drawKeypoints(kp, group, u) {
+  const visible = (k) => (kp.visible ? Number(kp.visible[k]) >= KPT_CONF : kp.x[k] !== 0 || kp.y[k] !== 0);
+  const pose = kp.x.length === 17;
+  if (pose) {
+    SKELETON.forEach(([a, b], i) => {
+      if (!visible(a - 1) || !visible(b - 1)) return;
+      svg("line", { class: "limb", "data-testid": "limb", x1: kp.x[a - 1], y1: kp.y[a - 1], x2: kp.x[b - 1], y2: kp.y[b - 1],
+        stroke: poseColor(POSE_PALETTE[LIMB_COLOR[i]]) }, group);
+    });
+  }
+  kp.x.forEach((x, k) => {
+    if (!visible(k)) return;
+    const fill = pose ? poseColor(POSE_PALETTE[KPT_COLOR[k]]) : PALETTE[k % PALETTE.length];
+    svg("circle", { class: "keypoint", "data-testid": "keypoint", "data-k": k, cx: x, cy: kp.y[k], r: 3.5 * u, fill }, group);
+  });
+}
+
+// A filled tag with the class name and confidence, above the box where there is room, else just inside it.
+function drawLabel(layer, text, color, [x, y], width, u, index) {
+  const fontSize = 12 * u;
+  const pad = 4 * u;
+  const tagH = fontSize + 2 * pad;
+  const g = svg("g", { class: "label", "data-testid": "label", "data-index": index }, layer);
+  const rect = svg("rect", { height: tagH, fill: color, rx: 2 * u }, g);
+  const label = svg("text", { x: pad, y: tagH / 2, "font-size": fontSize, fill: textColorOn(color) }, g);
+  label.textContent = text;
+  const tagW = label.getComputedTextLength() + 2 * pad;
+  rect.setAttribute("width", tagW);
+  const left = Math.max(0, Math.min(x, width - tagW));
+  const top = y - tagH >= 0 ? y - tagH : y;
+  g.setAttribute("transform", `translate(${left} ${top})`);
+}
+
+// Labels and keypoints are sized in screen pixels: redraw them when the frame's size changes.
+let resizeFrame = 0;
+new ResizeObserver(() => {
+  cancelAnimationFrame(resizeFrame);
+  resizeFrame = requestAnimationFrame(drawOverlay);
+}).observe(el.frame);
+
+// ---- messages --------------------------------------------------------------------------------------------------
+
+function showError(text, { retry = true, status = null } = {}) {
+  el.errorText.textContent = text;
+  el.error.dataset.status = status ?? "";
+  el.retry.hidden = !retry || !state.image;
+  el.error.hidden = false;
+  el.status.textContent = "";
+  if (status) {
+    // The image stays; results from an earlier request would now be misleading.
+    state.last = null;
+    el.overlay.replaceChildren();
+    el.detections.replaceChildren();
+    el.top5.replaceChildren();
+  }
+  setState("error");
+}
+
+function hideError() {
+  el.error.hidden = true;
+  el.errorText.textContent = "";
+}
+
+function showHint(text) {
+  el.hint.textContent = text;
+  el.hint.hidden = !text;
+}
+
+el.retry.addEventListener("click", () => runNow());
+
+updateCurl();
+checkModel();
