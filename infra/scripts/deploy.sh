@@ -57,7 +57,7 @@ while (($#)); do
 		arg=${arg%%=*}
 		;;
 	--project | --regions | --model | --name | --min-instances | --max-instances | --concurrency | --domains | --model-id)
-		(($# >= 2)) || usage_error "$arg needs a value"
+		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
 		value=$2
 		shift
 		;;
@@ -89,6 +89,7 @@ done
 valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID (6-30 lowercase letters, digits, hyphens; starts with a letter)"
 valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens, starting with a letter"
 [[ -n $REGIONS_ARG ]] || usage_error "--regions is required, e.g. --regions us-central1,europe-west4 (make deploy REGIONS=...)"
+[[ ! $REGIONS_ARG =~ (^,|,,|,$) ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
 IFS=',' read -r -a REGIONS <<<"$REGIONS_ARG"
 seen=" "
 for r in "${REGIONS[@]}"; do

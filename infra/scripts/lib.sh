@@ -155,6 +155,8 @@ check_project_access() {
 WORK=""
 make_workdir() {
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/yolo-${NAME}.XXXXXX")
+	# YOLO_KEEP_WORKDIR=1 keeps it (the tests feed the dry run's files to the real gcloud parser).
+	[[ -n ${YOLO_KEEP_WORKDIR:-} ]] && return 0
 	# shellcheck disable=SC2064  # expand now: the trap must remove this very directory
 	trap "rm -rf '$WORK'" EXIT
 }
@@ -185,22 +187,33 @@ push_tfvars() {
 
 # Poll URL/readyz until it answers 200 or TIMEOUT seconds pass.
 wait_ready() { # wait_ready URL TIMEOUT
-	local url=$1 timeout=$2 code="" deadline
+	local url=$1 timeout=$2 path=/readyz code="" deadline body
 	if ((DRY_RUN)); then
 		printf "%s  # every 5 s until it prints 200, for up to %s s\n" "$(shell_quote curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz")" "$timeout"
 		return 0
 	fi
+	body=$(mktemp "${TMPDIR:-/tmp}/readyz.XXXXXX")
 	deadline=$((SECONDS + timeout))
-	note "waiting for $url/readyz to answer 200 (up to ${timeout}s)..."
+	note "waiting for $url$path to answer 200 (up to ${timeout}s)..."
 	while ((SECONDS < deadline)); do
-		code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
+		code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 10 "$url$path" 2>/dev/null) || code="000"
 		if [[ $code == 200 ]]; then
+			rm -f "$body"
 			note "ready: $url"
 			return 0
 		fi
+		# Google's front end reserves some paths ending in "z" on run.app URLs (Cloud Run known
+		# issues) and answers them itself. Cloud Run routes requests only to instances whose startup
+		# probe (/readyz, inside the instance) passed, so then any answer from the service proves it.
+		if [[ $code == 404 && $path == /readyz ]] && grep -q "That.s all we know" "$body" 2>/dev/null; then
+			note "$url/readyz is answered by Google's front end, not the service; waiting for GET / instead"
+			path=/
+			continue
+		fi
 		sleep 5
 	done
-	die "$url/readyz still answers $code after ${timeout}s; see: gcloud run services logs read $NAME --project=$PROJECT"
+	rm -f "$body"
+	die "$url$path still answers $code after ${timeout}s; see: gcloud run services logs read $NAME --project=$PROJECT"
 }
 
 # Without --project, a real run uses gcloud's configured project.
@@ -217,6 +230,7 @@ default_project() {
 parse_regions() {
 	local r seen=" "
 	[[ -n $1 ]] || usage_error "--region is required, e.g. --region us-central1 (make ... REGION=...)"
+	[[ ! $1 =~ (^,|,,|,$) ]] || usage_error "empty region in '$1'"
 	IFS=',' read -r -a REGIONS <<<"$1"
 	for r in "${REGIONS[@]}"; do
 		[[ -n $r ]] || usage_error "empty region in '$1'"

@@ -31,7 +31,7 @@ while (($#)); do
 	case $arg in
 	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
 	--region | --project | --name | --timeout)
-		(($# >= 2)) || usage_error "$arg needs a value"
+		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
 		value=$2
 		shift
 		;;

@@ -24,7 +24,7 @@ while (($#)); do
 	case $arg in
 	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
 	--project | --name)
-		(($# >= 2)) || usage_error "$arg needs a value"
+		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
 		value=$2
 		shift
 		;;

