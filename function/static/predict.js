@@ -46,8 +46,9 @@ const state = {
   seq: 0, // every request gets the next number; a response whose number is not the latest is dropped
   controller: null,
   timer: null, // the parameter debounce
-  retryTimer: null,
+  retryTimer: null, // 429: the next automatic attempt
   retries: 0,
+  rerunWhenReady: null, // 503: the request number to run again once readyz says ready
   last: null, // {body, roundTripMs}: the latest response drawn
   stream: null,
   examples: new Map(), // url -> Promise<Blob>, started at page load
@@ -84,7 +85,7 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function params() {
-  return { conf: el.conf.value, iou: Number(el.iou.value).toFixed(2), imgsz: String(state.imgsz) };
+  return { conf: Number(el.conf.value).toFixed(2), iou: Number(el.iou.value).toFixed(2), imgsz: String(state.imgsz) };
 }
 
 function setState(name) {
@@ -115,36 +116,29 @@ $("key-form").addEventListener("submit", (event) => {
 
 let readyPoll = null;
 
-async function checkModel() {
+// Shows the model and task; while the model loads, asks again every 2 s. After a 503 from predict, the image
+// runs again once the model is ready, unless something newer has run meanwhile.
+async function checkModel(delayMs = 0) {
   clearTimeout(readyPoll);
+  if (delayMs) {
+    readyPoll = setTimeout(checkModel, delayMs);
+    return;
+  }
   try {
     const response = await fetch("readyz", { cache: "no-store" });
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       el.model.replaceChildren("Model ", h("b", {}, body.model || "?"), " · task ", h("b", { "data-testid": "task" }, body.task || "?"));
-      document.body.dataset.task = body.task || "";
-      return true;
+      const pending = state.rerunWhenReady;
+      state.rerunWhenReady = null;
+      if (pending !== null && pending === state.seq) runNow({ retry: true });
+      return;
     }
     el.model.replaceChildren(h("span", { class: "loading" }, "The model is loading…"));
   } catch {
     el.model.replaceChildren(h("span", { class: "loading" }, "The endpoint cannot be reached"));
   }
   readyPoll = setTimeout(checkModel, 2000);
-  return false;
-}
-
-// Polls readyz until the model is up, then runs the current image again (after a 503 from predict).
-function rerunWhenReady(delayMs) {
-  const seq = state.seq;
-  clearTimeout(state.retryTimer);
-  state.retryTimer = setTimeout(async function poll() {
-    if (seq !== state.seq) return; // something newer started meanwhile
-    if (await checkModel()) {
-      if (seq === state.seq) runNow({ retry: true });
-    } else {
-      state.retryTimer = setTimeout(poll, 2000);
-    }
-  }, delayMs);
 }
 
 // ---- choosing an image -----------------------------------------------------------------------------------------
@@ -152,7 +146,7 @@ function rerunWhenReady(delayMs) {
 function setImage(blob, name, source) {
   if (blob.size > MAX_UPLOAD_MB * 1024 * 1024) {
     const mb = (blob.size / 1024 / 1024).toFixed(1);
-    showError(`${name} is ${mb} MB; the limit is ${MAX_UPLOAD_MB} MB. Choose a smaller image.`, { retry: false });
+    showError(`${name} is ${mb} MB, over the ${MAX_UPLOAD_MB} MB upload limit. Choose a smaller image.`, { retry: false });
     return;
   }
   stopWebcam();
@@ -165,8 +159,7 @@ function setImage(blob, name, source) {
   document.querySelector(`.example[data-name="${CSS.escape(name)}"]`)?.classList.toggle("active", source === "example");
   el.frame.classList.remove("empty", "live", "no-preview");
   el.frame.classList.toggle("restartable", source === "webcam");
-  el.frame.tabIndex = source === "webcam" ? 0 : -1;
-  el.frame.setAttribute("aria-label", source === "webcam" ? "Captured frame: click or press Enter to restart the webcam" : "");
+  setFrameAction(source === "webcam" ? "Captured frame: click or press Enter to restart the webcam" : null);
   showHint(source === "webcam" ? "Click the image to restart the webcam." : "");
   el.video.hidden = true;
   el.preview.hidden = false;
@@ -184,7 +177,7 @@ el.preview.addEventListener("error", () => {
   // HEIC, TIFF, DNG... the server decodes them but this browser cannot show them: draw on a blank frame instead.
   el.preview.hidden = true;
   el.frame.classList.add("no-preview");
-  showHint("This browser cannot display this format; the results are drawn on a blank frame of the image's size.");
+  showHint(`This browser cannot preview ${state.image.name}; the endpoint may still read it (HEIC, TIFF, DNG…), and results are drawn on a blank frame.`);
 });
 
 function setFrameSize(width, height) {
@@ -269,7 +262,7 @@ async function startWebcam() {
   setFrameSize(el.video.videoWidth || 640, el.video.videoHeight || 480);
   el.frame.classList.remove("empty", "no-preview", "restartable");
   el.frame.classList.add("live");
-  el.frame.tabIndex = -1;
+  setFrameAction(null); // the <video> itself takes the focus and the Enter key
   el.preview.hidden = true;
   el.video.hidden = false;
   el.overlay.replaceChildren();
@@ -291,6 +284,14 @@ function captureFrame() {
   const canvas = h("canvas", { width, height });
   canvas.getContext("2d").drawImage(el.video, 0, 0, width, height);
   canvas.toBlob((blob) => blob && setImage(new File([blob], "webcam.jpg", { type: "image/jpeg" }), "webcam.jpg", "webcam"), "image/jpeg", 0.92);
+}
+
+// The captured frame acts as a button (restart the webcam); otherwise the frame is just a picture.
+function setFrameAction(label) {
+  for (const [name, value] of [["role", "button"], ["tabindex", "0"], ["aria-label", label]]) {
+    if (label) el.frame.setAttribute(name, value);
+    else el.frame.removeAttribute(name);
+  }
 }
 
 function stageAction() {
@@ -400,7 +401,7 @@ function handleHttpError(response, body, text) {
       readable = `The request was refused (400): ${message}`;
       break;
     case 401:
-      readable = `Unauthorized (401): this endpoint needs a valid API key. Enter it in the API key field. (${message})`;
+      readable = `This endpoint needs a valid API key (401 Unauthorized). Enter it in the API key field; the image then runs again by itself.`;
       el.key.focus();
       break;
     case 413:
@@ -421,8 +422,9 @@ function handleHttpError(response, body, text) {
       break;
     case 503:
       readable = `The model is still loading (503). The page will run your image as soon as it is ready.`;
-      rerunWhenReady(retryAfter * 1000);
-      checkModel();
+      state.rerunWhenReady = state.seq;
+      el.model.replaceChildren(h("span", { class: "loading" }, "The model is loading…"));
+      checkModel(retryAfter * 1000);
       break;
     case 504:
       readable = `Inference timed out (504): ${message}`;
@@ -470,7 +472,6 @@ function render() {
 
   const what = classify ? `top class ${results[0].name} (${fmtConf(results[0].confidence)})` : `${results.length} detection${results.length === 1 ? "" : "s"}`;
   el.status.textContent = `${state.image.name}: ${what} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
-  document.body.dataset.renderedSeq = String(state.seq);
   setState("done");
 }
 
@@ -517,6 +518,8 @@ function drawOverlay() {
   const [height, width] = image.shape;
   el.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const u = screenScale(width, height);
+  // Masks under every box, boxes under every label, as in Ultralytics' own plots.
+  const masks = svg("g", { class: "masks" }, el.overlay);
   const shapes = svg("g", { class: "shapes" }, el.overlay);
   const labels = svg("g", { class: "labels" }, el.overlay);
 
@@ -526,7 +529,7 @@ function drawOverlay() {
     const group = svg("g", { "data-testid": "result", "data-index": i, "data-class": r.class, "data-name": r.name, "data-confidence": r.confidence }, shapes);
     if (r.segments?.x?.length > 2) {
       const points = r.segments.x.map((x, k) => `${x},${r.segments.y[k]}`).join(" ");
-      svg("polygon", { class: "mask", "data-testid": "mask", points, fill: color, stroke: color }, group);
+      svg("polygon", { class: "mask", "data-testid": "mask", "data-index": i, points, fill: color, stroke: color }, masks);
     }
     let anchor;
     if ("x4" in r.box) {
@@ -540,7 +543,7 @@ function drawOverlay() {
       anchor = [x1, y1];
     }
     if (r.keypoints?.x?.length) drawKeypoints(r.keypoints, group, u);
-    drawLabel(labels, `${r.name} ${fmtConf(r.confidence)}`, color, anchor, width, u, i);
+    drawLabel(labels, `${r.name} ${fmtConf(r.confidence)}`, color, anchor, [width, height], u, i);
   });
 }
 
@@ -561,8 +564,9 @@ function drawKeypoints(kp, group, u) {
   });
 }
 
-// A filled tag with the class name and confidence, above the box where there is room, else just inside it.
-function drawLabel(layer, text, color, [x, y], width, u, index) {
+// A filled tag with the class name and confidence, above the box where there is room, else just inside it;
+// always inside the image.
+function drawLabel(layer, text, color, [x, y], [width, height], u, index) {
   const fontSize = 12 * u;
   const pad = 4 * u;
   const tagH = fontSize + 2 * pad;
@@ -573,7 +577,7 @@ function drawLabel(layer, text, color, [x, y], width, u, index) {
   const tagW = label.getComputedTextLength() + 2 * pad;
   rect.setAttribute("width", tagW);
   const left = Math.max(0, Math.min(x, width - tagW));
-  const top = y - tagH >= 0 ? y - tagH : y;
+  const top = Math.max(0, Math.min(y - tagH >= 0 ? y - tagH : y, height - tagH)); // OBB corners can lie outside
   g.setAttribute("transform", `translate(${left} ${top})`);
 }
 

@@ -1,0 +1,628 @@
+"""The Predict page (GET /) in real headless Chromium, driven by Playwright, against the real server.
+
+Every test checks on the way out that the page asked nothing of any origin but the server's own and threw no error.
+Screenshots of each rendering land in artifacts/screenshots/; a detect one is also kept as docs/predict-page.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ARTIFACTS, ROOT
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # A fake camera and auto-granted permission, for the webcam test; the camera films zidane.jpg (see browser()).
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+KEY = "page-key-0123456789abcdef"
+TASKS = ("segment", "pose", "classify", "obb")
+SHOTS = ARTIFACTS / "screenshots"
+README_SHOT = ROOT / "docs" / "predict-page.png"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PREDICT = "**/predict"
+
+# Chromium does not hand Playwright the body of a multipart upload that holds a file, so the tests read the form the
+# page gives fetch(): every FormData sent is kept on window.__sent (test instrumentation only; the page knows nothing).
+RECORD_FORMS = """(() => {
+  const sent = (window.__sent = []);
+  const realFetch = window.fetch.bind(window);
+  window.fetch = (input, init = {}) => {
+    if (init.body instanceof FormData) sent.push([...init.body.entries()]);
+    return realFetch(input, init);
+  };
+})();"""
+READ_FORM = """async (index) => {
+  const out = {};
+  for (const [name, value] of window.__sent.at(index)) {
+    if (!(value instanceof Blob)) { out[name] = value; continue; }
+    const bytes = new Uint8Array(await value.arrayBuffer());
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    out[name] = {filename: value.name, type: value.type, base64: btoa(binary)};
+  }
+  return out;
+}"""
+
+# Everything drawn over the image, read back from the DOM in image coordinates and on-screen pixels.
+READ_OVERLAY = """() => {
+  const svg = document.querySelector('[data-testid=overlay]');
+  const rect = (el) => { const r = el.getBoundingClientRect(); return {left: r.left, top: r.top, width: r.width, height: r.height}; };
+  const points = (el) => el.getAttribute('points').trim().split(/\\s+/).map((p) => p.split(',').map(Number));
+  const num = (el, name) => Number(el.getAttribute(name));
+  const img = document.querySelector('[data-testid=preview]');
+  return {
+    viewBox: (svg.getAttribute('viewBox') || '').split(' ').filter(Boolean).map(Number),
+    svg: rect(svg),
+    img: {...rect(img), naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight, hidden: img.hidden},
+    results: [...svg.querySelectorAll('[data-testid=result]')].map((g) => ({
+      index: Number(g.dataset.index), cls: Number(g.dataset.class), name: g.dataset.name, confidence: Number(g.dataset.confidence),
+      box: [...g.querySelectorAll('[data-testid=box]')].map((r) => ({
+        x1: num(r, 'x'), y1: num(r, 'y'), x2: num(r, 'x') + num(r, 'width'), y2: num(r, 'y') + num(r, 'height'),
+        stroke: getComputedStyle(r).stroke, fill: getComputedStyle(r).fill, screen: rect(r)})),
+      obb: [...g.querySelectorAll('[data-testid=obb]')].map((p) => ({points: points(p), stroke: getComputedStyle(p).stroke})),
+      mask: [...svg.querySelectorAll(`[data-testid=mask][data-index="${g.dataset.index}"]`)].map((p) => ({points: points(p), fill: getComputedStyle(p).fill, layerOpacity: Number(getComputedStyle(p.parentElement).opacity)})),
+      keypoints: [...g.querySelectorAll('[data-testid=keypoint]')].map((c) => ({k: Number(c.dataset.k), x: num(c, 'cx'), y: num(c, 'cy'), fill: getComputedStyle(c).fill})),
+      limbs: [...g.querySelectorAll('[data-testid=limb]')].map((l) => ({x1: num(l, 'x1'), y1: num(l, 'y1'), x2: num(l, 'x2'), y2: num(l, 'y2'), stroke: getComputedStyle(l).stroke})),
+    })),
+    labels: [...svg.querySelectorAll('[data-testid=label]')].map((l) => l.textContent),
+    rows: [...document.querySelectorAll('[data-testid=detection-row]')].map((r) => r.textContent),
+    top5: [...document.querySelectorAll('[data-testid=top5-row]')].map((r) => ({
+      name: r.dataset.name, cls: Number(r.dataset.class), confidence: Number(r.dataset.confidence),
+      bar: r.querySelector('[data-testid=top5-bar]').getBoundingClientRect().width,
+      track: r.querySelector('[data-testid=top5-bar]').parentElement.getBoundingClientRect().width,
+      color: getComputedStyle(r.querySelector('[data-testid=top5-bar]')).backgroundColor})),
+    json: document.querySelector('[data-testid=json]').textContent,
+    speed: Object.fromEntries([...document.querySelectorAll('[data-testid^=speed-]')].map((d) => [d.dataset.testid, d.textContent])),
+  };
+}"""
+
+
+# ---- fixtures ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def servers(start_server, weights):
+    """One server per task, started together: detect (API keys on, a 1 MB upload limit) and the four others."""
+    envs = {
+        "detect": {"MODEL": str(weights["detect"]), "API_KEYS": KEY, "MAX_UPLOAD_MB": "1"},
+        **{task: {"MODEL": str(weights[task])} for task in TASKS},
+    }
+    started = {task: start_server(env, wait=False) for task, env in envs.items()}
+    yield {task: server.wait_ready() for task, server in started.items()}
+    for server in started.values():
+        server.stop()
+
+
+def y4m_still(image_path, out):
+    """One picture as a one-frame Y4M video, which Chromium's fake camera plays in a loop."""
+    image = Image.open(image_path).convert("YCbCr")
+    width, height = image.size
+    y, cb, cr = image.split()
+    chroma = [plane.resize((width // 2, height // 2)).tobytes() for plane in (cb, cr)]
+    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + y.tobytes() + b"".join(chroma))
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, zidane_jpg):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run `make page-deps` (Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    camera = y4m_still(zidane_jpg, tmp_path_factory.mktemp("camera") / "zidane.y4m")
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
+    yield browser
+    browser.close()
+    playwright.stop()
+
+
+class PageUnderTest:
+    """A fresh browser context on the page, recording every request, response and error it sees."""
+
+    def __init__(self, browser, server, viewport=DESKTOP):
+        self.server = server
+        self.context = browser.new_context(viewport=viewport)
+        self.context.add_init_script(RECORD_FORMS)
+        self.page = self.context.new_page()
+        self.requests, self.errors = [], []
+        self.page.on("request", lambda request: self.requests.append(request))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # Chromium logs every HTTP error as a console error without its URL: responses are checked instead.
+        self.page.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text and self.errors.append(m.text))
+        self.page.on("response", self._check_status)
+        # Intercepting file choosers is switched on asynchronously: on from the start, no keypress can race it.
+        self.page.on("filechooser", lambda chooser: None)
+        self.expected_statuses: set[int] = set()  # HTTP errors the test itself provokes
+        self.page.goto(server.url + "/")
+        self.page.wait_for_load_state("networkidle")
+
+    def _check_status(self, response) -> None:
+        if response.status >= 400 and response.status not in self.expected_statuses:
+            self.errors.append(f"{response.status} from {response.request.method} {response.url}")
+
+    def predicts(self) -> list:
+        return [r for r in self.requests if r.url.endswith("/predict")]
+
+    def form(self, index: int = -1) -> dict:
+        """The form fields of a predict request the page sent: name -> value, or (filename, type, bytes) for a file."""
+        fields = self.page.evaluate(READ_FORM, index)
+        return {k: (v["filename"], v["type"], base64.b64decode(v["base64"])) if isinstance(v, dict) else v for k, v in fields.items()}
+
+    def enter_key(self, key: str) -> None:
+        self.page.fill("#api-key", key)
+
+    def run(self, action, status: int = 200) -> dict:
+        """Do what triggers a prediction; wait for the response and for the page to finish drawing it."""
+        with self.page.expect_response(PREDICT, timeout=60_000) as info:
+            action()
+        response = info.value
+        assert response.status == status, response.text()
+        self.page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=30_000)
+        return response.json()
+
+    def overlay(self) -> dict:
+        return self.page.evaluate(READ_OVERLAY)
+
+    def shot(self, name: str, full_page: bool = True) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+    def close(self) -> None:
+        origins = {self.server.url, "blob:" + self.server.url}
+        foreign = [r.url for r in self.requests if not any(r.url.startswith(o + "/") for o in origins) and not r.url.startswith("data:")]
+        self.context.close()
+        assert not foreign, f"the page must only talk to its own endpoint: {foreign}"
+        assert not self.errors, f"errors in the page: {self.errors}"
+
+
+@pytest.fixture
+def open_page(browser):
+    opened = []
+
+    def open_(server, viewport=DESKTOP) -> PageUnderTest:
+        opened.append(PageUnderTest(browser, server, viewport))
+        return opened[-1]
+
+    yield open_
+    for page in opened:
+        page.close()
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------------
+
+
+def palette_rgb(cls: int) -> str:
+    """Ultralytics' colour for a class, as the browser computes a CSS colour."""
+    from ultralytics.utils.plotting import Colors
+
+    return "rgb({}, {}, {})".format(*Colors()(cls))
+
+
+def annotator():
+    from ultralytics.utils.plotting import Annotator
+
+    return Annotator(np.zeros((8, 8, 3), np.uint8))
+
+
+def css_rgb_from_bgr(triple) -> str:
+    """Ultralytics draws pose colours with OpenCV on a BGR image: the triple is (blue, green, red) on screen."""
+    b, g, r = (int(v) for v in triple)
+    return f"rgb({r}, {g}, {b})"
+
+
+def assert_aligned(overlay: dict, tolerance: float = 1.0) -> None:
+    """The SVG maps image pixels to the screen exactly as the <img> does, and every box lands where it should."""
+    img, svg = overlay["img"], overlay["svg"]
+    width, height = overlay["viewBox"][2:]
+    assert (img["naturalWidth"], img["naturalHeight"]) == (width, height)
+
+    def mapping(box):  # object-fit: contain == preserveAspectRatio="xMidYMid meet"
+        scale = min(box["width"] / width, box["height"] / height)
+        return scale, box["left"] + (box["width"] - width * scale) / 2, box["top"] + (box["height"] - height * scale) / 2
+
+    img_map, svg_map = mapping(img), mapping(svg)
+    assert img_map == pytest.approx(svg_map, abs=0.5)
+    scale, left, top = img_map
+    assert width * scale > 100, "the image is shown"
+    for result in overlay["results"]:
+        for box in result["box"]:
+            screen = box["screen"]
+            assert screen["left"] == pytest.approx(left + box["x1"] * scale, abs=tolerance)
+            assert screen["top"] == pytest.approx(top + box["y1"] * scale, abs=tolerance)
+            assert screen["width"] == pytest.approx((box["x2"] - box["x1"]) * scale, abs=tolerance)
+            assert screen["height"] == pytest.approx((box["y2"] - box["y1"]) * scale, abs=tolerance)
+
+
+def assert_boxes_match(overlay: dict, results: list[dict]) -> None:
+    assert len(overlay["results"]) == len(results)
+    for drawn, result in zip(overlay["results"], results):
+        assert (drawn["cls"], drawn["name"], drawn["confidence"]) == (result["class"], result["name"], result["confidence"])
+        (box,) = drawn["box"]
+        assert {k: box[k] for k in ("x1", "y1", "x2", "y2")} == pytest.approx(result["box"], abs=1e-3)
+        assert box["stroke"] == palette_rgb(result["class"]) and box["fill"] == "none"
+    assert overlay["labels"] == [f"{r['name']} {r['confidence']:.2f}" for r in results]
+
+
+def flat(points) -> list[float]:
+    return [float(v) for point in points for v in point]
+
+
+def answer_once(answered: list, status: int, body: dict):
+    """A route handler: the first request it sees gets this answer (with Retry-After: 1), the rest go to the server."""
+
+    def handle(route):
+        if answered:
+            route.continue_()
+        else:
+            answered.append(route.request.url)
+            route.fulfill(status=status, headers={"Retry-After": "1"}, json=body)
+
+    return handle
+
+
+def noise_png(megabytes: float) -> bytes:
+    side = int((megabytes * 2**20 / 3) ** 0.5) + 1
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG", compress_level=0)
+    return out.getvalue()
+
+
+# ---- packaging -----------------------------------------------------------------------------------------------------
+
+
+def test_every_page_asset_ships_in_the_package():
+    """The image installs the package (pip install .): package-data must name every file the page serves."""
+    import glob
+    import tomllib
+
+    package = ROOT / "function"
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["function"]
+    shipped = {path for pattern in patterns for path in glob.glob(pattern, root_dir=package) if (package / path).is_file()}
+    assets = {str(path.relative_to(package)) for path in (package / "static").rglob("*") if path.is_file()}
+    assert assets - shipped == set(), "add these to [tool.setuptools.package-data] in pyproject.toml"
+    assert {"static/index.html", "static/predict.js", "static/predict.css", "static/examples/bus.jpg", "static/examples/zidane.jpg"} <= assets
+
+
+# ---- detect: upload, examples, parameters, keys, errors ----------------------------------------------------------
+
+
+def test_upload_draws_the_response_aligned_at_any_size(servers, open_page, bus_jpg):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    page.wait_for_selector("[data-testid=task]:text('detect')")
+    assert page.input_value("#api-key") == ""
+    ui.enter_key(KEY)
+    body = ui.run(lambda: page.set_input_files("[data-testid=file]", str(bus_jpg)))
+
+    (request,) = ui.predicts()
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert ui.form() == {"file": ("bus.jpg", "image/jpeg", bus_jpg.read_bytes()), "conf": "0.25", "iou": "0.70", "imgsz": "640"}
+
+    results = body["images"][0]["results"]
+    assert results, "the detect model finds people on bus.jpg"
+    overlay = ui.overlay()
+    assert overlay["viewBox"] == [0, 0, 810, 1080]
+    assert_boxes_match(overlay, results)
+    assert_aligned(overlay)
+    assert len(overlay["rows"]) == len(results)
+    assert overlay["rows"][0] == f"{results[0]['name']}{results[0]['confidence']:.2f}"
+    for name in ("preprocess", "inference", "postprocess", "network"):
+        assert re.fullmatch(r"\d+\.\d ms", overlay["speed"][f"speed-{name}"]), overlay["speed"]
+    assert overlay["speed"]["speed-inference"] == f"{body['images'][0]['speed']['inference']:.1f} ms"
+    assert json.loads(overlay["json"]) == body
+    assert page.get_attribute("[data-testid=error]", "hidden") is not None
+    ui.shot("detect-upload")
+    ui.shot("predict-page", full_page=False)
+    if not README_SHOT.exists() or os.environ.get("UPDATE_SCREENSHOTS") == "1":  # committed: rewritten only on request
+        README_SHOT.parent.mkdir(exist_ok=True)
+        README_SHOT.write_bytes((SHOTS / "predict-page.png").read_bytes())
+
+    # A phone: the same boxes, still on the people, and nothing wider than the screen.
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(300)
+    phone = ui.overlay()
+    assert_boxes_match(phone, results)
+    assert_aligned(phone)
+    assert phone["img"]["width"] < overlay["img"]["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    ui.shot("detect-phone")
+
+
+def test_examples_are_preloaded_and_a_click_infers(servers, open_page, zidane_jpg):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    examples = [r.url for r in ui.requests if "/static/examples/" in r.url]
+    assert sorted(examples) == [servers["detect"].url + "/static/examples/bus.jpg", servers["detect"].url + "/static/examples/zidane.jpg"]
+    ui.enter_key(KEY)
+
+    before = len(ui.requests)
+    started = time.monotonic()
+    body = ui.run(lambda: page.click("[data-testid=example-zidane]"))
+    assert [r.url for r in ui.requests[before:] if not r.url.startswith("blob:")] == [servers["detect"].url + "/predict"], \
+        "a click sends the preloaded image: no download first"
+    assert ui.form()["file"] == ("zidane.jpg", "image/jpeg", zidane_jpg.read_bytes())
+    assert time.monotonic() - started < 30
+    results = body["images"][0]["results"]
+    overlay = ui.overlay()
+    assert overlay["viewBox"] == [0, 0, 1280, 720]
+    assert_boxes_match(overlay, results)
+    assert_aligned(overlay)
+    assert "zidane.jpg" in page.text_content("[data-testid=status]")
+    ui.shot("detect-example-zidane")
+
+    # Drag and drop works as well as the file picker.
+    data = (ROOT / "function/static/examples/bus.jpg").read_bytes()
+    transfer = page.evaluate_handle(
+        """(bytes) => { const t = new DataTransfer();
+           t.items.add(new File([new Uint8Array(bytes)], 'dropped.jpg', {type: 'image/jpeg'})); return t; }""",
+        list(data),
+    )
+    body = ui.run(lambda: page.dispatch_event("[data-testid=dropzone]", "drop", {"dataTransfer": transfer}))
+    assert ui.form()["file"] == ("dropped.jpg", "image/jpeg", data)
+    assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+
+    # And from the keyboard: Enter on the upload card opens the file chooser.
+    page.focus("[data-testid=dropzone]")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    body = ui.run(lambda: chooser.value.set_files(str(zidane_jpg)))
+    assert ui.form()["file"][0] == "zidane.jpg"
+    assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+
+
+def test_parameter_changes_rerun_once_after_the_debounce(servers, open_page):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.enter_key(KEY)
+    first = ui.run(lambda: page.click("[data-testid=example-bus]"))
+    assert len(ui.predicts()) == 1
+
+    # Five quick steps of the confidence slider: nothing is sent while they come, one request 500 ms after the last.
+    page.focus("[data-testid=conf]")
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(60)
+    assert page.text_content("#conf-value") == "0.30"
+    page.wait_for_timeout(350)
+    assert len(ui.predicts()) == 1, "no request before the 500 ms debounce"
+    body = ui.run(lambda: None)
+    page.wait_for_timeout(800)
+    assert len(ui.predicts()) == 2, "a burst of changes is one request"
+    assert ui.form()["conf"] == "0.30"
+    expected = [r for r in first["images"][0]["results"] if r["confidence"] >= 0.30]
+    assert [r["confidence"] for r in body["images"][0]["results"]] == pytest.approx([r["confidence"] for r in expected], abs=1e-4)
+    assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+
+    # IoU and image size together: still one request, with both values.
+    page.focus("[data-testid=iou]")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.click("[data-imgsz='1280']")
+    assert page.get_attribute("[data-imgsz='1280']", "aria-pressed") == "true"
+    assert page.get_attribute("[data-imgsz='640']", "aria-pressed") == "false"
+    body = ui.run(lambda: None)
+    page.wait_for_timeout(800)
+    assert len(ui.predicts()) == 3
+    assert (ui.form()["conf"], ui.form()["iou"], ui.form()["imgsz"]) == ("0.30", "0.68", "1280")
+    assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+    ui.shot("detect-params")
+
+
+def test_a_stale_response_never_overwrites_a_newer_one(servers, open_page):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.enter_key(KEY)
+    held = []
+
+    def hold_first(route):
+        if not held:
+            held.append(route)  # answered only after the newer request has been drawn
+        else:
+            route.continue_()
+
+    page.route(PREDICT, hold_first)
+    page.click("[data-testid=example-bus]")
+    page.wait_for_timeout(200)
+    assert len(held) == 1
+    page.focus("[data-testid=conf]")
+    page.keyboard.press("ArrowRight")
+    newer = ui.run(lambda: None)
+    stale = {"images": [{"shape": [1080, 810], "results": [
+        {"name": "stale", "class": 5, "confidence": 0.99, "box": {"x1": 1.0, "y1": 1.0, "x2": 100.0, "y2": 100.0}}],
+        "speed": {"preprocess": 1, "inference": 1, "postprocess": 1}}], "metadata": {"imageCount": 1, "functionTimeCall": 0.01}}
+    try:
+        held[0].fulfill(status=200, json=stale)
+    except Exception:  # the page already aborted that request, as it should: either way it must not be drawn
+        pass
+    page.wait_for_timeout(500)
+    overlay = ui.overlay()
+    assert_boxes_match(overlay, newer["images"][0]["results"])
+    assert "stale" not in overlay["json"]
+
+
+def test_a_wrong_api_key_shows_the_401_message(servers, open_page, browser):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.expected_statuses.add(401)
+    ui.enter_key("not-the-key")
+    body = ui.run(lambda: page.click("[data-testid=example-bus]"), status=401)
+    assert body["error"]["code"] == 401
+    assert ui.predicts()[0].headers["authorization"] == "Bearer not-the-key"
+    alert = page.text_content("[data-testid=error]")
+    assert "(401 Unauthorized)" in alert and "API key" in alert
+    assert page.is_visible("[data-testid=preview]"), "the image stays; the page is never blank"
+    assert ui.overlay()["results"] == [] and ui.overlay()["rows"] == []
+    assert page.evaluate("document.activeElement.id") == "api-key", "the key field gets the focus"
+    ui.shot("error-401")
+
+    # The right key re-runs the image by itself, and lives in this tab's session storage only.
+    ui.enter_key(KEY)
+    body = ui.run(lambda: None)
+    assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+    assert page.is_hidden("[data-testid=error]")
+    assert page.evaluate("Object.values(sessionStorage)") == [KEY]
+    assert page.evaluate("localStorage.length") == 0
+    page.reload()
+    assert page.input_value("#api-key") == KEY
+    other = open_page(servers["detect"])
+    assert other.page.input_value("#api-key") == "", "another session starts without the key"
+
+
+def test_errors_are_readable_messages(servers, open_page, tmp_path):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.expected_statuses.update({413, 415, 429, 503})
+    ui.enter_key(KEY)
+    page.wait_for_selector("[data-testid=task]:text('detect')")
+
+    # Over the page's 10 MB limit: refused in the browser, nothing sent.
+    page.set_input_files("[data-testid=file]", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (12 * 2**20)}])
+    assert "huge.jpg is 12.0 MB, over the 10 MB upload limit" in page.text_content("[data-testid=error]")
+    assert page.is_visible("[data-testid=error]") and ui.predicts() == []
+    assert "max 10 MB" in page.text_content("[data-testid=dropzone]")
+
+    # Under 10 MB but over this server's MAX_UPLOAD_MB=1: the server's 413.
+    big = tmp_path / "noise.png"
+    big.write_bytes(noise_png(2))
+    ui.run(lambda: page.set_input_files("[data-testid=file]", str(big)), status=413)
+    assert "too large for this endpoint (413)" in page.text_content("[data-testid=error]")
+    assert "MAX_UPLOAD_MB=1" in page.text_content("[data-testid=error]")
+    ui.shot("error-413")
+
+    # Not an image: the server's 415.
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    ui.run(lambda: page.set_input_files("[data-testid=file]", str(text)), status=415)
+    assert "Not a supported image (415)" in page.text_content("[data-testid=error]")
+    ui.shot("error-415")
+
+    # 429 and 503 are answered here in the server's exact shape (a real overload or a cold start is not
+    # reproducible on cue); the page says so, waits Retry-After, then runs the image again by itself.
+    for status, title, message, words in (
+        (429, "Too Many Requests", "Too many requests in flight", "busy (429)"),
+        (503, "Service Unavailable", "The model is loading", "still loading (503)"),
+    ):
+        answered = []
+        page.route(PREDICT, answer_once(answered, status, {"error": {"code": status, "status": title, "message": message}}))
+        # The automatic retry, after Retry-After, goes through to the real server.
+        with page.expect_response(lambda r: r.url.endswith("/predict") and r.status == 200, timeout=30_000) as retried:
+            page.click("[data-testid=example-bus]")
+            page.wait_for_selector("[data-testid=error]:not([hidden])")
+            assert words in page.text_content("[data-testid=error]")
+            ui.shot(f"error-{status}")
+        body = retried.value.json()
+        page.wait_for_function("document.body.dataset.state === 'done'")
+        assert len(answered) == 1
+        assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+        assert page.is_hidden("[data-testid=error]")
+        page.unroute(PREDICT)
+
+    # A page opened during a cold start says the model is loading, and shows it once readyz says ready.
+    page.route("**/readyz", answer_once([], 503, {"error": {"code": 503, "status": "Service Unavailable", "message": "loading"}}))
+    page.reload()
+    page.wait_for_selector("[data-testid=model]:has-text('The model is loading')")
+    page.wait_for_selector("[data-testid=task]:text('detect')", timeout=10_000)
+
+
+def test_webcam_captures_a_frame_for_inference(servers, open_page):
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.enter_key(KEY)
+    page.click("[data-testid=webcam]")
+    page.wait_for_function("() => { const v = document.querySelector('[data-testid=video]'); return !v.hidden && v.videoWidth > 0 && !v.paused; }")
+    ui.shot("webcam-live")
+    assert ui.predicts() == [], "the live preview sends nothing until a frame is captured"
+
+    body = ui.run(lambda: page.click("[data-testid=video]"))
+    filename, content_type, data = ui.form()["file"]
+    assert (filename, content_type) == ("webcam.jpg", "image/jpeg")
+    frame = Image.open(io.BytesIO(data))
+    assert frame.format == "JPEG"
+    assert body["images"][0]["shape"] == [frame.height, frame.width]
+    assert page.is_visible("[data-testid=preview]") and page.is_hidden("[data-testid=video]")
+    overlay = ui.overlay()
+    assert overlay["viewBox"] == [0, 0, frame.width, frame.height]
+    assert body["images"][0]["results"], "the people the camera films are found"
+    assert_boxes_match(overlay, body["images"][0]["results"])
+    assert_aligned(overlay)
+    ui.shot("webcam-capture")
+
+    # A click on the captured frame restarts the webcam; Enter on the preview captures again.
+    page.click("[data-testid=frame]")
+    page.wait_for_function("() => { const v = document.querySelector('[data-testid=video]'); return !v.hidden && v.videoWidth > 0; }")
+    page.focus("[data-testid=video]")
+    body = ui.run(lambda: page.keyboard.press("Enter"))
+    assert len(ui.predicts()) == 2 and ui.form()["file"][:2] == ("webcam.jpg", "image/jpeg")
+    assert body["images"][0]["shape"][::-1] == list(Image.open(io.BytesIO(ui.form()["file"][2])).size)
+
+
+# ---- the other tasks -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_task_renders_its_overlay(servers, open_page, task):
+    ui = open_page(servers[task])
+    page = ui.page
+    page.wait_for_selector(f"[data-testid=task]:text('{task}')")
+    body = ui.run(lambda: page.click("[data-testid=example-bus]"))
+    assert "authorization" not in ui.predicts()[0].headers, "no key set, none sent"
+    results = body["images"][0]["results"]
+    assert results, f"the {task} model gives results on bus.jpg"
+    overlay = ui.overlay()
+    ui.shot(task)
+
+    if task == "classify":
+        assert overlay["results"] == [] and overlay["labels"] == [], "classify draws nothing over the image"
+        assert page.text_content("#list-title") == "Top-5 classes"
+        assert [(t["name"], t["cls"], t["confidence"]) for t in overlay["top5"]] == [(r["name"], r["class"], r["confidence"]) for r in results]
+        for bar, result in zip(overlay["top5"], results):
+            assert bar["bar"] / bar["track"] == pytest.approx(result["confidence"], abs=0.01)
+            assert bar["color"] == palette_rgb(result["class"])
+        return
+
+    assert len(overlay["results"]) == len(results)
+    assert_aligned(overlay)
+    for drawn, result in zip(overlay["results"], results):
+        assert (drawn["cls"], drawn["confidence"]) == (result["class"], result["confidence"])
+        if task == "obb":
+            (polygon,) = drawn["obb"]
+            corners = [[result["box"][f"x{i}"], result["box"][f"y{i}"]] for i in range(1, 5)]
+            assert flat(polygon["points"]) == pytest.approx(flat(corners), abs=1e-3)
+            assert polygon["stroke"] == palette_rgb(result["class"]) and drawn["box"] == []
+        if task == "segment":
+            (mask,) = drawn["mask"]
+            assert flat(mask["points"]) == pytest.approx(flat(zip(result["segments"]["x"], result["segments"]["y"])), abs=1e-3)
+            assert mask["fill"] == palette_rgb(result["class"]) and 0 < mask["layerOpacity"] < 1, "translucent masks"
+            assert len(drawn["box"]) == 1
+        if task == "pose":
+            drawer = annotator()
+            kp = result["keypoints"]
+            shown = [k for k in range(17) if kp["visible"][k] >= 0.25]
+            assert [p["k"] for p in drawn["keypoints"]] == shown
+            for point in drawn["keypoints"]:
+                assert (point["x"], point["y"]) == pytest.approx((kp["x"][point["k"]], kp["y"][point["k"]]), abs=1e-3)
+                assert point["fill"] == css_rgb_from_bgr(drawer.kpt_color[point["k"]])
+            limbs = [(i, a - 1, b - 1) for i, (a, b) in enumerate(drawer.skeleton) if a - 1 in shown and b - 1 in shown]
+            assert len(drawn["limbs"]) == len(limbs)
+            for line, (i, a, b) in zip(drawn["limbs"], limbs):
+                assert (line["x1"], line["y1"], line["x2"], line["y2"]) == pytest.approx((kp["x"][a], kp["y"][a], kp["x"][b], kp["y"][b]), abs=1e-3)
+                assert line["stroke"] == css_rgb_from_bgr(drawer.limb_color[i])
+    if task == "pose":
+        assert sum(len(d["keypoints"]) for d in overlay["results"]) > 17, "people on bus.jpg get their keypoints"
