@@ -29,6 +29,9 @@ def create_app(settings: Settings, service: Service | None = None) -> flask.Flas
     # the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it be as large as the upload limit allows.
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_upload_bytes * 4 // 3 + _FORM_SLACK
     app.extensions[SERVICE_KEY] = service or Service(settings)
+    # Flask's own /static/<path:filename> rule (a folder beside the working directory, which does not exist) outranks
+    # functions-framework's catch-all rule: hand those requests to the function too, whose /static/ route serves them.
+    app.view_functions["static"] = lambda filename: app.view_functions["run"](path=f"static/{filename}")
     if settings.cors_origins:
         app.after_request(functools.partial(add_cors_headers, settings.cors_origins))
     return app

@@ -263,3 +263,13 @@ def test_cors_is_off_by_default_and_answers_preflights_for_allowed_origins():
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert client.get("/healthz", headers={"Origin": "https://app.example"}).headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "Access-Control-Allow-Origin" not in client.get("/healthz", headers={"Origin": "https://evil.example"}).headers
+
+
+def test_the_page_and_its_assets_are_served_by_the_function():
+    client = create_app(load_settings({"MODEL": "m.pt"})).test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and b"predict.js" in page.data
+    assert client.get("/static/predict.js").status_code == 200
+    assert client.get("/static/examples/bus.jpg").headers["Content-Type"] == "image/jpeg"
+    missing = client.get("/static/nothing.js")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == 404
