@@ -11,7 +11,6 @@ none) and that SIGTERM ends it with status 0 inside Cloud Run's 10 s.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
