@@ -46,6 +46,11 @@ class Settings:
     def auth_required(self) -> bool:
         return bool(self.api_keys)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body worth parsing: a base64 `source` is 4/3 of the image, plus multipart framing."""
+        return self.max_upload_bytes * 4 // 3 + 64 * 1024
+
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()

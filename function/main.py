@@ -31,24 +31,22 @@ def error_response(error: ServiceError) -> flask.Response:
     return json_response(error.body(), error.status, headers)
 
 
-# Multipart boundaries and small fields on top of the image itself; a base64 `source` is 4/3 of the image.
-_BODY_SLACK = 64 * 1024
 # Past this much, an oversized body is not read to the end: the connection is closed instead.
 _DRAIN_LIMIT = 64 * 2**20
 _UNREAD_BODY = "yolo.unread_body"
 
 
-def refuse_oversized_body(request: flask.Request, max_bytes: int) -> None:
+def refuse_oversized_body(request: flask.Request, settings) -> None:
     """413 before parsing when Content-Length already says the body is too big; the body is drained, not parsed."""
     declared = request.content_length
-    if declared is None or declared <= max_bytes * 4 // 3 + _BODY_SLACK:
+    if declared is None or declared <= settings.max_body_bytes:
         return
     if declared <= _DRAIN_LIMIT:
         for _ in iter(lambda: request.stream.read(2**16), b""):
             pass
     else:
         request.environ[_UNREAD_BODY] = True
-    raise TooLarge(f"Upload is over MAX_UPLOAD_MB={max_bytes // 2**20}")
+    raise TooLarge(f"Upload is over MAX_UPLOAD_MB={settings.max_upload_bytes // 2**20}")
 
 
 def read_upload(request: flask.Request, max_bytes: int) -> bytes | None:
@@ -67,7 +65,7 @@ def predict(request: flask.Request, service, started: float) -> flask.Response:
     if match and service.settings.model_id and match["model_id"] != service.settings.model_id:
         raise ModelNotFound("Model not found")
     service.require_ready()
-    refuse_oversized_body(request, service.settings.max_upload_bytes)
+    refuse_oversized_body(request, service.settings)
     params = parse_params(request.form, request.args)
     source = request.form.get("source") or request.form.get("url") or request.args.get("source") or request.args.get("url")
     data = service.image_bytes(read_upload(request, service.settings.max_upload_bytes), source)

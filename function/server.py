@@ -19,7 +19,6 @@ from .service import SERVICE_KEY, Service
 
 ENTRY_SOURCE = Path(__file__).with_name("main.py")
 ENTRY_TARGET = "endpoint"
-_FORM_SLACK = 64 * 1024
 
 
 def create_app(settings: Settings, service: Service | None = None) -> flask.Flask:
@@ -27,7 +26,7 @@ def create_app(settings: Settings, service: Service | None = None) -> flask.Flas
     app = functions_framework.create_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
     # No MAX_CONTENT_LENGTH: functions-framework reads every body after the response, and Werkzeug would raise there;
     # the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it be as large as the upload limit allows.
-    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_upload_bytes * 4 // 3 + _FORM_SLACK
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions[SERVICE_KEY] = service or Service(settings)
     # Flask's own /static/<path:filename> rule (a folder beside the working directory, which does not exist) outranks
     # functions-framework's catch-all rule: hand those requests to the function too, whose /static/ route serves them.

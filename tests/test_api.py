@@ -396,6 +396,11 @@ def test_corrupt_image_is_400(server, bus_jpg):
 
 def test_upload_over_the_limit_is_413(server):
     assert_error(post(server, files={"file": ("big.jpg", b"\xff\xd8" + b"0" * (11 * 2**20))}), 413, "MAX_UPLOAD_MB=10")
+    # Over what any valid request can be (base64 included): refused from Content-Length, before parsing.
+    assert_error(post(server, files={"file": ("huge.jpg", b"\xff\xd8" + b"0" * (20 * 2**20))}), 413, "MAX_UPLOAD_MB=10")
+    big_source = "A" * (15 * 2**20)
+    assert_error(post(server, data={"source": big_source}), 413)
+    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
 
 
 def _png_header_only(width: int, height: int) -> bytes:
