@@ -227,10 +227,10 @@ def test_image_cmd_serves_readyz_and_stops_cleanly_on_sigterm(weights, tmp_path)
         deadline, status = time.monotonic() + 120, None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                status = requests.get(f"{url}/readyz", timeout=2).status_code
+                status = requests.get(f"{url}/readyz", timeout=10).status_code
                 if status == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.25)
         assert status == 200, f"/readyz answered {status}, exit {proc.poll()}:\n{(tmp_path / 'server.log').read_text(errors='replace')}"

@@ -23,11 +23,12 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warm(start_server, weights,
     while True:  # /healthz answers as soon as gunicorn listens, long before the model is ready
         assert time.monotonic() < deadline and server.proc.poll() is None
         try:
-            if requests.get(server.url + "/healthz", timeout=2).status_code == 200:
+            # Generous timeout: while the loader thread imports torch it holds the GIL for long stretches.
+            if requests.get(server.url + "/healthz", timeout=30).status_code == 200:
                 break
         except requests.ConnectionError:
             time.sleep(0.05)
-    not_ready = requests.get(server.url + "/readyz", timeout=5)
+    not_ready = requests.get(server.url + "/readyz", timeout=30)
     assert not_ready.status_code == 503 and not_ready.headers["Retry-After"] == "1"
     assert not_ready.json()["error"]["code"] == 503
     early = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, timeout=30)
