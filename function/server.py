@@ -24,8 +24,9 @@ ENTRY_TARGET = "endpoint"
 def create_app(settings: Settings, service: Service | None = None) -> flask.Flask:
     """The WSGI app: functions-framework's Flask app for our HTTP function, limits set, service attached."""
     app = functions_framework.create_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
-    # No MAX_CONTENT_LENGTH: functions-framework reads every body after the response, and Werkzeug would raise there;
-    # the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it be as large as the upload limit allows.
+    # No MAX_CONTENT_LENGTH: functions-framework reads every body after the response, and Werkzeug would raise
+    # there; the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it
+    # be as large as the upload limit allows.
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions[SERVICE_KEY] = service or Service(settings)
     # Flask's own /static/<path:filename> rule (a folder beside the working directory, which does not exist) outranks
@@ -42,7 +43,7 @@ def add_cors_headers(origins: tuple[str, ...], response: flask.Response) -> flas
     if origin and ("*" in origins or origin in origins):
         response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
         response.headers.add("Vary", "Origin")
-        if flask.request.method == "OPTIONS":  # the preflight Flask answers by itself
+        if flask.request.method == "OPTIONS":  # the preflight, answered 204 by the entry module's dispatch
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, X-Api-Key, Content-Type"
             response.headers["Access-Control-Max-Age"] = "3600"
