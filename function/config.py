@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import ConfigError
+from .numbers import strict_float, strict_int
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -28,9 +29,14 @@ class Settings:
     port: int = 8080
     threads: int = 8
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_images: int = 16
     max_image_pixels: int = 89_478_485  # Pillow's own default bomb threshold
+    decode_budget_pixels: int = 89_478_485
     request_timeout_s: float = 60.0
-    max_queue: int = 64
+    max_queue: int = 32
+    max_connections: int = 1000
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    forwarded_hops: int = 0
     max_batch_size: int = 1
     max_batch_wait_ms: float = 2.0
     url_timeout_s: float = 10.0
@@ -48,8 +54,14 @@ class Settings:
 
     @property
     def max_body_bytes(self) -> int:
-        """The largest request body worth parsing: a base64 `source` is 4/3 of the image, plus multipart framing."""
-        return self.max_upload_bytes * 4 // 3 + 64 * 1024
+        """The largest request body worth reading: MAX_IMAGES files, or one base64 `source` (4/3 of an image), plus
+        the multipart framing."""
+        return max(self.max_upload_bytes * self.max_images, self.max_field_bytes) + 64 * 1024
+
+    @property
+    def max_field_bytes(self) -> int:
+        """The largest non-file form field: a base64 `source`."""
+        return self.max_upload_bytes * 4 // 3 + 4096
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -57,7 +69,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = strict_int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer (expected {low}-{high})") from None
     if not low <= value <= high:
@@ -70,7 +82,7 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = strict_float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number (expected {low}-{high})") from None
     if not low <= value <= high:
@@ -125,6 +137,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     task = env.get("MODEL_TASK", "").strip() or None
     if task and task not in {"detect", "segment", "pose", "classify", "obb"}:
         raise ConfigError(f"MODEL_TASK={task!r} must be one of detect, segment, pose, classify, obb")
+    on_cloud_run = bool(env.get("K_SERVICE"))
+    max_pixels = _int(env, "MAX_IMAGE_PIXELS", 89_478_485, 1024, 2**31 - 1)
     level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
@@ -136,14 +150,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=device,
         api_keys=_api_keys(env),
         allow_unauthenticated=_bool(env, "ALLOW_UNAUTHENTICATED"),
-        on_cloud_run=bool(env.get("K_SERVICE")),
+        on_cloud_run=on_cloud_run,
         host=env.get("HOST", "").strip() or "0.0.0.0",
         port=_int(env, "PORT", 8080, 1, 65535),
         threads=_int(env, "THREADS", 8, 1, 256),
         max_upload_bytes=_int(env, "MAX_UPLOAD_MB", 10, 1, 1024) * 1024 * 1024,
-        max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 89_478_485, 1024, 2**31 - 1),
+        max_images=_int(env, "MAX_IMAGES", 16, 1, 256),
+        max_image_pixels=max_pixels,
+        decode_budget_pixels=_int(env, "DECODE_BUDGET_PIXELS", max_pixels, max_pixels, 2**40),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 60.0, 0.1, 3600.0),
-        max_queue=_int(env, "MAX_QUEUE", 64, 1, 100_000),
+        max_queue=_int(env, "MAX_QUEUE", 32, 1, 100_000),
+        max_connections=_int(env, "MAX_CONNECTIONS", 1000, 1, 1_000_000),
+        max_buffered_bytes=_int(env, "MAX_BUFFERED_MB", 256, 1, 1_000_000) * 1024 * 1024,
+        forwarded_hops=_int(env, "FORWARDED_HOPS", 1 if on_cloud_run else 0, 0, 16),
         max_batch_size=_int(env, "MAX_BATCH_SIZE", 1, 1, 256),
         max_batch_wait_ms=_float(env, "MAX_BATCH_WAIT_MS", 2.0, 0.0, 1000.0),
         url_timeout_s=_float(env, "URL_TIMEOUT_S", 10.0, 0.1, 120.0),

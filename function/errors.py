@@ -49,8 +49,18 @@ class MethodNotAllowed(ServiceError):
     status, title = 405, "Method Not Allowed"
 
 
+class RequestTimeout(ServiceError):
+    """The client did not send its request within the deadline."""
+
+    status, title = 408, "Request Timeout"
+
+
 class TooLarge(ServiceError):
     status, title = 413, "Payload Too Large"
+
+
+class UriTooLong(ServiceError):
+    status, title = 414, "URI Too Long"
 
 
 class NotAnImage(ServiceError):
@@ -60,12 +70,28 @@ class NotAnImage(ServiceError):
 class Overloaded(ServiceError):
     status, title = 429, "Too Many Requests"
 
+    def __init__(self, message: str | None = None, retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class HeadersTooLarge(ServiceError):
+    status, title = 431, "Request Header Fields Too Large"
+
+
+class ClientGone(ServiceError):
+    """The client closed the connection before the answer: nothing to send, logged as nginx's 499."""
+
+    status, title = 499, "Client Closed Request"
+
 
 class ModelNotReady(ServiceError):
     status, title = 503, "Service Unavailable"
 
 
 class InferenceTimeout(ServiceError):
+    """The deadline passed while fetching a `source`, waiting for the model or running it."""
+
     status, title = 504, "Gateway Timeout"
 
 
@@ -79,15 +105,16 @@ class WeightsError(Exception):
 
 _BY_STATUS = {
     cls.status: cls
-    for cls in (BadParameter, Unauthorized, NotFound, MethodNotAllowed, TooLarge, NotAnImage, Overloaded, ModelNotReady)
+    for cls in (BadParameter, Unauthorized, NotFound, MethodNotAllowed, RequestTimeout, TooLarge, UriTooLong, NotAnImage,
+                Overloaded, HeadersTooLarge, ModelNotReady)
 }
 
 
 def from_http_status(status: int, message: str | None = None) -> ServiceError:
-    """The one mapping from a bare HTTP status (Werkzeug's, or a route miss) to the service's errors."""
+    """The one mapping from a bare HTTP status (the server's, or a route miss) to the service's errors."""
     if status in _BY_STATUS:
         return _BY_STATUS[status](message)
-    error = ServiceError(message if status < 500 else None)
-    if status < 500:  # a rare client error Werkzeug knows and we have no name for (411, 431...)
+    error = ServiceError(message if status < 500 or status == 501 else None)
+    if status < 500 or status == 501:  # a rare status we have no name for (411, 501...)
         error.status, error.title = status, HTTPStatus(status).phrase
     return error

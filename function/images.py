@@ -16,6 +16,10 @@ from .errors import BadImage, NotAnImage, TooLarge
 FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "HEIF", "JPEG2000", "TIFF", "BMP", "GIF")
 _DNG_VERSION_TAG = 50706
 _TIFF_MAGIC = (b"II*\0", b"MM\0*")
+# Leading bytes of the formats above: a file that starts like one of them but cannot be read is a corrupt image (400),
+# not something other than an image (415).
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\0", b"MM\0*",
+               b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")
 _NOT_AN_IMAGE = "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"
 _registered = False
 
@@ -70,8 +74,17 @@ def _decode_dng(data: bytes, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode an uploaded image; refuse non-images (415), corrupt ones (400) and pixel bombs (413) before decoding."""
+def looks_like_an_image(data: bytes) -> bool:
+    """True when the leading bytes name a format we read (ISO-BMFF brands for HEIF/AVIF, RIFF for WebP included)."""
+    if data.startswith(_SIGNATURES):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def _open_header(data: bytes, max_pixels: int) -> Image.Image | None:
+    """Pillow's view of the header, size checked; None for a TIFF Pillow cannot read (a DNG for LibRaw)."""
     register_openers()
     if not data:
         raise BadImage("Invalid image: the file is empty")
@@ -81,7 +94,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             image = _pillow_open()(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         if data[:4] in _TIFF_MAGIC:  # a DNG Pillow cannot open at all
-            return _decode_dng(data, max_pixels)
+            return None
+        if looks_like_an_image(data):
+            raise BadImage("Invalid image: the file starts like an image but its data cannot be read") from None
         raise NotAnImage(_NOT_AN_IMAGE) from None
     except Image.DecompressionBombError:
         raise TooLarge(f"Image has too many pixels (limit MAX_IMAGE_PIXELS={max_pixels})") from None
@@ -92,6 +107,23 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise TooLarge(f"Image is {width}x{height} = {width * height} pixels, over MAX_IMAGE_PIXELS={max_pixels}")
     if width == 0 or height == 0:
         raise BadImage("Invalid image: it has no pixels")
+    return image
+
+
+def image_pixels(data: bytes, max_pixels: int) -> int:
+    """Width × height from the header alone (refusing what decode_image would refuse from it); for a DNG, whose size
+    LibRaw reads while decoding, the worst case allowed."""
+    image = _open_header(data, max_pixels)
+    if image is None or (image.format == "TIFF" and _DNG_VERSION_TAG in getattr(image, "tag_v2", {})):
+        return max_pixels
+    return image.size[0] * image.size[1]
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an uploaded image; refuse non-images (415), corrupt ones (400) and pixel bombs (413) before decoding."""
+    image = _open_header(data, max_pixels)
+    if image is None:
+        return _decode_dng(data, max_pixels)
     if image.format == "TIFF" and _DNG_VERSION_TAG in getattr(image, "tag_v2", {}):
         return _decode_dng(data, max_pixels)
     try:

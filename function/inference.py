@@ -1,16 +1,21 @@
-"""The model's one owner: a thread that takes jobs off a queue, gathers a batch, runs it, hands results back."""
+"""The model's one owner: a thread that takes jobs off a queue, gathers a batch, runs it, hands results back.
+
+Each job carries a `concurrent.futures.Future`: a request awaits it from the event loop (`asyncio.wrap_future`) or from
+a thread (`future.result`); a job whose future was cancelled before it ran (its request gave up) is skipped.
+"""
 
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
 
 import numpy as np
 
+from . import metrics
 from .errors import InferenceTimeout, ModelNotReady, Overloaded
 from .logs import log
 from .params import PredictParams
@@ -22,14 +27,8 @@ _STOP = object()
 class Job:
     image: np.ndarray
     params: PredictParams
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
-    abandoned: bool = False  # the caller stopped waiting: skip the work
-
-    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
+    future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 def collect_batch(jobs: queue.Queue, max_size: int, max_wait_s: float) -> tuple[list[Job], bool]:
@@ -53,26 +52,35 @@ def collect_batch(jobs: queue.Queue, max_size: int, max_wait_s: float) -> tuple[
 
 def run_batch(predict, batch: list[Job]) -> None:
     """Run live jobs, one model call per group of equal parameters; every failure reaches every job it touched."""
-    live = [job for job in batch if not job.abandoned]
+    started = time.monotonic()
+    live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+    for job in live:
+        metrics.QUEUE_WAIT_SECONDS.observe(started - job.queued_at)
+
     def key(job: Job) -> tuple:
         return tuple(job.params.model_args.items())
 
     for _, group in groupby(sorted(live, key=key), key=key):
         group = list(group)
+        t0 = time.monotonic()
         try:
             results = predict([job.image for job in group], group[0].params)
             if len(results) != len(group):
                 raise RuntimeError(f"model returned {len(results)} results for {len(group)} images")
         except Exception as exc:  # handed to each waiting request, which maps it to an HTTP status
             for job in group:
-                job.finish(error=exc)
+                job.future.set_exception(exc)
             continue
+        finally:
+            metrics.INFERENCE_SECONDS.observe(time.monotonic() - t0)
+            metrics.BATCH_SIZE.observe(len(group))
+        metrics.IMAGES.inc(len(group))
         for job, result in zip(group, results):
-            job.finish(result=result)
+            job.future.set_result(result)
 
 
 class InferenceLoop:
-    """Requests call submit() from any thread; only the loop's own thread touches the model."""
+    """Requests call submit() from any thread or the event loop; only the loop's own thread touches the model."""
 
     def __init__(self, predict, max_queue: int, max_batch_size: int = 1, max_batch_wait_s: float = 0.0):
         self.predict = predict
@@ -92,22 +100,30 @@ class InferenceLoop:
         if self.thread.ident is not None:  # started
             self.thread.join(timeout)
 
-    def submit(self, image: np.ndarray, params: PredictParams, timeout_s: float):
-        job = Job(image, params)
-        try:
+    def submit(self, images: list[np.ndarray], params: PredictParams) -> list[Future]:
+        """Queue the images (all or none); each future resolves to its Ultralytics Results."""
+        jobs = [Job(image, params) for image in images]
+        with self.jobs.mutex:
+            if len(self.jobs.queue) + len(jobs) > self.jobs.maxsize:
+                raise Overloaded(f"{self.jobs.maxsize} images are already waiting for the model; retry shortly")
+        for job in jobs:
             self.jobs.put_nowait(job)
-        except queue.Full:
-            raise Overloaded(f"{self.jobs.maxsize} requests are already waiting; retry shortly") from None
-        if not job.done.wait(timeout_s):
-            job.abandoned = True
-            raise InferenceTimeout(f"inference did not finish within {timeout_s:g} s")
-        if job.error is not None:
-            raise job.error
-        return job.result
+        metrics.QUEUE_DEPTH.set(self.jobs.qsize())
+        return [job.future for job in jobs]
+
+    def predict_sync(self, image: np.ndarray, params: PredictParams, timeout_s: float):
+        """Submit one image and wait for it from a plain thread (tests, tools)."""
+        (future,) = self.submit([image], params)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise InferenceTimeout(f"inference did not finish within {timeout_s:g} s") from None
 
     def _run(self) -> None:
         while True:
             batch, stop = collect_batch(self.jobs, self.max_batch_size, self.max_batch_wait_s)
+            metrics.QUEUE_DEPTH.set(self.jobs.qsize())
             if batch:
                 run_batch(self.predict, batch)
             if stop:
@@ -121,5 +137,5 @@ class InferenceLoop:
                 job = self.jobs.get_nowait()
             except queue.Empty:
                 return
-            if job is not _STOP:
-                job.finish(error=ModelNotReady("the server is shutting down"))
+            if job is not _STOP and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ModelNotReady("the server is shutting down"))

@@ -69,13 +69,3 @@ def load_model(weights: str, device: str, task: str | None = None) -> LoadedMode
         raise WeightsError(f"{weights} is a {yolo.task!r} model; this service serves {', '.join(TASKS)}")
     half = device.startswith("cuda")
     return LoadedModel(yolo=yolo, name=Path(weights).name, task=yolo.task, device=device, half=half, versions=versions())
-
-
-def encode_result(result, params: PredictParams) -> dict:
-    """One image's entry in the Platform response; `results` is Ultralytics' own summary()."""
-    h, w = result.orig_shape
-    return {
-        "shape": [int(h), int(w)],
-        "results": result.summary(normalize=params.normalize, decimals=params.decimals),
-        "speed": {k: round(float(result.speed.get(k) or 0.0), 3) for k in ("preprocess", "inference", "postprocess")},
-    }

@@ -1,11 +1,16 @@
-"""Inference parameters: parsed from plain string mappings (form fields, then query), validated, typed."""
+"""Inference parameters: parsed from form fields, then the query string; validated, typed.
+
+Precedence: a form field beats the same field in the query string; a legacy alias (`confidence`, `size`) counts as its
+field. A field given twice in the same place is refused (400), because which one the client meant is a guess.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from .errors import BadParameter
+from .numbers import strict_float, strict_int
 
 
 @dataclass(frozen=True)
@@ -32,35 +37,52 @@ _FIELDS = {
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
+Source = Mapping[str, str] | Iterable[tuple[str, str]]
 
-def _lookup(sources: tuple[Mapping[str, str], ...], *names: str | None) -> tuple[str, str] | None:
-    for source in sources:
-        for name in names:
-            if name and name in source and str(source[name]).strip() != "":
-                return name, str(source[name]).strip()
+
+def _pairs(source: Source) -> list[tuple[str, str]]:
+    return list(source.items()) if isinstance(source, Mapping) else list(source)
+
+
+def lookup(sources: tuple[list[tuple[str, str]], ...], *names: str | None) -> tuple[str, str] | None:
+    """(name as given, value) from the first source that has any of `names` with a non-empty value."""
+    for pairs in sources:
+        found = [(name, value.strip()) for name, value in pairs if name in names and name and value.strip() != ""]
+        if len(found) > 1:
+            given = " and ".join(sorted({name for name, _ in found}))
+            raise BadParameter(f"'{given}' was given {len(found)} times; send it once")
+        if found:
+            return found[0]
     return None
 
 
-def parse_params(*sources: Mapping[str, str]) -> PredictParams:
-    """Read parameters from the given mappings (earlier ones win); raise BadParameter naming field and range."""
+def parse_number(given: str, raw: str, kind: type, low: float, high: float) -> float | int:
+    expected = f"{'an integer' if kind is int else 'a number'} in {low}-{high}"
+    try:
+        value = strict_int(raw) if kind is int else strict_float(raw)
+    except ValueError:
+        raise BadParameter(f"'{given}' must be {expected}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(f"'{given}' must be {expected}, got {raw!r}")
+    return value
+
+
+def parse_bool(given: str, raw: str) -> bool:
+    value = raw.lower()
+    if value not in _TRUE | _FALSE:
+        raise BadParameter(f"'{given}' must be true or false, got {raw!r}")
+    return value in _TRUE
+
+
+def parse_params(*sources: Source) -> PredictParams:
+    """Read parameters from the given sources (earlier ones win); raise BadParameter naming field and range."""
+    pairs = tuple(_pairs(source) for source in sources)
     values: dict = {}
     for name, (alias, kind, low, high) in _FIELDS.items():
-        found = _lookup(sources, name, alias)
-        if found is None:
-            continue
-        given, raw = found
-        expected = f"{'an integer' if kind is int else 'a number'} in {low}-{high}"
-        try:
-            value = kind(raw) if kind is int else float(raw)
-        except ValueError:
-            raise BadParameter(f"'{given}' must be {expected}, got {raw!r}") from None
-        if not (low <= value <= high) or value != value:  # value != value catches NaN
-            raise BadParameter(f"'{given}' must be {expected}, got {raw!r}")
-        values[name] = value
-    found = _lookup(sources, "normalize")
+        found = lookup(pairs, name, alias)
+        if found is not None:
+            values[name] = parse_number(*found, kind, low, high)
+    found = lookup(pairs, "normalize")
     if found is not None:
-        raw = found[1].lower()
-        if raw not in _TRUE | _FALSE:
-            raise BadParameter(f"'normalize' must be true or false, got {found[1]!r}")
-        values["normalize"] = raw in _TRUE
+        values["normalize"] = parse_bool(*found)
     return PredictParams(**values)

@@ -1,57 +1,63 @@
-"""Serving: functions-framework builds the Flask app, gunicorn runs it with one worker that owns the model."""
+"""Serving: functions-framework builds the ASGI (Starlette) app, gunicorn runs it with one uvicorn worker process that
+owns the model; requests are coroutines on its event loop, CPU work runs in bounded thread pools."""
 
 from __future__ import annotations
 
-import functools
+import ctypes
+import json
 import os
 import sys
 from pathlib import Path
 
-import flask
-import functions_framework
+import functions_framework.aio
 import gunicorn.app.base
 import gunicorn.glogging
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from .config import Settings, load_settings
-from .errors import ConfigError
+from .errors import ConfigError, from_http_status
 from .logs import log, setup_logging
-from .service import SERVICE_KEY, Service
+from .service import Service
+from .worker import worker_class
 
 ENTRY_SOURCE = Path(__file__).with_name("main.py")
 ENTRY_TARGET = "endpoint"
+# glibc gives each thread that allocates its own arena (up to 8 per core) and rarely hands freed memory back: after a
+# few huge images the process stays gigabytes larger. Two arenas keep RSS near what is live. The environment variable
+# is set where the process starts (Makefile, Dockerfile); mallopt covers every other way of starting it.
+MALLOC_ARENA_MAX = 2
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
-def create_app(settings: Settings, service: Service | None = None) -> flask.Flask:
-    """The WSGI app: functions-framework's Flask app for our HTTP function, limits set, service attached."""
-    app = functions_framework.create_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
-    # No MAX_CONTENT_LENGTH: functions-framework reads every body after the response, and Werkzeug would raise
-    # there; the entry module refuses oversized bodies itself. A base64 `source` is a form field, not a file: let it
-    # be as large as the upload limit allows.
-    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
-    app.extensions[SERVICE_KEY] = service or Service(settings)
-    # Flask's own /static/<path:filename> rule (a folder beside the working directory, which does not exist) outranks
-    # functions-framework's catch-all rule: hand those requests to the function too, whose /static/ route serves them.
-    app.view_functions["static"] = lambda filename: app.view_functions["run"](path=f"static/{filename}")
-    if settings.cors_origins:
-        app.after_request(functools.partial(add_cors_headers, settings.cors_origins))
+def limit_malloc_arenas() -> None:
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return
+    except (ValueError, OSError):  # not glibc: nothing to tune
+        return
+    ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENA_MAX)
+
+
+def create_app(settings: Settings, service: Service | None = None) -> Starlette:
+    """The ASGI app: functions-framework's Starlette app for our HTTP function, with the service attached."""
+    app = functions_framework.aio.create_asgi_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
+    app.state.service = service or Service(settings)
+    # The few answers functions-framework's own routes give (robots.txt, favicon.ico, a method no route takes) are
+    # Starlette HTTPExceptions: give them our JSON error shape too.
+    app.add_exception_handler(HTTPException, _http_exception_as_json)
     return app
 
 
-def add_cors_headers(origins: tuple[str, ...], response: flask.Response) -> flask.Response:
-    """Let browser apps on the allowed origins call the API (the Platform's JavaScript example, unchanged)."""
-    origin = flask.request.headers.get("Origin", "")
-    if origin and ("*" in origins or origin in origins):
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
-        response.headers.add("Vary", "Origin")
-        if flask.request.method == "OPTIONS":  # the preflight, answered 204 by the entry module's dispatch
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, X-Api-Key, Content-Type"
-            response.headers["Access-Control-Max-Age"] = "3600"
-    return response
+async def _http_exception_as_json(request: Request, exc: HTTPException) -> Response:
+    error = from_http_status(exc.status_code, exc.detail if exc.status_code < 500 else None)
+    return Response(json.dumps(error.body()), exc.status_code, headers=exc.headers, media_type="application/json")
 
 
 def gunicorn_options(settings: Settings, service: Service) -> dict:
-    """Every gunicorn setting, as data: one worker process (the model and the GPU are its), request threads."""
+    """Every gunicorn setting, as data: one uvicorn worker process (the model and the GPU are its)."""
 
     def post_worker_init(worker) -> None:
         service.start()
@@ -62,8 +68,7 @@ def gunicorn_options(settings: Settings, service: Service) -> dict:
     return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": 1,
-        "worker_class": "gthread",
-        "threads": settings.threads,
+        "worker_class": worker_class(settings),
         # Cloud Run sends SIGTERM and kills 10 s later: finish in-flight requests within that.
         "graceful_timeout": settings.graceful_timeout_s,
         # No silent-worker kill: a respawn would reload the model. Cloud Run's liveness probe watches /healthz.
@@ -75,8 +80,6 @@ def gunicorn_options(settings: Settings, service: Service) -> dict:
         "logger_class": "function.server.JsonGunicornLogger",
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
-        "limit_request_line": 8190,
-        "forwarded_allow_ips": "*",
         "proc_name": "yolo-endpoint",
     }
 
@@ -93,7 +96,7 @@ class JsonGunicornLogger(gunicorn.glogging.Logger):
 
 
 class Application(gunicorn.app.base.BaseApplication):
-    def __init__(self, app: flask.Flask, options: dict):
+    def __init__(self, app: Starlette, options: dict):
         self.app, self.options = app, options
         super().__init__()
 
@@ -101,11 +104,12 @@ class Application(gunicorn.app.base.BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> flask.Flask:
+    def load(self) -> Starlette:
         return self.app
 
 
 def main() -> None:
+    limit_malloc_arenas()
     # Ultralytics prints plain-text banners at import, before its logger can be given the JSON handler.
     os.environ.setdefault("YOLO_VERBOSE", "false")
     try:
@@ -116,7 +120,7 @@ def main() -> None:
         sys.exit(2)
     setup_logging(settings.log_level)
     log.info(
-        f"starting: MODEL={settings.model} on {settings.host}:{settings.port}, {settings.threads} threads, "
+        f"starting: MODEL={settings.model} on {settings.host}:{settings.port}, {settings.threads} CPU threads, "
         f"API keys {'required' if settings.auth_required else 'not required'}"
     )
     service = Service(settings)

@@ -1,28 +1,56 @@
-"""The service behind the HTTP function: start-up (weights → model → warm-up → ready) and predict, with no web types."""
+"""The service behind every dialect: start-up (weights → model → warm-up → ready), then predict, with no web types.
+
+A predict takes images in any form a dialect accepts (uploaded bytes, a URL, base64 text) and returns Ultralytics
+`Results`, one per image in request order. Admission, the source fetch, decoding under the pixel budget and the
+model's queue are all here, once, for every dialect.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from PIL import Image
 
+from . import metrics
+from .admission import Admission, PixelBudget
+from .body import BufferBudget
 from .config import Settings
 from .errors import BadImage, ModelNotReady, Unauthorized, WeightsError
-from .images import decode_image
+from .images import decode_image, image_pixels
 from .inference import InferenceLoop
 from .logs import log
-from .model import LoadedModel, encode_result, load_model, pick_device
+from .model import LoadedModel, load_model, pick_device
 from .params import PredictParams
 from .source import SourceFetcher, decode_base64, is_url
 from .weights import resolve_weights
 
 # Gunicorn halts (no respawn) when a worker exits with its APP_LOAD_ERROR code.
 EXIT_MODEL_FAILED = 4
-# Where the Flask app keeps the Service (app.extensions), for the entry module to find.
-SERVICE_KEY = "yolo_service"
+# Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.
+FETCH_THREADS = 16
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What every dialect's request becomes: images as the client sent them, and the model's parameters.
+
+    An image is bytes (an upload) or text: an http(s) URL to fetch, or base64 data (a data: URL too)."""
+
+    images: tuple[bytes | str, ...]
+    params: PredictParams
+
+
+@dataclass(frozen=True)
+class Prediction:
+    results: list  # Ultralytics Results, one per image, in request order
+    model: LoadedModel
+    started: float  # time.monotonic() when the request arrived
 
 
 class Service:
@@ -31,7 +59,13 @@ class Service:
         self.model: LoadedModel | None = None
         self.loop: InferenceLoop | None = None
         self.ready = threading.Event()
+        self.stopping = False
         self.fetcher = SourceFetcher(settings.max_upload_bytes, settings.url_timeout_s, settings.url_allowed_networks)
+        self.admission = Admission(settings.max_queue)
+        self.pixels = PixelBudget(settings.decode_budget_pixels)
+        self.buffers = BufferBudget(settings.max_buffered_bytes)
+        self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="cpu")
+        self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self._api_keys = tuple(key.encode() for key in settings.api_keys)
 
     # -- start-up -------------------------------------------------------------------------------------------------
@@ -65,28 +99,30 @@ class Service:
         self.loop = InferenceLoop(model.predict, s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000)
         self.loop.start()
         self.ready.set()
+        phases = {"weights": t1 - t0, "load": t2 - t1, "warmup": t3 - t2, "total": t3 - t0}
+        for phase, seconds in phases.items():
+            metrics.MODEL_LOAD_SECONDS.labels(phase).set(seconds)
         log.info(
             f"ready: model {model.name} ({model.task}) on {model.device}{' fp16' if model.half else ''}",
             extra={"fields": {
                 "model": model.name, "task": model.task, "device": model.device, "half": model.half,
-                "startup_s": {"weights": round(t1 - t0, 3), "load": round(t2 - t1, 3), "warmup": round(t3 - t2, 3),
-                              "total": round(t3 - t0, 3)},
+                "startup_s": {phase: round(seconds, 3) for phase, seconds in phases.items()},
             }},
         )
 
     def stop(self) -> None:
+        self.stopping = True
         if self.loop is not None:
             self.loop.stop(timeout=self.settings.graceful_timeout_s)
+        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
+        self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- requests -------------------------------------------------------------------------------------------------
 
-    def check_api_key(self, authorization: str | None, x_api_key: str | None) -> None:
+    def check_api_key(self, given: str | None) -> None:
         if not self._api_keys:
             return
-        given = x_api_key or ""
-        if authorization and authorization[:7].lower() == "bearer ":
-            given = authorization[7:].strip()
-        given_bytes = given.encode()
+        given_bytes = (given or "").encode()
         # Compare against every key, always, so timing says nothing about which key or how much matched.
         matched = False
         for key in self._api_keys:
@@ -95,34 +131,76 @@ class Service:
             raise Unauthorized("Unauthorized: send a valid API key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'")
 
     def require_ready(self) -> LoadedModel:
+        if self.stopping:
+            raise ModelNotReady("the server is shutting down; retry on another instance")
         if not self.ready.is_set() or self.model is None:
             raise ModelNotReady("the model is loading; retry in a few seconds")
         return self.model
 
-    def image_bytes(self, upload: bytes | None, source: str | None) -> bytes:
-        """The uploaded file, else the `source` field (URL or base64)."""
-        if upload is not None:
-            return upload
-        if source:
-            source = source.strip()
-            if is_url(source):
-                return self.fetcher.fetch(source)
-            return decode_base64(source, self.settings.max_upload_bytes)
-        raise BadImage("No image: send it as multipart field 'file' (or 'image'), or 'source' with a URL or base64 data")
-
-    def predict(self, data: bytes, params: PredictParams, started: float) -> dict:
+    async def predict(self, request: PredictRequest, started: float) -> Prediction:
+        """Run the request's images through the model. The caller bounds it with the request's deadline: cancelled
+        at any await, it leaves nothing behind (queued jobs are dropped, pixels are returned when their work ends)."""
         model = self.require_ready()
-        image = decode_image(data, self.settings.max_image_pixels)
-        result = self.loop.submit(image, params, self.settings.request_timeout_s)
-        return {
-            "images": [encode_result(result, params)],
-            "metadata": {
-                "imageCount": 1,
-                "functionTimeCall": round(time.monotonic() - started, 5),
-                "model": model.name,
-                "version": model.versions,
-            },
-        }
+        if not request.images:
+            raise BadImage("No image: send it as multipart field 'file' (or 'image'), or 'source' with a URL or base64 data")
+        with self.admission.admit(len(request.images)):
+            blobs = await asyncio.gather(*(self._image_bytes(image) for image in request.images))
+            results = await self._infer(list(blobs), request.params)
+        return Prediction(results=results, model=model, started=started)
+
+    async def run_cpu(self, fn, *args):
+        """Run CPU-heavy work (decoding, encoding, drawing) in the bounded pool, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
+
+    async def _image_bytes(self, image: bytes | str) -> bytes:
+        if isinstance(image, bytes):
+            return image
+        text = image.strip()
+        if is_url(text):
+            return await asyncio.get_running_loop().run_in_executor(self.fetch_pool, self.fetcher.fetch, text)
+        return decode_base64(text, self.settings.max_upload_bytes)
+
+    async def _infer(self, blobs: list[bytes], params: PredictParams) -> list:
+        max_pixels = self.settings.max_image_pixels
+        sizes = await self.run_cpu(lambda: [image_pixels(blob, max_pixels) for blob in blobs])
+        held = await self.pixels.acquire(sum(sizes))
+        # The pixels are held until every piece of work that holds them has ended, even when this request gives up
+        # (deadline) while a decode or a model call is still running: only then is the memory really free.
+        running: list[Future] = []
+        try:
+            decoding = self.cpu_pool.submit(lambda: [decode_image(blob, max_pixels) for blob in blobs])
+            running = [decoding]
+            images = await asyncio.wrap_future(decoding)
+            t0 = time.monotonic()
+            running = self.loop.submit(images, params)
+            results = await asyncio.gather(*(asyncio.wrap_future(f) for f in running))
+            self.admission.observe(time.monotonic() - t0, len(blobs))
+            return list(results)
+        finally:
+            _release_when_done(running, lambda: self.pixels.release(held), asyncio.get_running_loop())
+
+
+def _release_when_done(futures: list[Future], release, loop: asyncio.AbstractEventLoop) -> None:
+    """Call `release` on the event loop once every future has ended (at once if they all have)."""
+    pending = {f for f in futures if not f.done()}
+    if not pending:
+        release()
+        return
+
+    def one_done(future: Future) -> None:  # on the loop's thread
+        pending.discard(future)
+        if not pending:
+            release()
+
+    for future in list(pending):
+        future.add_done_callback(lambda f: _call_soon(loop, one_done, f))
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop has closed: the process is exiting and nothing waits for the release
+        pass
 
 
 def _exit_process(reason: str) -> None:

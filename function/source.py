@@ -7,6 +7,7 @@ import binascii
 import ipaddress
 import re
 import socket
+import threading
 import time
 from typing import Iterable
 from urllib.parse import urljoin, urlsplit
@@ -17,7 +18,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from .errors import BadImage, SourceRefused, TooLarge
+from .errors import BadImage, InferenceTimeout, SourceRefused, TooLarge
 
 MAX_REDIRECTS = 5
 _BLOCKED_HOSTS = {"metadata", "metadata.google.internal", "metadata.google.internal."}
@@ -93,18 +94,22 @@ class SourceFetcher:
         self.pool.pool_classes_by_scheme = _guarded_pools(tuple(allowed_networks))
 
     def fetch(self, url: str) -> bytes:
+        """GET the image; the whole fetch (redirects, connect, every read) ends at `timeout_s` of wall-clock time."""
         deadline = time.monotonic() + self.timeout_s
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise SourceRefused("source URL must be http:// or https:// with a host")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._too_slow()
             try:
                 response = self.pool.request(
                     "GET",
                     url,
                     redirect=False,
                     preload_content=False,
-                    timeout=urllib3.Timeout(connect=self.timeout_s, read=self.timeout_s),
+                    timeout=urllib3.Timeout(connect=remaining, read=remaining),
                     headers={"User-Agent": "yolo-cloud-run/1", "Accept": "image/*"},
                 )
             except SourceRefused:
@@ -115,6 +120,8 @@ class SourceFetcher:
                     cause = exc.reason
                 if cause is not None:
                     raise cause from None
+                if time.monotonic() >= deadline:
+                    raise self._too_slow() from None
                 raise BadImage(f"source URL could not be fetched: {type(exc).__name__}") from None
             try:
                 if response.status in (301, 302, 303, 307, 308):
@@ -130,28 +137,43 @@ class SourceFetcher:
                 response.release_conn()
         raise BadImage(f"source URL redirected more than {MAX_REDIRECTS} times")
 
+    def _too_slow(self) -> InferenceTimeout:
+        return InferenceTimeout(f"source URL did not deliver the image within URL_TIMEOUT_S={self.timeout_s:g} s")
+
     def _read_capped(self, response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"source image is {int(declared)} bytes, over the {self.max_bytes // 2**20} MB limit")
+        # A server that drips bytes keeps every single read inside its timeout: a timer closes the socket at the
+        # deadline, which ends the read in progress.
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0), response.shutdown)
+        watchdog.daemon = True
+        watchdog.start()
         chunks, total = [], 0
         try:
-            for chunk in response.stream(64 * 1024):
+            while chunk := response.read1(64 * 1024):
                 total += len(chunk)
                 if total > self.max_bytes:
                     raise TooLarge(f"source image is over the {self.max_bytes // 2**20} MB limit")
                 if time.monotonic() > deadline:
-                    raise BadImage(f"source URL took longer than {self.timeout_s:g} s")
+                    raise self._too_slow()
                 chunks.append(chunk)
-        except HTTPError as exc:
+        except (HTTPError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise self._too_slow() from None
             raise BadImage(f"source URL could not be read: {type(exc).__name__}") from None
+        finally:
+            watchdog.cancel()
+        if time.monotonic() >= deadline:  # the watchdog's shutdown reads as an early end of the body
+            raise self._too_slow()
         return b"".join(chunks)
 
 
 def decode_base64(text: str, max_bytes: int) -> bytes:
     """Decode base64 image data (plain, URL-safe, or a data: URL); refuse it when it decodes to over max_bytes."""
     match = _DATA_URL.match(text)
-    payload = re.sub(r"\s+", "", text[match.end():] if match else text)
+    # A `+` sent unescaped in a urlencoded form arrives as a space: base64 has no spaces, so put it back.
+    payload = re.sub(r"\s+", "", (text[match.end():] if match else text).replace(" ", "+"))
     if len(payload) * 3 // 4 > max_bytes + 3:
         raise TooLarge(f"source image is over the {max_bytes // 2**20} MB limit")
     payload = payload.replace("-", "+").replace("_", "/")

@@ -50,16 +50,24 @@ def test_cloud_run_may_serve_unauthenticated_when_told_to():
     assert load_settings({"MODEL": "m.pt", "K_SERVICE": "svc", "ALLOW_UNAUTHENTICATED": "true"}).on_cloud_run
 
 
-def test_gunicorn_options_are_one_worker_with_threads_and_a_graceful_stop():
-    settings = load_settings({"MODEL": "m.pt", "PORT": "9000", "THREADS": "12"})
+def test_gunicorn_options_are_one_uvicorn_worker_with_a_graceful_stop():
+    from uvicorn_worker import UvicornWorker
+
+    from function.worker import Protocol
+
+    settings = load_settings({"MODEL": "m.pt", "PORT": "9000", "MAX_CONNECTIONS": "500"})
     options = gunicorn_options(settings, Service(settings))
     hooks = {k: options.pop(k) for k in ("post_worker_init", "worker_exit")}
     assert all(callable(h) for h in hooks.values())
+    worker = options.pop("worker_class")
+    assert issubclass(worker, UvicornWorker)
+    assert worker.CONFIG_KWARGS == {
+        "loop": "asyncio", "http": Protocol, "lifespan": "off", "proxy_headers": False,
+        "h11_max_incomplete_event_size": 65536, "limit_concurrency": 500, "timeout_graceful_shutdown": 7,
+    }
     assert options == {
         "bind": "0.0.0.0:9000",
         "workers": 1,
-        "worker_class": "gthread",
-        "threads": 12,
         "graceful_timeout": 8,
         "timeout": 0,
         "keepalive": 650,
@@ -67,8 +75,6 @@ def test_gunicorn_options_are_one_worker_with_threads_and_a_graceful_stop():
         "accesslog": None,
         "loglevel": "warning",
         "logger_class": "function.server.JsonGunicornLogger",
-        "limit_request_line": 8190,
-        "forwarded_allow_ips": "*",
         "proc_name": "yolo-endpoint",
     }
 
@@ -146,11 +152,12 @@ def test_run_batch_groups_by_parameters_and_checks_the_count():
     jobs = [_job(0.25), _job(0.5), _job(0.25)]
     run_batch(predict, jobs)
     assert sorted(calls) == [(1, 0.5), (2, 0.25)]
-    assert [j.result for j in jobs] == ["result-0.25", "result-0.5", "result-0.25"]
+    assert [j.future.result(0) for j in jobs] == ["result-0.25", "result-0.5", "result-0.25"]
 
     short = [_job(), _job()]
     run_batch(lambda images, params: ["only one"], short)
-    assert all(isinstance(j.error, RuntimeError) and "1 results for 2 images" in str(j.error) for j in short)
+    assert all(isinstance(j.future.exception(0), RuntimeError) and "1 results for 2 images" in str(j.future.exception(0))
+               for j in short)
 
 
 def test_a_model_failure_reaches_every_job_of_its_batch_and_abandoned_jobs_are_skipped():
@@ -158,10 +165,10 @@ def test_a_model_failure_reaches_every_job_of_its_batch_and_abandoned_jobs_are_s
         raise ValueError("CUDA out of memory")
 
     jobs, abandoned = [_job(), _job()], _job()
-    abandoned.abandoned = True
+    abandoned.future.cancel()  # its request gave up before the model got to it
     run_batch(predict, jobs + [abandoned])
-    assert all(isinstance(j.error, ValueError) for j in jobs)
-    assert not abandoned.done.is_set()
+    assert all(isinstance(j.future.exception(0), ValueError) for j in jobs)
+    assert abandoned.future.cancelled()
 
 
 def test_loop_serves_threads_in_turn_and_only_its_own_thread_touches_the_model():
@@ -176,7 +183,7 @@ def test_loop_serves_threads_in_turn_and_only_its_own_thread_touches_the_model()
     results = {}
 
     def call(i):
-        results[i] = loop.submit(np.zeros((1, 1, 3), np.uint8), PredictParams(conf=0.01 * (i + 1)), timeout_s=10)
+        results[i] = loop.predict_sync(np.zeros((1, 1, 3), np.uint8), PredictParams(conf=0.01 * (i + 1)), timeout_s=10)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
     [t.start() for t in threads]
@@ -199,22 +206,22 @@ def test_loop_times_out_slow_jobs_refuses_when_full_and_fails_late_waiters_on_st
     loop = InferenceLoop(predict, max_queue=2)
     loop.start()
     image, params = np.zeros((1, 1, 3), np.uint8), PredictParams()
-    busy = threading.Thread(target=lambda: loop.submit(image, params, timeout_s=10))
+    busy = threading.Thread(target=lambda: loop.predict_sync(image, params, timeout_s=10))
     busy.start()
     time.sleep(0.1)  # the first job is inside predict; the queue is empty again
     with pytest.raises(InferenceTimeout):
-        loop.submit(image, params, timeout_s=0.1)  # queued behind it, gives up; it still holds its slot
+        loop.predict_sync(image, params, timeout_s=0.1)  # queued behind it, gives up; it still holds its slot
     late = Job(image, params)
     loop.jobs.put_nowait(late)
     with pytest.raises(Overloaded):
-        loop.submit(image, params, timeout_s=1)
+        loop.predict_sync(image, params, timeout_s=1)
     loop.stop(timeout=0)  # the sentinel goes in although the queue is full
     release.set()
     busy.join(5)
     loop.thread.join(5)
     assert not loop.thread.is_alive()
     assert calls == [1, 1], "the abandoned job was skipped; the late one ran before the sentinel"
-    assert late.done.is_set() and late.error is None
+    assert late.future.done() and late.future.exception(0) is None
 
     behind_the_sentinel = Job(image, params)
     loop2 = InferenceLoop(predict, max_queue=4)
@@ -222,14 +229,20 @@ def test_loop_times_out_slow_jobs_refuses_when_full_and_fails_late_waiters_on_st
     loop2.jobs.put_nowait(behind_the_sentinel)
     loop2.start()
     loop2.thread.join(5)
-    assert isinstance(behind_the_sentinel.error, ModelNotReady)
+    assert isinstance(behind_the_sentinel.future.exception(0), ModelNotReady)
 
 
-# -- the HTTP function through Flask's test client -----------------------------------------------------------------
+# -- the HTTP function through Starlette's test client -------------------------------------------------------------
+
+
+def _client(settings, service=None):
+    from starlette.testclient import TestClient
+
+    return TestClient(create_app(settings, service))
 
 
 class _ExplodingService(Service):
-    def predict(self, data, params, started):
+    async def predict(self, request, started):
         raise RuntimeError("secret internal detail /etc/passwd")
 
 
@@ -238,22 +251,21 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(bus_jpg):
     service = _ExplodingService(settings)
     service.model = object()
     service.ready.set()
-    client = create_app(settings, service).test_client()
-    response = client.post("/predict", data={"file": (bus_jpg.open("rb"), "bus.jpg")})
+    response = _client(settings, service).post("/predict", files={"file": ("bus.jpg", bus_jpg.read_bytes())})
     assert response.status_code == 500
-    assert response.get_json() == {
+    assert response.json() == {
         "error": {"code": 500, "status": "Internal Server Error", "message": "Internal server error; the request was not completed"}
     }
-    assert b"secret" not in response.data and b"Traceback" not in response.data
+    assert b"secret" not in response.content and b"Traceback" not in response.content
 
 
 def test_cors_is_off_by_default_and_answers_preflights_for_allowed_origins():
-    closed = create_app(load_settings({"MODEL": "m.pt"})).test_client()
+    closed = _client(load_settings({"MODEL": "m.pt"}))
     assert "Access-Control-Allow-Origin" not in closed.options("/predict", headers={"Origin": "https://app.example"}).headers
     assert "Access-Control-Allow-Origin" not in closed.get("/healthz", headers={"Origin": "https://app.example"}).headers
 
     settings = load_settings({"MODEL": "m.pt", "CORS_ORIGINS": "https://app.example, https://admin.example/"})
-    client = create_app(settings).test_client()
+    client = _client(settings)
     preflight = client.options("/predict", headers={
         "Origin": "https://admin.example", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization"})
@@ -266,10 +278,13 @@ def test_cors_is_off_by_default_and_answers_preflights_for_allowed_origins():
 
 
 def test_the_page_and_its_assets_are_served_by_the_function():
-    client = create_app(load_settings({"MODEL": "m.pt"})).test_client()
+    client = _client(load_settings({"MODEL": "m.pt"}))
     page = client.get("/")
-    assert page.status_code == 200 and b"predict.js" in page.data
+    assert page.status_code == 200 and b"predict.js" in page.content
     assert client.get("/static/predict.js").status_code == 200
     assert client.get("/static/examples/bus.jpg").headers["Content-Type"] == "image/jpeg"
     missing = client.get("/static/nothing.js")
-    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == 404
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == 404
+    for sneaky in ("/static/../main.py", "/static/%2e%2e/main.py", "/static/..%2fmain.py", "/static//etc/passwd"):
+        response = client.get(sneaky)
+        assert response.status_code == 404 and b"import" not in response.content and b"root:" not in response.content

@@ -1,0 +1,67 @@
+"""Dialects: the request and response shapes of the APIs our clients were written against.
+
+A dialect is one small module at the edge. It says where its clients put the API key and the model id, turns an
+`Incoming` request (plain values, no web types) into the core's `PredictRequest`, and turns the core's `Prediction`
+(Ultralytics `Results`) or a `ServiceError` into its own `Reply`. Reading bodies, auth, limits, decoding, the model,
+errors and logging are the core's; a dialect knows none of them. Routes are in `function/routes.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+from ..body import Form
+from ..errors import ServiceError
+from ..service import Prediction, PredictRequest
+
+
+@dataclass
+class Incoming:
+    """A request as a dialect sees it."""
+
+    method: str
+    path: str
+    path_params: dict[str, str] = field(default_factory=dict)
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: Mapping[str, str] = field(default_factory=dict)  # names in lower case
+    content_type: str = ""  # the media type only, lower case: "multipart/form-data", "application/json"...
+    form: Form | None = None  # a multipart or urlencoded body, parsed
+    body: bytes | None = None  # any other body, and the raw bytes of an urlencoded one
+
+    def query_values(self, name: str) -> list[str]:
+        return [value for key, value in self.query if key == name]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict | list | bytes
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Dialect(Protocol):
+    name: str
+    # True when clients may send the key inside the body (a JSON field): the core then reads the body before auth.
+    key_in_body: bool
+
+    def api_key(self, incoming: Incoming) -> str | None: ...
+
+    def model_id(self, incoming: Incoming) -> str | None:
+        """The model id the client addressed (checked against MODEL_ID), or None when the route names none."""
+
+    def parse(self, incoming: Incoming) -> PredictRequest: ...
+
+    def encode(self, request: PredictRequest, prediction: Prediction) -> Reply:
+        """Runs in the CPU pool, off the event loop: drawing an annotated image is fine here."""
+
+    def error(self, error: ServiceError) -> Reply: ...
+
+
+def bearer_or_x_api_key(incoming: Incoming) -> str | None:
+    """The key as the Platform and HUB clients send it: `Authorization: Bearer KEY`, else `x-api-key: KEY`."""
+    authorization = incoming.headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return incoming.headers.get("x-api-key") or None

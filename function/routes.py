@@ -1,0 +1,105 @@
+"""The route table, in one place: every path the service answers, and who answers it.
+
+A route's handler is either a dialect (a predict route: the core reads, checks and runs it, the dialect shapes it) or a
+system handler: `async (Incoming, Service) -> Reply`, answered on the event loop without touching the model.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import metrics
+from .dialects import Incoming, Reply
+from .dialects import platform
+from .errors import MethodNotAllowed, NotFound
+from .service import Service
+
+STATIC_DIR = Path(__file__).with_name("static").resolve()
+
+
+async def healthz(incoming: Incoming, service: Service) -> Reply:
+    return Reply(200, {"status": "ok"})
+
+
+async def readyz(incoming: Incoming, service: Service) -> Reply:
+    model = service.require_ready()
+    return Reply(200, {"status": "ready", "model": model.name, "task": model.task})
+
+
+async def metrics_text(incoming: Incoming, service: Service) -> Reply:
+    body, media_type = metrics.exposition()
+    return Reply(200, body, media_type)
+
+
+def _file(path: Path, max_age: int) -> Reply:
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Reply(200, path.read_bytes(), media_type, {"Cache-Control": f"public, max-age={max_age}"})
+
+
+async def page(incoming: Incoming, service: Service) -> Reply:
+    return _file(STATIC_DIR / "index.html", 0)
+
+
+async def static_file(incoming: Incoming, service: Service) -> Reply:
+    target = (STATIC_DIR / incoming.path_params["path"]).resolve()
+    if not target.is_relative_to(STATIC_DIR) or not target.is_file():
+        raise NotFound(f"No route for {incoming.path}")
+    return _file(target, 3600)
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str  # `{name}` matches one path segment, `{name:path}` the rest of the path, `{name:int}` digits
+    methods: dict  # method -> dialect module or system handler
+
+    @property
+    def pattern(self) -> re.Pattern:
+        return _compile(self.template)
+
+
+_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
+_KINDS = {None: r"[^/]+", "path": r".+", "int": r"[0-9]+"}
+_compiled: dict[str, re.Pattern] = {}
+
+
+def _compile(template: str) -> re.Pattern:
+    if template not in _compiled:
+        regex, last = "", 0
+        for match in _PARAM.finditer(template):
+            regex += re.escape(template[last:match.start()]) + f"(?P<{match[1]}>{_KINDS[match[2]]})"
+            last = match.end()
+        _compiled[template] = re.compile(regex + re.escape(template[last:]) + "/?")
+    return _compiled[template]
+
+
+ROUTES = (
+    Route("/healthz", {"GET": healthz}),
+    Route("/readyz", {"GET": readyz}),
+    Route("/metrics", {"GET": metrics_text}),
+    Route("/", {"GET": page}),
+    Route("/static/{path:path}", {"GET": static_file}),
+    Route("/predict", {"POST": platform}),
+    Route("/api/models/{model_id}/predict", {"POST": platform}),
+)
+
+# What a request that matched no route is counted under in the metrics (raw paths would be unbounded labels).
+UNMATCHED = "unmatched"
+
+
+def match(method: str, path: str) -> tuple[Route, object, dict[str, str]]:
+    """(route, its handler for this method, path parameters); NotFound or MethodNotAllowed otherwise.
+    HEAD is answered as GET (the server sends no body)."""
+    for route in ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found is None:
+            continue
+        wanted = "GET" if method == "HEAD" else method
+        if wanted in route.methods:
+            return route, route.methods[wanted], found.groupdict()
+        if method == "OPTIONS":
+            return route, None, found.groupdict()
+        raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(route.methods)}")
+    raise NotFound(f"No route for {path}")

@@ -1,0 +1,100 @@
+"""The gunicorn worker: uvicorn's, on its h11 protocol, with the two things a public endpoint needs from the server.
+
+1. What the server answers itself (a malformed request, a request line or headers past h11's limit, an unknown
+   Transfer-Encoding) is our JSON error with the status h11 names (400, 431, 501), not a bare text line.
+2. A connection answered before its request body arrived (a refused upload) is closed without reading that body, but
+   not abruptly: the answer is sent, the sending side is shut (FIN), and what the client is still sending is discarded
+   for at most LINGER_S or LINGER_BYTES. Closing at once would make the kernel reset the connection, and a client
+   still uploading would see the reset instead of our 413 (what nginx calls a lingering close).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn_worker import UvicornWorker
+
+from .errors import from_http_status
+
+LINGER_S = 2.0
+LINGER_BYTES = 4 * 2**20
+# h11's hard limit on a request line plus headers; the app refuses smaller excesses itself (414/431, see web.py).
+MAX_INCOMPLETE_EVENT_BYTES = 64 * 1024
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: close() lingers when a request body is still arriving."""
+
+    def __init__(self, transport, protocol: "Protocol"):
+        self._transport, self._protocol = transport, protocol
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        cycle = self._protocol.cycle
+        if cycle is not None and cycle.more_body and not self._transport.is_closing():
+            self._protocol.linger()
+        else:
+            self._transport.close()
+
+
+class Protocol(H11Protocol):
+    def connection_made(self, transport) -> None:
+        self._lingering = 0
+        self._discarded = 0
+        super().connection_made(_LingeringTransport(transport, self))
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self.transport._transport.close()
+            return
+        super().data_received(data)
+
+    def linger(self) -> None:
+        raw = self.transport._transport
+        self._lingering = 1
+        try:
+            raw.write_eof()
+        except (OSError, RuntimeError):
+            raw.close()
+            return
+        raw.resume_reading()
+        self.loop.call_later(LINGER_S, raw.close)
+
+    def send_400_response(self, msg: str) -> None:
+        # Called by uvicorn inside its `except h11.RemoteProtocolError`, so the error (and h11's status hint) is here.
+        error = sys.exc_info()[1]
+        status = getattr(error, "error_status_hint", 400)
+        detail = {431: "The request line or headers are too large", 501: "Unsupported Transfer-Encoding"}
+        body = json.dumps(from_http_status(status, detail.get(status, "Malformed HTTP request")).body()).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        try:
+            self.transport.write(self.conn.send(h11.Response(status_code=status, headers=headers)))
+            self.transport.write(self.conn.send(h11.Data(data=body)))
+            self.transport.write(self.conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:  # h11 cannot answer in this state: just close
+            pass
+        self.transport._transport.close()
+
+
+def worker_class(settings) -> type:
+    """Gunicorn's worker class, configured from the settings (uvicorn reads its options from the class)."""
+    return type("YoloWorker", (UvicornWorker,), {"CONFIG_KWARGS": {
+        "loop": "asyncio",
+        "http": Protocol,
+        "lifespan": "off",
+        # Where the caller is comes from X-Forwarded-For, counted from the right (web.client_ip), never the left.
+        "proxy_headers": False,
+        "h11_max_incomplete_event_size": MAX_INCOMPLETE_EVENT_BYTES,
+        # Connections plus requests in progress; past it, uvicorn answers 503 itself. Idle or slow connections cost a
+        # coroutine each, so this can be generous.
+        "limit_concurrency": settings.max_connections,
+        # In-flight requests finish within Cloud Run's 10 s after SIGTERM; gunicorn kills the worker one second later.
+        "timeout_graceful_shutdown": max(settings.graceful_timeout_s - 1, 1),
+    }})
