@@ -113,7 +113,7 @@ BREAKAGES = {
     ),
     "attribute the resource does not export": (
         "modules/endpoint/outputs.tf", "google_cloud_run_v2_service.this.uri", "google_cloud_run_v2_service.this.url",
-        r'Unsupported attribute: This object has no argument, nested block, or exported attribute named "url". Did you mean "uri"\?',
+        r'Unsupported attribute: This object has no argument, nested block, or exported attribute named "url"',
     ),
 }
 
