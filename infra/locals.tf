@@ -1,37 +1,113 @@
 # Every value derived from the variables alone lives here, so tests can evaluate this file with
-# real Terraform and no provider (tests/test_infra.py copies it beside variables.tf).
+# real Terraform and no provider (tests/test_infra.py copies it beside variables.tf): each
+# region's settings, the services' environment, revision names and traffic.
 locals {
-  # Regions that get a Cloud Run service now. None before the first image exists (see var.image),
-  # and none for the regions stop.sh has stopped.
-  running_regions = var.image == "" ? [] : [for r in var.regions : r if !contains(var.stopped_regions, r)]
+  # Cloud Run's CPU/memory table in MiB, by CPU count (https://cloud.google.com/run/docs/configuring/services/cpu).
+  memory_limits_mib = { "1" = [512, 4096], "2" = [512, 8192], "4" = [2048, 16384], "6" = [4096, 24576], "8" = [4096, 32768] }
 
-  continent        = split("-", var.regions[0])[0]
+  # Each region's effective settings: its own, else the defaults of its kind.
+  settings = { for region, v in var.regions : region => {
+    kind            = v.accelerator == "none" ? "cpu" : "gpu"
+    accelerator     = v.accelerator
+    cpu             = coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)
+    memory          = coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory)
+    min_instances   = coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)
+    max_instances   = coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances)
+    max_concurrency = coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency)
+  } }
+
+  gpu_regions_used = sort([for region, s in local.settings : region if s.kind == "gpu"])
+  # Regions that get a Cloud Run service now: their kind's image exists (none before the first
+  # build, see var.images) and stop.sh has not stopped them.
+  running_regions = sort([for region, s in local.settings : region if var.images[s.kind] != "" && !contains(var.stopped_regions, region)])
+
+  registry_region  = var.artifact_registry_location != "" ? var.artifact_registry_location : (length(local.gpu_regions_used) > 0 ? local.gpu_regions_used[0] : sort(keys(var.regions))[0])
+  continent        = split("-", local.registry_region)[0]
   storage_location = var.storage_location != "" ? var.storage_location : lookup({ us = "US", northamerica = "US", southamerica = "US", europe = "EU", asia = "ASIA", australia = "ASIA", me = "EU", africa = "EU" }, local.continent, "US")
-  registry_region  = var.artifact_registry_location != "" ? var.artifact_registry_location : var.regions[0]
 
-  create_weights_bucket = var.weights_bucket == ""
-  weights_bucket        = local.create_weights_bucket ? "${var.project_id}-${var.name}-weights" : var.weights_bucket
-  weights_in_bucket     = var.model_path_in_image == ""
-  model                 = local.weights_in_bucket ? "gs://${local.weights_bucket}/${var.model_object}" : var.model_path_in_image
+  create_weights_bucket  = var.weights_bucket == ""
+  default_weights_bucket = "${var.project_id}-${var.name}-weights"
+  weights_bucket         = local.create_weights_bucket ? local.default_weights_bucket : var.weights_bucket
+
+  # Names the resources in main.tf get, by the same formulas, so revision names (below) can be
+  # computed from the variables alone.
+  runtime_service_account = "${var.name}-run@${var.project_id}.iam.gserviceaccount.com"
+  api_keys_secret         = "${var.name}-api-keys"
 
   labels = merge(var.labels, { app = var.name, managed-by = "terraform" })
 
-  # Plain environment of every region's service: defaults that extra_env may override, then the
-  # keys the module owns. The API keys are not here: they are a Secret Manager secret mounted as a
-  # file, and API_KEYS_FILE (set by the endpoint module) names it.
-  env = merge(
+  # What a revision serves: the images and the weights. The candidate is the release in the
+  # variables; during a canary the stable one is var.canary.stable.
+  releases = merge(
     {
-      MODEL_CACHE_DIR = "/tmp/model-cache"
-      YOLO_CONFIG_DIR = "/tmp/Ultralytics"
-      YOLO_OFFLINE    = "true" # the weights come from the bucket or the image, never from a hub
+      candidate = {
+        images              = var.images
+        weights_bucket      = var.weights_bucket
+        model_object        = var.model_object
+        model_path_in_image = var.model_path_in_image
+        model_id            = var.model_id
+      }
     },
-    var.extra_env,
-    {
-      MODEL   = local.model
-      THREADS = tostring(var.max_concurrency)
-    },
-    var.model_id == "" ? {} : { MODEL_ID = var.model_id },
+    var.canary == null ? {} : { stable = var.canary.stable },
   )
+  release_models = { for name, r in local.releases : name => (
+    r.model_path_in_image != "" ? r.model_path_in_image : "gs://${r.weights_bucket != "" ? r.weights_bucket : local.default_weights_bucket}/${r.model_object}"
+  ) }
+  # Buckets whose weights some serving revision reads.
+  weights_buckets_read = toset([for name, r in local.releases : (r.weights_bucket != "" ? r.weights_bucket : local.default_weights_bucket) if r.model_path_in_image == ""])
+  model                = local.release_models["candidate"]
+  weights_in_bucket    = var.model_path_in_image == ""
+
+  # Everything a revision is made of, per running region and release. The endpoint module builds
+  # the revision from exactly this object, and its name is a hash of it: the same inputs give the
+  # same revision name (so a re-apply or a rollback finds the existing revision), and any change
+  # gives a new one (Cloud Run refuses an existing name with a different configuration).
+  revisions = { for region in local.running_regions : region => { for name, r in local.releases : name => {
+    image                         = r.images[local.settings[region].kind]
+    accelerator                   = local.settings[region].accelerator
+    cpu                           = local.settings[region].cpu
+    memory                        = local.settings[region].memory
+    cpu_idle                      = local.settings[region].kind == "cpu" # request-based billing for CPU, instance-based for GPU
+    gpu_zonal_redundancy_disabled = local.settings[region].kind == "gpu" ? var.gpu_zonal_redundancy_disabled : null
+    max_concurrency               = local.settings[region].max_concurrency
+    timeout_seconds               = var.request_timeout_seconds
+    service_account               = local.runtime_service_account
+    api_keys_secret               = local.api_keys_secret
+    api_keys_secret_version       = var.api_keys_secret_version
+    startup_probe                 = var.startup_probe
+    liveness_probe                = var.liveness_probe
+    labels                        = local.labels
+    prometheus_sidecar_image      = var.monitoring.prometheus_sidecar ? var.monitoring.prometheus_sidecar_image : ""
+    # Plain environment: defaults that extra_env may override, then the keys the module owns. The
+    # API keys are not here: they are a Secret Manager secret mounted as a file (API_KEYS_FILE).
+    env = merge(
+      {
+        MODEL_CACHE_DIR = "/tmp/model-cache"
+        YOLO_CONFIG_DIR = "/tmp/Ultralytics"
+        YOLO_OFFLINE    = "true" # the weights come from the bucket or the image, never from a hub
+      },
+      var.extra_env,
+      {
+        MODEL   = local.release_models[name]
+        THREADS = tostring(local.settings[region].max_concurrency)
+      },
+      r.model_id == "" ? {} : { MODEL_ID = r.model_id },
+    )
+  } } }
+  revision_names = { for region, by_release in local.revisions : region => {
+    for name, revision in by_release : name => "${var.name}-${substr(sha256(jsonencode(revision)), 0, 10)}"
+  } }
+
+  # Traffic of each running region. Without a canary (or when the canary changes nothing), Cloud
+  # Run's default: the latest revision takes everything once its startup probe passes.
+  traffic = { for region, names in local.revision_names : region => (
+    var.canary == null || try(names.stable == names.candidate, true) ? [
+      { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", revision = null, percent = 100, tag = null },
+      ] : [
+      { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision = names.stable, percent = 100 - var.canary.percent, tag = "stable" },
+      { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision = names.candidate, percent = var.canary.percent, tag = "canary" },
+    ]
+  ) }
 
   load_balancer = length(var.lb_domains) > 0
 
@@ -39,6 +115,7 @@ locals {
     [
       "run.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com", "secretmanager.googleapis.com",
       "storage.googleapis.com", "iam.googleapis.com", "logging.googleapis.com", "cloudresourcemanager.googleapis.com",
+      "monitoring.googleapis.com",
     ],
     local.load_balancer ? ["compute.googleapis.com"] : [],
   )

@@ -22,8 +22,12 @@ resource "google_service_account" "runtime" {
 
   lifecycle {
     precondition {
-      condition     = var.image == "" || ((var.model_object != "") != (var.model_path_in_image != ""))
+      condition     = (var.images.gpu == "" && var.images.cpu == "") || ((var.model_object != "") != (var.model_path_in_image != ""))
       error_message = "Set exactly one of model_object (weights in the bucket) and model_path_in_image (weights baked into the image) once an image is given."
+    }
+    precondition {
+      condition     = length([for r in local.running_regions : r if var.images[local.settings[r].kind] == ""]) == 0
+      error_message = "Every running region needs the image of its kind (images.gpu for GPU regions, images.cpu for CPU regions)."
     }
     precondition {
       condition     = var.public_access || length(var.invoker_members) > 0
@@ -64,12 +68,26 @@ resource "google_storage_bucket" "weights" {
   depends_on = [google_project_service.apis]
 }
 
+# One grant per bucket a serving revision reads: the release's, and during a canary the stable
+# release's too.
 resource "google_storage_bucket_iam_member" "runtime_reads_weights" {
-  count = local.weights_in_bucket ? 1 : 0
+  for_each = local.weights_buckets_read
 
-  bucket = local.create_weights_bucket ? google_storage_bucket.weights[0].name : local.weights_bucket
+  bucket = each.value
   role   = "roles/storage.objectViewer"
   member = google_service_account.runtime.member
+
+  depends_on = [google_storage_bucket.weights]
+}
+
+# The Prometheus sidecar writes the service's /metrics to Cloud Monitoring as the runtime
+# identity; metric writing has no narrower scope than the project.
+resource "google_project_iam_member" "runtime_writes_metrics" {
+  count = var.monitoring.prometheus_sidecar ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/monitoring.metricWriter"
+  member  = google_service_account.runtime.member
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -182,39 +200,32 @@ resource "google_project_iam_member" "build_writes_logs" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# One GPU service per running region.
+# One Cloud Run service per running region: an L4 GPU or CPU only, as var.regions says.
 # ---------------------------------------------------------------------------------------------
 
 module "endpoint" {
   source   = "./modules/endpoint"
   for_each = toset(local.running_regions)
 
-  project_id                    = var.project_id
-  region                        = each.value
-  name                          = var.name
-  image                         = var.image
-  service_account_email         = google_service_account.runtime.email
-  env                           = local.env
-  api_keys_secret               = google_secret_manager_secret.api_keys.secret_id
-  api_keys_secret_version       = var.api_keys_secret_version
-  cpu                           = var.resources.cpu
-  memory                        = var.resources.memory
-  min_instances                 = var.min_instances
-  max_instances                 = var.max_instances
-  max_concurrency               = var.max_concurrency
-  request_timeout_seconds       = var.request_timeout_seconds
-  gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
-  startup_probe                 = var.startup_probe
-  liveness_probe                = var.liveness_probe
-  public_access                 = var.public_access
-  invoker_members               = var.invoker_members
-  ingress                       = var.ingress
-  labels                        = local.labels
-  deletion_protection           = var.deletion_protection
+  project_id          = var.project_id
+  region              = each.value
+  name                = var.name
+  revision            = local.revisions[each.value].candidate
+  revision_name       = local.revision_names[each.value].candidate
+  traffic             = local.traffic[each.value]
+  min_instances       = local.settings[each.value].min_instances
+  max_instances       = local.settings[each.value].max_instances
+  public_access       = var.public_access
+  invoker_members     = var.invoker_members
+  ingress             = var.ingress
+  labels              = local.labels
+  deletion_protection = var.deletion_protection
 
   # A revision whose identity cannot yet read the weights or the keys would fail its startup probe.
   depends_on = [
+    google_service_account.runtime,
     google_storage_bucket_iam_member.runtime_reads_weights,
     google_secret_manager_secret_iam_member.runtime_reads_api_keys,
+    google_project_iam_member.runtime_writes_metrics,
   ]
 }

@@ -38,9 +38,36 @@ output "build_service_account" {
   value       = google_service_account.build.id
 }
 
-output "image" {
-  description = "Image the services run."
-  value       = var.image
+output "images" {
+  description = "Images the services run: gpu for GPU regions, cpu for CPU regions."
+  value       = var.images
+}
+
+output "regions" {
+  description = "Each region's effective settings: kind (gpu or cpu), accelerator, cpu, memory, min/max instances, concurrency."
+  value       = local.settings
+}
+
+output "revisions" {
+  description = "Name of the revision each running region's configuration describes (the newest release)."
+  value       = { for region, names in local.revision_names : region => names.candidate }
+}
+
+output "traffic" {
+  description = "Where each running region's traffic goes, as configured: type, revision, percent, tag."
+  value       = local.traffic
+}
+
+output "canary_urls" {
+  description = "During a canary, each running region's URL that reaches only the new release (Cloud Run revision tag \"canary\"); empty otherwise."
+  value = var.canary == null ? {} : {
+    for region, endpoint in module.endpoint : region => one([for t in endpoint.traffic : t.url if t.tag == "canary"])
+  }
+}
+
+output "dashboard_url" {
+  description = "The Cloud Monitoring dashboard, or null without one."
+  value       = var.monitoring.dashboard ? "https://console.cloud.google.com/monitoring/dashboards/builder/${element(split("/", google_monitoring_dashboard.endpoint[0].id), 3)}?project=${var.project_id}" : null
 }
 
 output "image_repository" {

@@ -20,7 +20,7 @@ variable "name" {
 }
 
 variable "gpu_regions" {
-  description = "Regions where Cloud Run offers the NVIDIA L4 GPU to services. Every entry of `regions` must be in this list; override it when Google adds a region (see https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions). asia-south1 is by invitation only."
+  description = "Regions where Cloud Run offers the NVIDIA L4 GPU to services (https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions; asia-south1 is by invitation only). A region of `regions` with accelerator = \"nvidia-l4\" must be in this list; override it when Google adds one."
   type        = list(string)
   default     = ["us-central1", "us-east4", "europe-west1", "europe-west4", "asia-southeast1", "asia-south1"]
 
@@ -30,40 +30,150 @@ variable "gpu_regions" {
   }
 }
 
-variable "regions" {
-  description = "Regions to run one GPU endpoint in, e.g. [\"us-central1\", \"europe-west4\"]. The first one also hosts the Artifact Registry repository unless artifact_registry_location is set."
+variable "cloud_run_regions" {
+  description = "Regions where Cloud Run runs services (https://cloud.google.com/run/docs/locations: the Tier 1 then the Tier 2 pricing regions). Every key of `regions` must be in this list; override it when Google adds a region."
   type        = list(string)
+  default = [
+    "asia-east1", "asia-northeast1", "asia-northeast2", "europe-north1", "europe-southwest1", "europe-west1", "europe-west4",
+    "europe-west8", "europe-west9", "me-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1",
+    "africa-south1", "asia-east2", "asia-northeast3", "asia-southeast1", "asia-southeast2", "asia-south1", "asia-south2",
+    "australia-southeast1", "australia-southeast2", "europe-central2", "europe-west10", "europe-west12", "europe-west2",
+    "europe-west3", "europe-west6", "me-central1", "me-central2", "northamerica-northeast1", "northamerica-northeast2",
+    "southamerica-east1", "southamerica-west1", "us-west2", "us-west3", "us-west4",
+  ]
 
   validation {
-    condition     = length(var.regions) > 0 && length(distinct(var.regions)) == length(var.regions)
-    error_message = "regions must name at least one region, each at most once."
+    condition     = length(var.cloud_run_regions) > 0 && alltrue([for r in var.cloud_run_regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))])
+    error_message = "cloud_run_regions must be a non-empty list of region names such as europe-west3."
+  }
+}
+
+variable "gpu_defaults" {
+  description = "Size and scaling of every GPU region (accelerator = \"nvidia-l4\") unless the region sets its own. One L4 per instance needs at least 4 CPU and 16 GiB; GPU services use instance-based billing, so each warm instance (min_instances) is billed every second it runs."
+  type = object({
+    cpu             = optional(string, "4")
+    memory          = optional(string, "16Gi")
+    min_instances   = optional(number, 1)
+    max_instances   = optional(number, 3)
+    max_concurrency = optional(number, 8)
+  })
+  default = {}
+}
+
+variable "cpu_defaults" {
+  description = "Size and scaling of every CPU region (accelerator = \"none\") unless the region sets its own: small, scale to zero, request-based billing (CPU is billed only while a request is being handled)."
+  type = object({
+    cpu             = optional(string, "2")
+    memory          = optional(string, "4Gi")
+    min_instances   = optional(number, 0)
+    max_instances   = optional(number, 10)
+    max_concurrency = optional(number, 4)
+  })
+  default = {}
+}
+
+variable "regions" {
+  description = <<-EOT
+    Where the endpoint runs, by region: its accelerator ("nvidia-l4", one L4 per instance, or "none" for CPU only) and,
+    optionally, its own cpu, memory, min_instances, max_instances and max_concurrency (else gpu_defaults or
+    cpu_defaults). Example: { "us-central1" = { accelerator = "nvidia-l4" }, "europe-west3" = {} }.
+    CPU settings follow Cloud Run's table (https://cloud.google.com/run/docs/configuring/services/cpu): cpu 1, 2, 4, 6
+    or 8; memory up to 4Gi (1 CPU), 8Gi (2), 2-16Gi (4), 4-24Gi (6), 4-32Gi (8); at least 512Mi.
+  EOT
+  type = map(object({
+    accelerator     = optional(string, "none")
+    cpu             = optional(string)
+    memory          = optional(string)
+    min_instances   = optional(number)
+    max_instances   = optional(number)
+    max_concurrency = optional(number)
+  }))
+
+  validation {
+    condition     = length(var.regions) > 0
+    error_message = "regions must name at least one region."
   }
 
   validation {
-    condition     = alltrue([for r in var.regions : contains(var.gpu_regions, r)])
-    error_message = "Every region must be a Cloud Run GPU region (var.gpu_regions); override gpu_regions if Google has added yours."
+    condition     = alltrue([for r, v in var.regions : contains(["nvidia-l4", "none"], v.accelerator)])
+    error_message = "regions: accelerator must be \"nvidia-l4\" or \"none\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.accelerator)}" if !contains(["nvidia-l4", "none"], v.accelerator)])})."
+  }
+
+  validation {
+    condition     = alltrue([for r, v in var.regions : contains(var.cloud_run_regions, r)])
+    error_message = "regions: ${join(", ", [for r, v in var.regions : r if !contains(var.cloud_run_regions, r)])} is not a Cloud Run region (var.cloud_run_regions, from https://cloud.google.com/run/docs/locations); fix the name, or add it to cloud_run_regions if Google has opened it."
+  }
+
+  validation {
+    condition     = alltrue([for r, v in var.regions : v.accelerator == "none" || contains(var.gpu_regions, r)])
+    error_message = "regions: ${join(", ", [for r, v in var.regions : r if v.accelerator != "none" && !contains(var.gpu_regions, r)])} has no Cloud Run L4 GPU; set accelerator = \"none\" there (a CPU endpoint) or choose a GPU region: ${join(", ", var.gpu_regions)} (override gpu_regions if Google has added yours)."
+  }
+
+  validation {
+    condition = alltrue([for r, v in var.regions : v.accelerator == "none" || (
+      contains(["4", "6", "8"], coalesce(v.cpu, var.gpu_defaults.cpu)) &&
+      try(tonumber(trimsuffix(coalesce(v.memory, var.gpu_defaults.memory), "Gi")) >= 16, false)
+    )])
+    error_message = "regions: ${join(", ", [for r, v in var.regions : r if v.accelerator != "none" && !(contains(["4", "6", "8"], coalesce(v.cpu, var.gpu_defaults.cpu)) && try(tonumber(trimsuffix(coalesce(v.memory, var.gpu_defaults.memory), "Gi")) >= 16, false))])} is below the L4 minimum: a GPU region needs cpu \"4\", \"6\" or \"8\" and memory of at least \"16Gi\"."
+  }
+
+  validation {
+    # Cloud Run's CPU/memory table, in MiB: https://cloud.google.com/run/docs/configuring/services/cpu
+    condition = alltrue([for r, v in var.regions : try(
+      contains(keys(local.memory_limits_mib), coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)) &&
+      (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[0]) *
+        (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[1] == "Gi" ? 1024 : 1)
+      ) >= local.memory_limits_mib[coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)][0] &&
+      (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[0]) *
+        (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[1] == "Gi" ? 1024 : 1)
+      ) <= local.memory_limits_mib[coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)][1],
+    false)])
+    error_message = "regions: ${join(", ", [for r, v in var.regions : "${r} (cpu ${coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)}, memory ${coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory)})"])}: Cloud Run accepts cpu \"1\", \"2\", \"4\", \"6\" or \"8\" with memory (Mi or Gi) of 512Mi-4Gi, 512Mi-8Gi, 2Gi-16Gi, 4Gi-24Gi and 4Gi-32Gi respectively; fix the region's cpu/memory (or gpu_defaults/cpu_defaults)."
+  }
+
+  validation {
+    condition = alltrue([for r, v in var.regions : (
+      floor(coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)) == coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances) &&
+      coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances) >= 0 &&
+      floor(coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances)) == coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances) &&
+      coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances) >= max(1, coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)) &&
+      coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances) <= 1000
+    )])
+    error_message = "regions: min_instances must be a whole number from 0 and max_instances a whole number from max(1, min_instances) to 1000, in every region (including gpu_defaults/cpu_defaults)."
+  }
+
+  validation {
+    condition = alltrue([for r, v in var.regions : (
+      floor(coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency)) == coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) &&
+      coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) >= 1 &&
+      coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) <= 1000
+    )])
+    error_message = "regions: max_concurrency must be a whole number from 1 to 1000 in every region."
   }
 }
 
 variable "stopped_regions" {
-  description = "Regions of `regions` that are stopped: their Cloud Run service is deleted, so no instance runs and no GPU is billed; everything else (bucket, secret, image, load balancer) stays. Owned by infra/scripts/stop.sh and start.sh."
+  description = "Regions of `regions` that are stopped: their Cloud Run service is deleted, so no instance runs and nothing is billed for it; everything else (bucket, secret, image, load balancer) stays. Owned by infra/scripts/stop.sh and start.sh."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for r in var.stopped_regions : contains(var.regions, r)])
+    condition     = alltrue([for r in var.stopped_regions : contains(keys(var.regions), r)])
     error_message = "stopped_regions may only name regions that are in var.regions."
   }
 }
 
-variable "image" {
-  description = "Container image to serve, by digest (REGION-docker.pkg.dev/PROJECT/REPO/IMAGE@sha256:...) or tag. Leave empty on the very first apply to create only the shared resources (repository, bucket, secret, service accounts) that building the image needs; no Cloud Run service is created until an image is given."
-  type        = string
-  default     = ""
+variable "images" {
+  description = "Container images to serve, by digest or tag (REGION-docker.pkg.dev/PROJECT/REPO/IMAGE:TAG): `gpu` (the Dockerfile's CUDA 12 target) for GPU regions, `cpu` (its CPU-only torch target, far smaller) for CPU regions. A region whose image is empty gets no service yet: leave both empty on the very first apply, which creates only the shared resources (repository, bucket, secret, service accounts) that building an image needs."
+  type = object({
+    gpu = optional(string, "")
+    cpu = optional(string, "")
+  })
+  default = {}
 
   validation {
-    condition     = var.image == "" || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", var.image))
-    error_message = "image must be a full image reference with a registry host and a tag or @sha256 digest, or empty."
+    condition     = alltrue([for kind, image in var.images : image == "" || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", image))])
+    error_message = "images.gpu and images.cpu must each be a full image reference with a registry host and a tag or @sha256 digest, or empty."
   }
 }
 
@@ -108,63 +218,6 @@ variable "model_id" {
   validation {
     condition     = can(regex("^[A-Za-z0-9_-]{0,64}$", var.model_id))
     error_message = "model_id may only contain letters, digits, underscores and hyphens (at most 64)."
-  }
-}
-
-variable "resources" {
-  description = "CPU and memory of each instance. An NVIDIA L4 on Cloud Run needs at least 4 CPU and 16 GiB."
-  type = object({
-    cpu    = optional(string, "4")
-    memory = optional(string, "16Gi")
-  })
-  default = {}
-
-  validation {
-    condition     = contains(["4", "6", "8"], var.resources.cpu)
-    error_message = "resources.cpu must be \"4\", \"6\" or \"8\": an L4 GPU needs at least 4 CPU and Cloud Run allows at most 8."
-  }
-
-  validation {
-    condition     = can(regex("^[0-9]+Gi$", var.resources.memory)) && try(tonumber(trimsuffix(var.resources.memory, "Gi")) >= 16 && tonumber(trimsuffix(var.resources.memory, "Gi")) <= 32, false)
-    error_message = "resources.memory must be between \"16Gi\" and \"32Gi\": an L4 GPU needs at least 16 GiB and Cloud Run allows at most 32 GiB."
-  }
-}
-
-variable "min_instances" {
-  description = "Warm instances kept per running region (service-level minimum). Each one is a GPU billed every second it runs, idle or not; 0 scales to zero and makes the first request wait for a cold start."
-  type        = number
-  default     = 1
-
-  validation {
-    condition     = var.min_instances >= 0 && var.min_instances <= 100 && floor(var.min_instances) == var.min_instances
-    error_message = "min_instances must be a whole number from 0 to 100."
-  }
-}
-
-variable "max_instances" {
-  description = "Most instances per region (service-level maximum). Bounded by your Cloud Run L4 GPU quota in that region."
-  type        = number
-  default     = 3
-
-  validation {
-    condition     = var.max_instances >= 1 && var.max_instances <= 1000 && floor(var.max_instances) == var.max_instances
-    error_message = "max_instances must be a whole number from 1 to 1000."
-  }
-
-  validation {
-    condition     = var.max_instances >= var.min_instances
-    error_message = "max_instances must not be below min_instances."
-  }
-}
-
-variable "max_concurrency" {
-  description = "Requests one instance accepts at once (Cloud Run max_instance_request_concurrency). The service gets the same number of request threads (THREADS); requests beyond it wait in the service's own queue for the one GPU."
-  type        = number
-  default     = 8
-
-  validation {
-    condition     = var.max_concurrency >= 1 && var.max_concurrency <= 1000 && floor(var.max_concurrency) == var.max_concurrency
-    error_message = "max_concurrency must be a whole number from 1 to 1000."
   }
 }
 
@@ -285,7 +338,7 @@ variable "api_keys_secret_version" {
 }
 
 variable "artifact_registry_location" {
-  description = "Location of the Artifact Registry repository. Empty: the first of `regions`."
+  description = "Location of the Artifact Registry repository (and of Cloud Build). Empty: the first GPU region of `regions` in alphabetical order, or the first region when there is none (GPU images are the big ones to pull)."
   type        = string
   default     = ""
 
@@ -296,7 +349,7 @@ variable "artifact_registry_location" {
 }
 
 variable "storage_location" {
-  description = "Location of the buckets this module creates. Empty: the multi-region of the first of `regions` (US, EU or ASIA)."
+  description = "Location of the buckets this module creates. Empty: the multi-region (US, EU or ASIA) of the registry region."
   type        = string
   default     = ""
 
@@ -314,6 +367,88 @@ variable "labels" {
   validation {
     condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
     error_message = "labels keys must start with a lowercase letter; keys and values may only contain lowercase letters, digits, underscores and hyphens (at most 63)."
+  }
+}
+
+variable "canary" {
+  description = <<-EOT
+    A canary rollout in progress, or null (default: the release in images/model_* takes all traffic once ready).
+    `stable` is the release that was serving before (its images and weights, as in the variables of the same names);
+    its revision keeps 100 - percent of the traffic (tag "stable") and the new release's revision gets `percent`
+    (tag "canary", so it also has its own URL, https://canary---SERVICE-HASH.REGION.run.app). Revision names are a
+    hash of everything in the revision, so the stable release's revision is found again by name. Owned by
+    infra/scripts (deploy.sh --canary, promote.sh, rollback.sh).
+  EOT
+  type = object({
+    percent = number
+    stable = object({
+      images              = optional(object({ gpu = optional(string, ""), cpu = optional(string, "") }), {})
+      weights_bucket      = optional(string, "")
+      model_object        = optional(string, "")
+      model_path_in_image = optional(string, "")
+      model_id            = optional(string, "")
+    })
+  })
+  default = null
+
+  validation {
+    condition     = var.canary == null || try(var.canary.percent >= 1 && var.canary.percent <= 99 && floor(var.canary.percent) == var.canary.percent, false)
+    error_message = "canary.percent must be a whole number from 1 to 99 (0 is no canary: set canary = null; 100 is a promotion)."
+  }
+}
+
+variable "monitoring" {
+  description = <<-EOT
+    What Cloud Monitoring gets, all on by default: `dashboard` (requests, error ratio, P50/P95/P99 latency, instances,
+    CPU/memory/GPU utilisation, and the service's own /metrics, per region and overall), `uptime_checks` (one per
+    running region on GET uptime_check_path; note that on a region scaled to zero every check can start an instance,
+    and a GPU one is billed while it runs), `alerts` (error ratio, P95 latency, failing uptime checks, sent to
+    notification_channels) and `prometheus_sidecar` (Managed Service for Prometheus' Cloud Run sidecar, which scrapes
+    the service's /metrics on port 8080 every 30 s with its default configuration).
+  EOT
+  type = object({
+    dashboard                = optional(bool, true)
+    uptime_checks            = optional(bool, true)
+    alerts                   = optional(bool, true)
+    prometheus_sidecar       = optional(bool, true)
+    uptime_check_path        = optional(string, "/readyz")
+    uptime_check_period      = optional(string, "300s")
+    error_ratio_threshold    = optional(number, 0.05)
+    p95_latency_threshold_ms = optional(number, 2000)
+    alert_duration           = optional(string, "300s")
+    prometheus_sidecar_image = optional(string, "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0")
+  })
+  default = {}
+
+  validation {
+    condition     = var.monitoring.error_ratio_threshold > 0 && var.monitoring.error_ratio_threshold < 1
+    error_message = "monitoring.error_ratio_threshold is a fraction between 0 and 1 (0.05 = 5% of requests answered 5xx)."
+  }
+
+  validation {
+    condition     = var.monitoring.p95_latency_threshold_ms > 0
+    error_message = "monitoring.p95_latency_threshold_ms must be a positive number of milliseconds."
+  }
+
+  validation {
+    condition     = contains(["60s", "300s", "600s", "900s"], var.monitoring.uptime_check_period) && can(regex("^[0-9]+s$", var.monitoring.alert_duration))
+    error_message = "monitoring.uptime_check_period must be 60s, 300s, 600s or 900s (what Cloud Monitoring allows) and alert_duration a number of seconds such as 300s."
+  }
+
+  validation {
+    condition     = startswith(var.monitoring.uptime_check_path, "/")
+    error_message = "monitoring.uptime_check_path must start with /."
+  }
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels the alert policies notify, as projects/PROJECT/notificationChannels/ID (create them in the console or with google_monitoring_notification_channel). Empty: the policies open incidents that nobody is sent."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "notification_channels must be full names such as projects/my-project/notificationChannels/1234567890."
   }
 }
 

@@ -1,20 +1,23 @@
 # The root configuration `make deploy` applies: the module in infra/ with the variables the
-# scripts keep in deploy.tfvars.json. See infra/examples/two_regions for a hand-written caller.
+# scripts keep in deploy.tfvars.json. See infra/examples/ for hand-written callers.
 module "yolo" {
   source = "../"
 
   project_id                    = var.project_id
   name                          = var.name
   regions                       = var.regions
+  gpu_defaults                  = var.gpu_defaults
+  cpu_defaults                  = var.cpu_defaults
   stopped_regions               = var.stopped_regions
-  image                         = var.image
+  images                        = var.images
   weights_bucket                = var.weights_bucket
   model_object                  = var.model_object
   model_path_in_image           = var.model_path_in_image
   model_id                      = var.model_id
-  min_instances                 = var.min_instances
-  max_instances                 = var.max_instances
-  max_concurrency               = var.max_concurrency
   gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
+  artifact_registry_location    = var.artifact_registry_location
   lb_domains                    = var.lb_domains
+  canary                        = var.canary
+  monitoring                    = var.monitoring
+  notification_channels         = var.notification_channels
 }

@@ -33,9 +33,34 @@ output "build_service_account" {
   value       = module.yolo.build_service_account
 }
 
-output "image" {
-  description = "Image the services run."
-  value       = module.yolo.image
+output "images" {
+  description = "Images the services run (gpu, cpu)."
+  value       = module.yolo.images
+}
+
+output "regions" {
+  description = "Each region's effective settings."
+  value       = module.yolo.regions
+}
+
+output "revisions" {
+  description = "Revision each running region's configuration describes."
+  value       = module.yolo.revisions
+}
+
+output "traffic" {
+  description = "Where each running region's traffic goes."
+  value       = module.yolo.traffic
+}
+
+output "canary_urls" {
+  description = "During a canary, each region's URL that reaches only the new release."
+  value       = module.yolo.canary_urls
+}
+
+output "dashboard_url" {
+  description = "The Cloud Monitoring dashboard."
+  value       = module.yolo.dashboard_url
 }
 
 output "image_repository" {

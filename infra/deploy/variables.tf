@@ -1,5 +1,5 @@
-# The variables infra/scripts/deploy.sh, start.sh and stop.sh write to deploy.tfvars.json. Each is
-# passed to the module unchanged, and the module validates it (see infra/variables.tf).
+# The variables infra/scripts (deploy, start, stop, promote, rollback) write to deploy.tfvars.json.
+# Each is passed to the module unchanged, and the module validates it (see infra/variables.tf).
 
 variable "project_id" {
   description = "Google Cloud project ID."
@@ -13,20 +13,39 @@ variable "name" {
 }
 
 variable "regions" {
-  description = "Regions to serve from."
-  type        = list(string)
+  description = "Regions to serve from, each with its accelerator (\"nvidia-l4\" or \"none\") and optional own sizes."
+  type = map(object({
+    accelerator     = optional(string, "none")
+    cpu             = optional(string)
+    memory          = optional(string)
+    min_instances   = optional(number)
+    max_instances   = optional(number)
+    max_concurrency = optional(number)
+  }))
+}
+
+variable "gpu_defaults" {
+  description = "Sizes and scaling of GPU regions (the module's defaults where a key is absent)."
+  type        = map(any)
+  default     = {}
+}
+
+variable "cpu_defaults" {
+  description = "Sizes and scaling of CPU regions (the module's defaults where a key is absent)."
+  type        = map(any)
+  default     = {}
 }
 
 variable "stopped_regions" {
-  description = "Regions stopped by stop.sh (no service, no GPU billed)."
+  description = "Regions stopped by stop.sh (no service, nothing billed for it)."
   type        = list(string)
   default     = []
 }
 
-variable "image" {
-  description = "Image to serve; empty on the first apply, which creates only the shared resources."
-  type        = string
-  default     = ""
+variable "images" {
+  description = "Images to serve (gpu, cpu); empty on the first apply, which creates only the shared resources."
+  type        = map(string)
+  default     = {}
 }
 
 variable "weights_bucket" {
@@ -53,32 +72,38 @@ variable "model_id" {
   default     = ""
 }
 
-variable "min_instances" {
-  description = "Warm instances per running region."
-  type        = number
-  default     = 1
-}
-
-variable "max_instances" {
-  description = "Most instances per region."
-  type        = number
-  default     = 3
-}
-
-variable "max_concurrency" {
-  description = "Requests per instance at once."
-  type        = number
-  default     = 8
-}
-
 variable "gpu_zonal_redundancy_disabled" {
   description = "Turn GPU zonal redundancy off (cheaper)."
   type        = bool
   default     = true
 }
 
+variable "artifact_registry_location" {
+  description = "Region of the image repository and Cloud Build (deploy.sh passes the first region given)."
+  type        = string
+  default     = ""
+}
+
 variable "lb_domains" {
   description = "Domains of the optional global HTTPS load balancer; empty for none."
+  type        = list(string)
+  default     = []
+}
+
+variable "canary" {
+  description = "A canary in progress (percent, and the stable release), or null."
+  type        = any
+  default     = null
+}
+
+variable "monitoring" {
+  description = "Dashboard, uptime checks, alerts and Prometheus sidecar settings (the module's defaults where a key is absent)."
+  type        = any
+  default     = {}
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels for the alerts."
   type        = list(string)
   default     = []
 }

@@ -1,30 +1,36 @@
-# Two regions, one in the US and one in Europe, behind one global HTTPS load balancer that sends
-# each client to the nearer region. One warm L4 per region; up to 4 per region under load.
+# Two regions behind one global HTTPS load balancer that sends each client to the nearer one: an
+# NVIDIA L4 in Iowa (one warm instance, up to 4) and a CPU-only endpoint in Frankfurt that scales
+# to zero and is billed per request. Alerts go to one notification channel.
 #
 #   terraform init
 #   terraform apply -var project_id=my-project -var domain=yolo.example.com          # shared resources
 #   gcloud storage cp best.pt gs://my-project-yolo-weights/models/v1/best.pt
-#   gcloud builds submit ../../.. --config=../../cloudbuild.yaml \
-#     --substitutions=_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint:v1,_WEIGHTS=none
+#   gcloud builds submit ../../.. --config=../../cloudbuild.yaml --region=us-central1 \
+#     --substitutions=_GPU_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint-gpu:v1,_CPU_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint-cpu:v1,_WEIGHTS=none
 #   echo -n "$(openssl rand -hex 24)" | gcloud secrets versions add yolo-api-keys --data-file=-
 #   terraform apply -var project_id=my-project -var domain=yolo.example.com \
-#     -var image=us-central1-docker.pkg.dev/my-project/yolo/endpoint:v1
+#     -var gpu_image=us-central1-docker.pkg.dev/my-project/yolo/endpoint-gpu:v1 \
+#     -var cpu_image=us-central1-docker.pkg.dev/my-project/yolo/endpoint-cpu:v1
 module "yolo" {
   # From another repository: source = "github.com/OWNER/REPO//infra?ref=v1.0.0" (pin a tag).
   source = "../.."
 
-  project_id   = var.project_id
-  name         = "yolo"
-  regions      = ["us-central1", "europe-west4"]
-  image        = var.image
+  project_id = var.project_id
+  name       = "yolo"
+  regions = {
+    "us-central1"  = { accelerator = "nvidia-l4", max_instances = 4 }
+    "europe-west3" = { accelerator = "none", cpu = "2", memory = "4Gi" }
+  }
+  images       = { gpu = var.gpu_image, cpu = var.cpu_image }
   model_object = var.model_object
   model_id     = "best"
 
-  min_instances                 = 1
-  max_instances                 = 4
-  max_concurrency               = 8
   gpu_zonal_redundancy_disabled = true
 
-  lb_domains = [var.domain]
-  labels     = { env = "prod" }
+  lb_domains            = [var.domain]
+  labels                = { env = "prod" }
+  notification_channels = var.notification_channels
+  monitoring = {
+    p95_latency_threshold_ms = 1500
+  }
 }

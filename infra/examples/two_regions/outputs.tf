@@ -17,3 +17,8 @@ output "api_keys_secret" {
   description = "Secret holding the API keys."
   value       = module.yolo.api_keys_secret
 }
+
+output "dashboard_url" {
+  description = "The Cloud Monitoring dashboard."
+  value       = module.yolo.dashboard_url
+}

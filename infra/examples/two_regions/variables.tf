@@ -3,8 +3,14 @@ variable "project_id" {
   type        = string
 }
 
-variable "image" {
-  description = "Endpoint image built from this repository's Dockerfile, e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint:TAG. Leave empty for the first apply, build and push the image, then apply again with it."
+variable "gpu_image" {
+  description = "GPU endpoint image built from this repository's Dockerfile (target gpu), e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint-gpu:TAG. Leave both images empty for the first apply, build and push them, then apply again."
+  type        = string
+  default     = ""
+}
+
+variable "cpu_image" {
+  description = "CPU endpoint image built from this repository's Dockerfile (target cpu), e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint-cpu:TAG."
   type        = string
   default     = ""
 }
@@ -18,4 +24,10 @@ variable "model_object" {
 variable "domain" {
   description = "Domain for the global HTTPS load balancer (its A record must point at the load_balancer_ip output)."
   type        = string
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels for the alerts, as projects/PROJECT/notificationChannels/ID."
+  type        = list(string)
+  default     = []
 }

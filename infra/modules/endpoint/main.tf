@@ -2,13 +2,14 @@ locals {
   port              = 8080
   api_keys_dir      = "/secrets/api-keys"
   api_keys_filename = "keys"
+  gpu               = var.revision.accelerator != "none"
 }
 
 resource "google_cloud_run_v2_service" "this" {
   project     = var.project_id
   name        = var.name
   location    = var.region
-  description = "YOLO inference endpoint on an NVIDIA L4"
+  description = local.gpu ? "YOLO inference endpoint on an NVIDIA L4" : "YOLO inference endpoint on CPU"
   ingress     = var.ingress
   labels      = var.labels
 
@@ -25,21 +26,29 @@ resource "google_cloud_run_v2_service" "this" {
     max_instance_count = var.max_instances
   }
 
+  # Every value below comes from var.revision, which revision_name hashes: a revision name is
+  # never reused for a different configuration (Cloud Run answers 409 "Revision named ... with
+  # different configuration already exists", hashicorp/terraform-provider-google#14569).
   template {
-    service_account                  = var.service_account_email
+    revision                         = var.revision_name
+    service_account                  = var.revision.service_account
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    max_instance_request_concurrency = var.max_concurrency
-    timeout                          = "${var.request_timeout_seconds}s"
-    gpu_zonal_redundancy_disabled    = var.gpu_zonal_redundancy_disabled
-    labels                           = var.labels
+    max_instance_request_concurrency = var.revision.max_concurrency
+    timeout                          = "${var.revision.timeout_seconds}s"
+    gpu_zonal_redundancy_disabled    = var.revision.gpu_zonal_redundancy_disabled
+    labels                           = var.revision.labels
 
-    node_selector {
-      accelerator = "nvidia-l4"
+    # GPU regions only: a CPU service has no accelerator selector and no GPU limit.
+    dynamic "node_selector" {
+      for_each = local.gpu ? [var.revision.accelerator] : []
+      content {
+        accelerator = node_selector.value
+      }
     }
 
     containers {
       name  = "yolo"
-      image = var.image
+      image = var.revision.image
 
       ports {
         name           = "http1"
@@ -47,18 +56,18 @@ resource "google_cloud_run_v2_service" "this" {
       }
 
       resources {
-        limits = {
-          cpu              = var.cpu
-          memory           = var.memory
-          "nvidia.com/gpu" = "1"
-        }
-        # GPU services need instance-based billing: CPU stays allocated outside requests.
-        cpu_idle          = false
+        limits = merge(
+          { cpu = var.revision.cpu, memory = var.revision.memory },
+          local.gpu ? { "nvidia.com/gpu" = "1" } : {},
+        )
+        # false: instance-based billing (required with a GPU). true: request-based billing, CPU
+        # is billed only while a request is handled (CPU regions, which scale to zero).
+        cpu_idle          = var.revision.cpu_idle
         startup_cpu_boost = true
       }
 
       dynamic "env" {
-        for_each = var.env
+        for_each = var.revision.env
         content {
           name  = env.key
           value = env.value
@@ -75,12 +84,12 @@ resource "google_cloud_run_v2_service" "this" {
         mount_path = local.api_keys_dir
       }
 
-      # 503 until the weights are downloaded, on the GPU and warmed; Cloud Run sends no traffic before.
+      # 503 until the weights are downloaded, loaded and warmed; Cloud Run sends no traffic before.
       startup_probe {
-        initial_delay_seconds = var.startup_probe.initial_delay_seconds
-        period_seconds        = var.startup_probe.period_seconds
-        timeout_seconds       = var.startup_probe.timeout_seconds
-        failure_threshold     = var.startup_probe.failure_threshold
+        initial_delay_seconds = var.revision.startup_probe.initial_delay_seconds
+        period_seconds        = var.revision.startup_probe.period_seconds
+        timeout_seconds       = var.revision.startup_probe.timeout_seconds
+        failure_threshold     = var.revision.startup_probe.failure_threshold
 
         http_get {
           path = "/readyz"
@@ -89,9 +98,9 @@ resource "google_cloud_run_v2_service" "this" {
       }
 
       liveness_probe {
-        period_seconds    = var.liveness_probe.period_seconds
-        timeout_seconds   = var.liveness_probe.timeout_seconds
-        failure_threshold = var.liveness_probe.failure_threshold
+        period_seconds    = var.revision.liveness_probe.period_seconds
+        timeout_seconds   = var.revision.liveness_probe.timeout_seconds
+        failure_threshold = var.revision.liveness_probe.failure_threshold
 
         http_get {
           path = "/healthz"
@@ -100,22 +109,48 @@ resource "google_cloud_run_v2_service" "this" {
       }
     }
 
+    # Managed Service for Prometheus' Cloud Run sidecar: with no configuration file it scrapes
+    # 0.0.0.0:8080/metrics every 30 s and writes prometheus.googleapis.com/* metrics
+    # (https://cloud.google.com/run/docs/monitoring-managed-prometheus-sidecar;
+    # DefaultRunMonitoringConfig in GoogleCloudPlatform/run-gmp-sidecar confgenerator/config.go).
+    dynamic "containers" {
+      for_each = var.revision.prometheus_sidecar_image == "" ? [] : [var.revision.prometheus_sidecar_image]
+      content {
+        name       = "prometheus"
+        image      = containers.value
+        depends_on = ["yolo"]
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "512Mi"
+          }
+          cpu_idle = var.revision.cpu_idle
+        }
+      }
+    }
+
     volumes {
       name = "api-keys"
       secret {
-        secret       = var.api_keys_secret
+        secret       = var.revision.api_keys_secret
         default_mode = 292 # 0444: the image runs as a non-root user
         items {
-          version = var.api_keys_secret_version
+          version = var.revision.api_keys_secret_version
           path    = local.api_keys_filename
         }
       }
     }
   }
 
-  traffic {
-    type    = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-    percent = 100
+  dynamic "traffic" {
+    for_each = var.traffic
+    content {
+      type     = traffic.value.type
+      revision = traffic.value.revision
+      percent  = traffic.value.percent
+      tag      = traffic.value.tag
+    }
   }
 }
 

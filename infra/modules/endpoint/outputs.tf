@@ -18,7 +18,17 @@ output "url" {
   value       = google_cloud_run_v2_service.this.uri
 }
 
+output "revision" {
+  description = "Name of the revision the configuration describes (the newest release)."
+  value       = var.revision_name
+}
+
 output "latest_ready_revision" {
-  description = "Revision now serving traffic."
+  description = "Newest revision whose startup probe passed."
   value       = google_cloud_run_v2_service.this.latest_ready_revision
+}
+
+output "traffic" {
+  description = "Where traffic goes now, as Cloud Run reports it: revision, percent, tag and the tag's own URL."
+  value       = [for t in google_cloud_run_v2_service.this.traffic_statuses : { revision = t.revision, percent = t.percent, tag = t.tag, url = t.uri }]
 }

@@ -4,7 +4,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of this one service; must offer Cloud Run L4 GPUs (the root module checks it against its gpu_regions list)."
+  description = "Region of this one service (the root module checks it against cloud_run_regions, and against gpu_regions when it has a GPU)."
   type        = string
 }
 
@@ -18,123 +18,96 @@ variable "name" {
   }
 }
 
-variable "image" {
-  description = "Container image (by digest or tag)."
-  type        = string
+variable "revision" {
+  description = "Everything the revision is built from (the root module's local.revisions[region].candidate); revision_name must be a hash of it, so that equal inputs always mean the same revision."
+  type = object({
+    image                         = string
+    accelerator                   = string
+    cpu                           = string
+    memory                        = string
+    cpu_idle                      = bool
+    gpu_zonal_redundancy_disabled = optional(bool)
+    max_concurrency               = number
+    timeout_seconds               = number
+    service_account               = string
+    api_keys_secret               = string
+    api_keys_secret_version       = string
+    startup_probe = object({
+      initial_delay_seconds = number
+      period_seconds        = number
+      timeout_seconds       = number
+      failure_threshold     = number
+    })
+    liveness_probe = object({
+      period_seconds    = number
+      timeout_seconds   = number
+      failure_threshold = number
+    })
+    labels                   = map(string)
+    prometheus_sidecar_image = string
+    env                      = map(string)
+  })
 
   validation {
-    condition     = var.image != ""
-    error_message = "image must not be empty."
+    condition     = var.revision.image != "" && contains(["nvidia-l4", "none"], var.revision.accelerator)
+    error_message = "revision.image must not be empty and revision.accelerator must be \"nvidia-l4\" or \"none\"."
+  }
+
+  validation {
+    # A GPU revision keeps instance-based billing (Cloud Run requires it with a GPU); a CPU one is billed per request.
+    condition     = var.revision.cpu_idle == (var.revision.accelerator == "none")
+    error_message = "revision.cpu_idle must be true for a CPU revision (request-based billing) and false for a GPU one (instance-based billing, required with a GPU)."
+  }
+
+  validation {
+    condition     = can(regex("@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", var.revision.service_account)) && !can(regex("-compute@developer\\.gserviceaccount\\.com$", var.revision.service_account))
+    error_message = "revision.service_account must be a user-managed service account, not the Compute Engine default one."
+  }
+
+  validation {
+    condition     = length(setintersection(keys(var.revision.env), ["API_KEYS", "API_KEYS_FILE", "ALLOW_UNAUTHENTICATED", "PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"])) == 0
+    error_message = "revision.env must not set API_KEYS, API_KEYS_FILE, ALLOW_UNAUTHENTICATED or a variable Cloud Run reserves (PORT, K_*)."
+  }
+
+  validation {
+    condition     = var.revision.startup_probe.period_seconds * var.revision.startup_probe.failure_threshold <= 240
+    error_message = "Cloud Run allows a startup window (period_seconds x failure_threshold) of at most 240 s."
   }
 }
 
-variable "service_account_email" {
-  description = "Runtime identity of the service (the root module's least-privilege account, never the Compute Engine default)."
+variable "revision_name" {
+  description = "Name of the revision (SERVICE-HASH)."
   type        = string
 
   validation {
-    condition     = can(regex("@[a-z0-9-]+\\.iam\\.gserviceaccount\\.com$", var.service_account_email)) && !can(regex("-compute@developer\\.gserviceaccount\\.com$", var.service_account_email))
-    error_message = "service_account_email must be a user-managed service account, not the Compute Engine default one."
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.revision_name))
+    error_message = "revision_name must be lowercase letters, digits and hyphens, at most 63 characters."
   }
 }
 
-variable "env" {
-  description = "Plain (non-secret) environment variables. API keys never go here: they arrive through api_keys_secret."
-  type        = map(string)
+variable "traffic" {
+  description = "Traffic targets (the root module's local.traffic[region]): LATEST 100 %, or a canary split between two named revisions."
+  type = list(object({
+    type     = string
+    revision = optional(string)
+    percent  = number
+    tag      = optional(string)
+  }))
 
   validation {
-    condition     = length(setintersection(keys(var.env), ["API_KEYS", "API_KEYS_FILE", "ALLOW_UNAUTHENTICATED", "PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"])) == 0
-    error_message = "env must not set API_KEYS, API_KEYS_FILE, ALLOW_UNAUTHENTICATED or a variable Cloud Run reserves (PORT, K_*)."
-  }
-}
-
-variable "api_keys_secret" {
-  description = "Secret Manager secret ID (same project) holding the API keys, one per line; mounted read-only at /secrets/api-keys/keys, which API_KEYS_FILE names."
-  type        = string
-}
-
-variable "api_keys_secret_version" {
-  description = "Version of api_keys_secret to mount: \"latest\" or a number."
-  type        = string
-  default     = "latest"
-}
-
-variable "cpu" {
-  description = "CPU limit (an L4 needs at least \"4\")."
-  type        = string
-  default     = "4"
-
-  validation {
-    condition     = contains(["4", "6", "8"], var.cpu)
-    error_message = "cpu must be \"4\", \"6\" or \"8\"."
-  }
-}
-
-variable "memory" {
-  description = "Memory limit (an L4 needs at least \"16Gi\")."
-  type        = string
-  default     = "16Gi"
-
-  validation {
-    condition     = can(regex("^[0-9]+Gi$", var.memory)) && try(tonumber(trimsuffix(var.memory, "Gi")) >= 16 && tonumber(trimsuffix(var.memory, "Gi")) <= 32, false)
-    error_message = "memory must be between \"16Gi\" and \"32Gi\"."
+    condition     = sum([for t in var.traffic : t.percent]) == 100
+    error_message = "traffic percentages must add up to 100."
   }
 }
 
 variable "min_instances" {
   description = "Service-level minimum (warm) instances."
   type        = number
-  default     = 1
 }
 
 variable "max_instances" {
   description = "Service-level maximum instances."
   type        = number
-  default     = 3
-}
-
-variable "max_concurrency" {
-  description = "Requests per instance at once."
-  type        = number
-  default     = 8
-}
-
-variable "request_timeout_seconds" {
-  description = "Request timeout in seconds."
-  type        = number
-  default     = 120
-}
-
-variable "gpu_zonal_redundancy_disabled" {
-  description = "Turn GPU zonal redundancy off (cheaper, best-effort failover)."
-  type        = bool
-  default     = true
-}
-
-variable "startup_probe" {
-  description = "Startup probe timing for GET /readyz."
-  type = object({
-    initial_delay_seconds = optional(number, 0)
-    period_seconds        = optional(number, 10)
-    timeout_seconds       = optional(number, 5)
-    failure_threshold     = optional(number, 24)
-  })
-  default = {}
-
-  validation {
-    condition     = var.startup_probe.period_seconds * var.startup_probe.failure_threshold <= 240
-    error_message = "Cloud Run allows a startup window (period_seconds x failure_threshold) of at most 240 s."
-  }
-}
-
-variable "liveness_probe" {
-  description = "Liveness probe timing for GET /healthz."
-  type = object({
-    period_seconds    = optional(number, 30)
-    timeout_seconds   = optional(number, 5)
-    failure_threshold = optional(number, 3)
-  })
-  default = {}
 }
 
 variable "public_access" {
@@ -156,7 +129,7 @@ variable "ingress" {
 }
 
 variable "labels" {
-  description = "Labels of the service and its revisions."
+  description = "Labels of the service."
   type        = map(string)
   default     = {}
 }
