@@ -127,42 +127,87 @@ def test_runs_as_non_root_with_writable_caches():
     assert "MODEL" not in env, "weights are not baked in by default"
 
 
-def test_multi_stage_slim_and_pinned():
-    stages = PARSED["stages"]
-    assert len(stages) >= 3
-    base = PARSED["args"]["PYTHON_IMAGE"]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
-    external = {expand(s["base"], PARSED["args"]) for s in stages} - {s["name"] for s in stages if s["name"]}
-    assert external == {base}, external
-    build, serve = stages[0], final_chain(PARSED)[0]
-    assert build["name"] == "build" and serve["name"] == "serve"
-    assert any(op == "COPY" and rest.startswith("--from=build /opt/venv") for op, rest in serve["instructions"])
-    assert not any(op == "RUN" and "pip install" in rest for op, rest in serve["instructions"]), "no build tools in the final stage"
+def stage(name: str) -> dict:
+    return next(s for s in PARSED["stages"] if s["name"] == name)
 
 
-def test_torch_is_a_cuda_12_build_matching_the_project_pins():
-    build_args = dict(rest.split("=", 1) for op, rest in PARSED["stages"][0]["instructions"] if op == "ARG" and "=" in rest)
-    index = build_args["TORCH_INDEX_URL"]
-    match = re.fullmatch(r"https://download\.pytorch\.org/whl/(cu12\d)", index)
-    assert match, f"{index} is not one of PyTorch's CUDA 12 wheel indexes (Cloud Run's L4 driver is CUDA 12.2)"
-    cuda = match[1]
+def stage_args(name: str) -> dict:
+    return dict(rest.split("=", 1) for op, rest in stage(name)["instructions"] if op == "ARG" and "=" in rest)
+
+
+def project_pins() -> dict:
     pins = {}
     for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
         name, _, version = requirement.partition("==")
         pins[name.strip()] = version.strip()
+    return pins
+
+
+def test_multi_stage_slim_and_pinned():
+    stages = PARSED["stages"]
+    base = PARSED["args"]["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+    names = {s["name"] for s in stages if s["name"]}
+    for accelerator in ("gpu", "cpu"):
+        args = {**PARSED["args"], "ACCELERATOR": accelerator}
+        external = {expand(s["base"], args) for s in stages} - names
+        assert external == {base}, external
+        assert expand(stage("build")["base"], args) == f"torch-{accelerator}"
+    serve = final_chain(PARSED)[0]
+    assert serve["name"] == "serve"
+    assert any(op == "COPY" and rest.startswith("--from=build /opt/venv") for op, rest in serve["instructions"])
+    assert not any(op == "RUN" and "pip install" in rest for op, rest in serve["instructions"]), "no build tools in the final stage"
+
+
+def test_gpu_image_is_the_default_and_carries_cuda_12_torch_and_tensorrt():
+    assert PARSED["args"]["ACCELERATOR"] == "gpu"
+    build_args = stage_args("torch-gpu")
+    index = build_args["TORCH_INDEX_URL"]
+    match = re.fullmatch(r"https://download\.pytorch\.org/whl/(cu12\d)", index)
+    assert match, f"{index} is not one of PyTorch's CUDA 12 wheel indexes (Cloud Run's L4 driver is CUDA 12.2)"
+    cuda, pins = match[1], project_pins()
     assert build_args["TORCH_VERSION"] == f"{pins['torch']}+{cuda}"
     assert build_args["TORCHVISION_VERSION"] == f"{pins['torchvision']}+{cuda}"
-    installs = " ".join(rest for op, rest in PARSED["stages"][0]["instructions"] if op == "RUN")
+    installs = " ".join(rest for op, rest in stage("torch-gpu")["instructions"] if op == "RUN")
     assert '--index-url "${TORCH_INDEX_URL}"' in installs
-    assert installs.index("${TORCH_INDEX_URL}") < installs.index("pip install --no-cache-dir ."), "torch must come first"
-    assert "torch.version.cuda.startswith('12.')" in installs, "the build must prove it got a CUDA 12 torch"
+    # TensorRT for CUDA 12 at a release whose support matrix includes CUDA 12.2 (the L4's driver 535).
+    assert re.fullmatch(r"10\.\d+\.\d+(\.post\d+)?", build_args["TENSORRT_VERSION"]), build_args["TENSORRT_VERSION"]
+    assert int(build_args["TENSORRT_VERSION"].split(".")[1]) <= 6, "newer TensorRT pip wheels target newer CUDA 12 minors than driver 535"
+    for package in ("tensorrt-cu12==${TENSORRT_VERSION}", "onnx==${ONNX_VERSION}", "onnxslim==${ONNXSLIM_VERSION}"):
+        assert f'"{package}"' in installs
+    assert "tensorrt" not in " ".join(rest for op, rest in stage("torch-cpu")["instructions"]), "TensorRT is for the GPU image only"
+
+
+def test_cpu_image_carries_cpu_only_torch():
+    build_args = stage_args("torch-cpu")
+    pins = project_pins()
+    assert build_args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert build_args["TORCH_VERSION"] == f"{pins['torch']}+cpu"
+    assert build_args["TORCHVISION_VERSION"] == f"{pins['torchvision']}+cpu"
+    installs = " ".join(rest for op, rest in stage("torch-cpu")["instructions"] if op == "RUN")
+    assert '--index-url "${TORCH_INDEX_URL}"' in installs and "tensorrt" not in installs
+
+
+def test_build_proves_it_got_the_right_torch():
+    build = stage("build")
+    installs = " ".join(rest for op, rest in build["instructions"] if op == "RUN")
+    assert installs.index("pip install --no-cache-dir .") < installs.index("import sys, cv2, torch")
+    check = re.search(r'python -c "(.*?)" "\$\{ACCELERATOR\}"', installs)[1]
+    # The same check, run here against stand-in torch versions.
+    for cuda, accelerator, ok in [("12.6", "gpu", True), (None, "cpu", True), (None, "gpu", False), ("12.6", "cpu", False), ("13.0", "gpu", False)]:
+        code = check.replace("import sys, cv2, torch, function.server", "import sys, types; torch = types.SimpleNamespace(version=types.SimpleNamespace(cuda=%r))" % cuda)
+        result = subprocess.run([sys.executable, "-c", code, accelerator], capture_output=True, text=True)
+        assert (result.returncode == 0) == ok, (cuda, accelerator, result.stderr)
+
+
+def test_malloc_arena_max_is_set_for_the_server():
+    assert CONFIG["env"]["MALLOC_ARENA_MAX"] == "2"
 
 
 def test_headless_opencv_matches_the_resolved_opencv():
     from importlib.metadata import version
 
-    build_args = dict(rest.split("=", 1) for op, rest in PARSED["stages"][0]["instructions"] if op == "ARG" and "=" in rest)
-    assert build_args["OPENCV_HEADLESS_VERSION"] == version("opencv-python"), "keep the headless swap at the version ultralytics resolves"
+    assert stage_args("build")["OPENCV_HEADLESS_VERSION"] == version("opencv-python"), "keep the headless swap at the version ultralytics resolves"
 
 
 def test_weights_are_baked_only_on_request():
