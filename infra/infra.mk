@@ -1,7 +1,9 @@
 # Deployment targets and the offline infra checks. Included from the top Makefile, which defines
 # VENV and PY; the defaults below let `make -f infra/infra.mk ...` work on its own too.
 #
-#   make deploy PROJECT=my-project REGIONS=us-central1,europe-west4 MODEL=runs/detect/train/weights/best.pt
+#   make deploy PROJECT=my-project REGIONS=us-central1:gpu,europe-west3 MODEL=runs/detect/train/weights/best.pt
+#   make deploy PROJECT=my-project REGIONS=us-central1:gpu,europe-west3 MODEL=new.pt CANARY=10
+#   make promote PROJECT=my-project      (or: make rollback PROJECT=my-project)
 #   make stop   PROJECT=my-project REGION=europe-west4
 #   make start  PROJECT=my-project REGION=europe-west4
 #   make status PROJECT=my-project
@@ -29,25 +31,32 @@ TF_ROOTS = infra infra/deploy $(wildcard infra/examples/*) $(wildcard infra/modu
 _opt = $(if $(strip $(2)),$(1) $(2))
 DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS)) $(call _opt,--model,$(MODEL)) \
 	$(call _opt,--name,$(NAME)) $(call _opt,--min-instances,$(MIN_INSTANCES)) $(call _opt,--max-instances,$(MAX_INSTANCES)) \
-	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) \
+	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--canary,$(CANARY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) \
 	$(if $(filter 1 yes true,$(BAKE_WEIGHTS)),--bake-weights) $(if $(filter 1 yes true,$(ZONAL_REDUNDANCY)),--zonal-redundancy) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+PROJECT_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION)) $(call _opt,--name,$(NAME)) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
-.PHONY: deploy start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test infra-validate
+.PHONY: deploy promote rollback start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test infra-validate
 
-deploy: ## Build remotely and deploy to Cloud Run GPU regions (PROJECT, REGIONS, MODEL; DRY_RUN=1 to print)
+deploy: ## Build remotely and deploy to Cloud Run, CPU or GPU per region (PROJECT, REGIONS, MODEL; CANARY=N; DRY_RUN=1 to print)
 	$(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
+
+promote: ## End a canary: all traffic to the new release (PROJECT)
+	$(INFRA_SCRIPTS)/promote.sh $(PROJECT_FLAGS)
+
+rollback: ## End a canary: all traffic back to the release that served before (PROJECT)
+	$(INFRA_SCRIPTS)/rollback.sh $(PROJECT_FLAGS)
 
 start: ## Start a stopped region and wait for /readyz (PROJECT, REGION)
 	$(INFRA_SCRIPTS)/start.sh $(REGION_FLAGS)
 
-stop: ## Stop a region: no instance, no GPU billed (PROJECT, REGION)
+stop: ## Stop a region: no instance, nothing billed for it (PROJECT, REGION)
 	$(INFRA_SCRIPTS)/stop.sh $(REGION_FLAGS)
 
-status: ## Show each region: running (URL, revision, /readyz) or stopped (PROJECT)
-	$(INFRA_SCRIPTS)/status.sh $(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
+status: ## Show each region: running (kind, URL, revision, model, /readyz) or stopped, and the dashboard (PROJECT)
+	$(INFRA_SCRIPTS)/status.sh $(PROJECT_FLAGS)
 
 # System tools the infra tests need: shellcheck (Debian) and checkov in its own virtualenv,
 # because checkov's bc-python-hcl2 installs the same `hcl2` module as python-hcl2 (used by the

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command from a trained best.pt to a GPU endpoint in one or more Cloud Run regions.
+# One command from a trained best.pt to an endpoint in one or more Cloud Run regions, each on an
+# NVIDIA L4 or on CPU; with --canary, a new model takes only part of the traffic until promoted.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -7,31 +8,38 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
 	cat <<EOF
-Usage: $(basename "$0") --project PROJECT --regions REGION[,REGION...] --model PATH|gs://BUCKET/OBJECT [options]
+Usage: $(basename "$0") --project PROJECT --regions REGION[:gpu][,REGION[:gpu]...] --model PATH|gs://BUCKET/OBJECT [options]
 
-Deploys the YOLO endpoint to Cloud Run with one NVIDIA L4 GPU per instance, in each region:
+Deploys the YOLO endpoint to Cloud Run, in each region on CPU (default: scale to zero, billed per
+request) or, with :gpu, on one NVIDIA L4 per instance:
   1. creates the Terraform state bucket gs://PROJECT-NAME-tfstate if missing;
   2. applies Terraform for the shared resources (APIs, service accounts, weights bucket,
      API-key secret, Artifact Registry) on a first deployment, and stores the first API key;
   3. uploads a local weights file to gs://PROJECT-NAME-weights/models/SHA256/ unless it is there;
-  4. builds the image remotely with Cloud Build (no local Docker), unless that exact source
-     was built before (the tag is a hash of the build context);
+  4. builds the images the regions need (CUDA 12 for GPU regions, CPU-only torch for CPU
+     regions) remotely with Cloud Build (no local Docker), unless that exact source was built
+     before (the tag is a hash of the build context);
   5. applies Terraform for every region, then prints each URL and a ready-to-paste curl.
 Re-running with the same inputs changes nothing; a new model or new code rolls a new revision,
-which takes traffic only once its startup probe (/readyz) passes: no downtime.
-Regions stopped with stop.sh stay stopped.
+which takes traffic only once its startup probe (/readyz) passes: no downtime. With --canary N
+the new revision gets N% (and its own URL) and the deployed one keeps the rest, until
+promote.sh or rollback.sh. Regions stopped with stop.sh stay stopped.
 
 Required:
   --project ID           Google Cloud project ID
-  --regions LIST         comma-separated Cloud Run GPU regions; the first hosts the image
-                         repository and Cloud Build. Allowed: ${GPU_REGIONS[*]}
+  --regions LIST         comma-separated Cloud Run regions, each REGION (CPU) or REGION:gpu (L4),
+                         e.g. us-central1:gpu,europe-west3,asia-northeast1. The first hosts the
+                         image repository and Cloud Build. GPU regions: ${GPU_REGIONS[*]}
   --model PATH|GS_URI    local weights file (uploaded), or gs://bucket/path/best.pt (used as is)
 
 Options:
   --name NAME            base name of every resource (default: yolo)
-  --min-instances N      warm instances per region, each a GPU billed all the time (default: 1)
-  --max-instances N      most instances per region (default: 3)
-  --concurrency N        requests per instance at once (default: 8)
+  --min-instances N      warm instances in every region (default: 1 per GPU region, each a GPU
+                         billed all the time; 0 per CPU region)
+  --max-instances N      most instances per region (default: 3 GPU, 10 CPU)
+  --concurrency N        requests per instance at once (default: 8 GPU, 4 CPU)
+  --canary PERCENT       send PERCENT (1-99) of the traffic to the new release, the rest to the
+                         deployed one; then promote.sh or rollback.sh
   --domains LIST         comma-separated domains: also create a global HTTPS load balancer
                          with a Google-managed certificate in front of all regions
   --model-id ID          ID accepted at POST /api/models/ID/predict
@@ -46,7 +54,7 @@ Needs gcloud (logged in: gcloud auth login), Application Default Credentials for
 EOF
 }
 
-REGIONS_ARG="" MODEL="" MIN_INSTANCES=1 MAX_INSTANCES=3 CONCURRENCY=8 DOMAINS_ARG="" MODEL_ID="" BAKE=0 ZONAL_REDUNDANCY=0
+REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" BAKE=0 ZONAL_REDUNDANCY=0
 
 while (($#)); do
 	arg=$1
@@ -56,7 +64,7 @@ while (($#)); do
 		value=${arg#*=}
 		arg=${arg%%=*}
 		;;
-	--project | --regions | --model | --name | --min-instances | --max-instances | --concurrency | --domains | --model-id)
+	--project | --regions | --model | --name | --min-instances | --max-instances | --concurrency | --canary | --domains | --model-id)
 		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
 		value=$2
 		shift
@@ -70,6 +78,7 @@ while (($#)); do
 	--min-instances) MIN_INSTANCES=$value ;;
 	--max-instances) MAX_INSTANCES=$value ;;
 	--concurrency) CONCURRENCY=$value ;;
+	--canary) CANARY=$value ;;
 	--domains) DOMAINS_ARG=$value ;;
 	--model-id) MODEL_ID=$value ;;
 	--bake-weights) BAKE=1 ;;
@@ -88,15 +97,24 @@ done
 [[ -n $PROJECT ]] || usage_error "--project is required (make deploy PROJECT=...)"
 valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID (6-30 lowercase letters, digits, hyphens; starts with a letter)"
 valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens, starting with a letter"
-[[ -n $REGIONS_ARG ]] || usage_error "--regions is required, e.g. --regions us-central1,europe-west4 (make deploy REGIONS=...)"
+[[ -n $REGIONS_ARG ]] || usage_error "--regions is required, e.g. --regions us-central1:gpu,europe-west3 (make deploy REGIONS=...)"
 [[ ! $REGIONS_ARG =~ (^,|,,|,$) ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
-IFS=',' read -r -a REGIONS <<<"$REGIONS_ARG"
+IFS=',' read -r -a REGION_SPECS <<<"$REGIONS_ARG"
+REGIONS=() KINDS=()
 seen=" "
-for r in "${REGIONS[@]}"; do
-	[[ -n $r ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
+for spec in "${REGION_SPECS[@]}"; do
+	[[ -n $spec ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
+	r=${spec%%:*} kind=cpu
+	if [[ $spec == *:* ]]; then
+		kind=${spec#*:}
+		[[ $kind == gpu || $kind == cpu ]] || usage_error "--regions: '$spec' must be REGION, REGION:gpu or REGION:cpu"
+	fi
 	check_region "$r"
+	[[ $kind == cpu ]] || check_gpu_region "$r"
 	[[ $seen != *" $r "* ]] || usage_error "region $r is given twice"
 	seen+="$r "
+	REGIONS+=("$r")
+	KINDS+=("$kind")
 done
 [[ -n $MODEL ]] || usage_error "--model is required: a local weights file or gs://bucket/path/best.pt (make deploy MODEL=...)"
 if [[ $MODEL == gs://* ]]; then
@@ -107,13 +125,14 @@ else
 	[[ -f $MODEL ]] || usage_error "--model '$MODEL' is not a file (give a local weights file or a gs:// URI)"
 	[[ -r $MODEL && -s $MODEL ]] || usage_error "--model '$MODEL' is empty or unreadable"
 fi
-for pair in "min-instances:$MIN_INSTANCES" "max-instances:$MAX_INSTANCES" "concurrency:$CONCURRENCY"; do
-	[[ ${pair#*:} =~ ^[0-9]+$ ]] || usage_error "--${pair%%:*} must be a whole number, got '${pair#*:}'"
+for pair in "min-instances:$MIN_INSTANCES" "max-instances:$MAX_INSTANCES" "concurrency:$CONCURRENCY" "canary:$CANARY"; do
+	[[ -z ${pair#*:} || ${pair#*:} =~ ^[0-9]+$ ]] || usage_error "--${pair%%:*} must be a whole number, got '${pair#*:}'"
 done
-((MIN_INSTANCES <= 100)) || usage_error "--min-instances must be at most 100"
-((MAX_INSTANCES >= 1 && MAX_INSTANCES <= 1000)) || usage_error "--max-instances must be 1-1000"
-((MAX_INSTANCES >= MIN_INSTANCES)) || usage_error "--max-instances ($MAX_INSTANCES) is below --min-instances ($MIN_INSTANCES)"
-((CONCURRENCY >= 1 && CONCURRENCY <= 1000)) || usage_error "--concurrency must be 1-1000"
+[[ -z $MIN_INSTANCES ]] || ((MIN_INSTANCES <= 100)) || usage_error "--min-instances must be at most 100"
+[[ -z $MAX_INSTANCES ]] || ((MAX_INSTANCES >= 1 && MAX_INSTANCES <= 1000)) || usage_error "--max-instances must be 1-1000"
+[[ -z $MIN_INSTANCES || -z $MAX_INSTANCES ]] || ((MAX_INSTANCES >= MIN_INSTANCES)) || usage_error "--max-instances ($MAX_INSTANCES) is below --min-instances ($MIN_INSTANCES)"
+[[ -z $CONCURRENCY ]] || ((CONCURRENCY >= 1 && CONCURRENCY <= 1000)) || usage_error "--concurrency must be 1-1000"
+[[ -z $CANARY ]] || ((CANARY >= 1 && CANARY <= 99)) || usage_error "--canary must be a percentage from 1 to 99 (make promote sends everything to the new release)"
 DOMAINS=()
 if [[ -n $DOMAINS_ARG ]]; then
 	IFS=',' read -r -a DOMAINS <<<"$DOMAINS_ARG"
@@ -151,9 +170,14 @@ if ! exists gcloud storage buckets describe "gs://$STATE_BUCKET" --project="$PRO
 fi
 tf_init
 
-PREVIOUS_IMAGE=""
+DEPLOYED=0
 if fetch_tfvars && ((!DRY_RUN)); then
-	PREVIOUS_IMAGE=$(python3 "$TFVARS_PY" get "$VARFILE" image)
+	[[ -z $(python3 "$TFVARS_PY" get "$VARFILE" deployed) ]] || DEPLOYED=1
+fi
+# A canary needs a deployed release to keep; a dry run assumes there is one.
+if [[ -n $CANARY ]] && ((DRY_RUN)); then DEPLOYED=1; fi
+if [[ -n $CANARY ]] && ((!DEPLOYED)); then
+	die "--canary needs a deployed release to keep serving (nothing is deployed as '$NAME' in $PROJECT yet): deploy once without --canary"
 fi
 
 # Weights: where they live decides weights_bucket / model_object / model_path_in_image.
@@ -172,20 +196,43 @@ else
 	MODEL_OBJECT="models/$sha/$base"
 fi
 
-base_vars() { # base_vars IMAGE -> the deployment's variables as one JSON object
-	printf '{"project_id":"%s","name":"%s","regions":%s,"image":"%s","weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","min_instances":%s,"max_instances":%s,"max_concurrency":%s,"gpu_zonal_redundancy_disabled":%s,"lb_domains":%s}' \
-		"$PROJECT" "$NAME" "$(json_list "${REGIONS[@]}")" "$1" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" \
-		"$MIN_INSTANCES" "$MAX_INSTANCES" "$CONCURRENCY" "$(bool $((!ZONAL_REDUNDANCY)))" "$(json_list "${DOMAINS[@]}")"
+HAS_GPU=0 HAS_CPU=0
+for kind in "${KINDS[@]}"; do
+	if [[ $kind == gpu ]]; then HAS_GPU=1; else HAS_CPU=1; fi
+done
+
+regions_json() { # {"us-central1":{"accelerator":"nvidia-l4"},"europe-west3":{"accelerator":"none"}}
+	local out="" i accelerator
+	for i in "${!REGIONS[@]}"; do
+		accelerator=none
+		[[ ${KINDS[$i]} == gpu ]] && accelerator=nvidia-l4
+		out+="\"${REGIONS[$i]}\":{\"accelerator\":\"$accelerator\"},"
+	done
+	printf '{%s}' "${out%,}"
+}
+# --min-instances, --max-instances, --concurrency apply to every region when given; otherwise
+# each kind keeps its own defaults (infra/variables.tf gpu_defaults, cpu_defaults).
+defaults_json() {
+	local out=""
+	[[ -z $MIN_INSTANCES ]] || out+="\"min_instances\":$MIN_INSTANCES,"
+	[[ -z $MAX_INSTANCES ]] || out+="\"max_instances\":$MAX_INSTANCES,"
+	[[ -z $CONCURRENCY ]] || out+="\"max_concurrency\":$CONCURRENCY,"
+	printf '{%s}' "${out%,}"
+}
+base_vars() { # base_vars GPU_IMAGE CPU_IMAGE -> the deployment's variables as one JSON object
+	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"gpu":"%s","cpu":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","gpu_defaults":%s,"cpu_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"lb_domains":%s}' \
+		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" \
+		"$(defaults_json)" "$(defaults_json)" "$(bool $((!ZONAL_REDUNDANCY)))" "$(json_list "${DOMAINS[@]}")"
 }
 
 # ---- 2. Shared resources, first deployment only ---------------------------------------------
-if [[ -z $PREVIOUS_IMAGE ]]; then
+if ((!DEPLOYED)); then
 	note "== 2/5 shared resources (first deployment): APIs, service accounts, buckets, secret, repository"
-	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "")"
+	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "" "")"
 	tf_apply "$VARFILE"
 	push_tfvars
 else
-	note "== 2/5 shared resources exist (deployed image: $PREVIOUS_IMAGE)"
+	note "== 2/5 shared resources exist"
 fi
 
 note "== API key in Secret Manager secret $SECRET"
@@ -223,49 +270,37 @@ else
 	fi
 fi
 
-# ---- 4. Image ---------------------------------------------------------------------------------
-note "== 4/5 image"
+# ---- 4. Images --------------------------------------------------------------------------------
+note "== 4/5 images"
 for f in Dockerfile .dockerignore pyproject.toml; do cp "$REPO_ROOT/$f" "$CONTEXT/"; done
 tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - function | tar -C "$CONTEXT" -xf -
 # The tag is a hash of the build context's contents: the same sources are built once.
 TAG=$(cd "$CONTEXT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 "${SHA256[@]}" | sha256 | cut -c1-16)
 cp "$INFRA_DIR/cloudbuild.yaml" "$CONTEXT/"
-IMAGE="${REGISTRY_REGION}-docker.pkg.dev/${PROJECT}/${NAME}/endpoint:${TAG}"
-if ! exists gcloud artifacts docker images describe "$IMAGE" --project="$PROJECT"; then
+REPOSITORY="${REGISTRY_REGION}-docker.pkg.dev/${PROJECT}/${NAME}"
+GPU_IMAGE="" CPU_IMAGE="" BUILD_GPU="" BUILD_CPU=""
+((HAS_GPU)) && GPU_IMAGE="$REPOSITORY/endpoint-gpu:${TAG}"
+((HAS_CPU)) && CPU_IMAGE="$REPOSITORY/endpoint-cpu:${TAG}"
+if [[ -n $GPU_IMAGE ]] && ! exists gcloud artifacts docker images describe "$GPU_IMAGE" --project="$PROJECT"; then BUILD_GPU=$GPU_IMAGE; fi
+if [[ -n $CPU_IMAGE ]] && ! exists gcloud artifacts docker images describe "$CPU_IMAGE" --project="$PROJECT"; then BUILD_CPU=$CPU_IMAGE; fi
+if [[ -n $BUILD_GPU$BUILD_CPU ]]; then
 	run gcloud builds submit "$CONTEXT" --project="$PROJECT" --region="$REGISTRY_REGION" \
-		--config="$CONTEXT/cloudbuild.yaml" --substitutions="_IMAGE=$IMAGE,_WEIGHTS=$WEIGHTS_MODE" \
+		--config="$CONTEXT/cloudbuild.yaml" --substitutions="_GPU_IMAGE=$BUILD_GPU,_CPU_IMAGE=$BUILD_CPU,_WEIGHTS=$WEIGHTS_MODE" \
 		--service-account="projects/$PROJECT/serviceAccounts/$BUILD_SA" --gcs-source-staging-dir="gs://$BUILD_BUCKET/source"
 else
-	note "image $IMAGE already built"
+	note "images already built: ${GPU_IMAGE:-} ${CPU_IMAGE:-}"
 fi
 
 # ---- 5. Every region --------------------------------------------------------------------------
-note "== 5/5 Cloud Run services in ${REGIONS[*]}"
-run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "$IMAGE")"
+note "== 5/5 Cloud Run services in ${REGION_SPECS[*]}"
+if [[ -n $CANARY ]]; then
+	note "canary: $CANARY% of every running region's traffic to the new release (revision tag 'canary', its own URL), $((100 - CANARY))% stays on the deployed one; then make promote or make rollback"
+	run python3 "$TFVARS_PY" canary "$VARFILE" "$CANARY" "$(base_vars "$GPU_IMAGE" "$CPU_IMAGE")"
+else
+	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "$GPU_IMAGE" "$CPU_IMAGE")"
+fi
 tf_apply "$VARFILE"
 push_tfvars
 
-if ((DRY_RUN)); then
-	tf output -json
-	note "(dry run: nothing was changed)"
-	exit 0
-fi
-
-terraform -chdir="$DEPLOY_DIR" output -json >"$WORK/outputs.json"
-python3 - "$WORK/outputs.json" "$PROJECT" "$SECRET" <<'PY'
-import json, sys
-outputs = {k: v.get("value") for k, v in json.load(open(sys.argv[1])).items()}
-project, secret = sys.argv[2], sys.argv[3]
-urls = outputs.get("endpoint_urls") or {}
-print("\nEndpoints:")
-for region, url in sorted(urls.items()):
-    print(f"  {region:<16} {url}")
-for region in outputs.get("stopped_regions") or []:
-    print(f"  {region:<16} stopped (make start REGION={region})")
-if outputs.get("load_balancer_url"):
-    print(f"  {'all regions':<16} {outputs['load_balancer_url']}  (point DNS at {outputs['load_balancer_ip']}; the certificate activates after DNS resolves)")
-target = outputs.get("load_balancer_url") or (sorted(urls.values()) or ["<url>"])[0]
-print("\nTry it (reads the API key from Secret Manager, never prints it):")
-print(f"  KEY=$(gcloud secrets versions access latest --secret={secret} --project={project} | head -n 1)")
-print(f'  curl -sS -H "Authorization: Bearer $KEY" -F file=@image.jpg {target}/predict')
-PY
+report_outputs
+((!DRY_RUN)) || note "(dry run: nothing was changed)"

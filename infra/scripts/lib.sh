@@ -18,6 +18,10 @@ TFVARS_PY="$SCRIPTS_DIR/tfvars.py"
 # in infra/variables.tf (tests/test_scripts.py checks); YOLO_GPU_REGIONS="a b" overrides both.
 # https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions
 read -r -a GPU_REGIONS <<<"${YOLO_GPU_REGIONS:-us-central1 us-east4 europe-west1 europe-west4 asia-southeast1 asia-south1}"
+# Every Cloud Run region, for CPU endpoints. Keep equal to the default of `cloud_run_regions` in
+# infra/variables.tf (tests/test_scripts.py checks); YOLO_CLOUD_RUN_REGIONS="a b" overrides both.
+# https://cloud.google.com/run/docs/locations
+read -r -a CLOUD_RUN_REGIONS <<<"${YOLO_CLOUD_RUN_REGIONS:-asia-east1 asia-northeast1 asia-northeast2 europe-north1 europe-southwest1 europe-west1 europe-west4 europe-west8 europe-west9 me-west1 us-central1 us-east1 us-east4 us-east5 us-south1 us-west1 africa-south1 asia-east2 asia-northeast3 asia-southeast1 asia-southeast2 asia-south1 asia-south2 australia-southeast1 australia-southeast2 europe-central2 europe-west10 europe-west12 europe-west2 europe-west3 europe-west6 me-central1 me-central2 northamerica-northeast1 northamerica-northeast2 southamerica-east1 southamerica-west1 us-west2 us-west3 us-west4}"
 
 DRY_RUN=0
 PROJECT=""
@@ -94,8 +98,16 @@ is_gpu_region() {
 	for r in "${GPU_REGIONS[@]}"; do [[ $r == "$1" ]] && return 0; done
 	return 1
 }
+is_cloud_run_region() {
+	local r
+	for r in "${CLOUD_RUN_REGIONS[@]}"; do [[ $r == "$1" ]] && return 0; done
+	return 1
+}
 check_region() {
-	is_gpu_region "$1" || usage_error "region '$1' has no Cloud Run L4 GPUs; choose from: ${GPU_REGIONS[*]} (set YOLO_GPU_REGIONS to override the list)"
+	is_cloud_run_region "$1" || usage_error "'$1' is not a Cloud Run region; see https://cloud.google.com/run/docs/locations (set YOLO_CLOUD_RUN_REGIONS to override the list)"
+}
+check_gpu_region() {
+	is_gpu_region "$1" || usage_error "region '$1' has no Cloud Run L4 GPUs: write $1 (a CPU endpoint) or choose a GPU region: ${GPU_REGIONS[*]} (set YOLO_GPU_REGIONS to override the list)"
 }
 
 # Names shared with the Terraform module (infra/main.tf, infra/locals.tf) — same formulas.
@@ -248,4 +260,14 @@ endpoint_urls() {
 	fi
 	terraform -chdir="$DEPLOY_DIR" output -json endpoint_urls |
 		python3 -c 'import json,sys; [print(r, u) for r, u in sorted(json.load(sys.stdin).items())]'
+}
+
+# Print what the deployment serves now (URLs, traffic per region, dashboard) from Terraform's outputs.
+report_outputs() {
+	if ((DRY_RUN)); then
+		tf output -json
+		return 0
+	fi
+	terraform -chdir="$DEPLOY_DIR" output -json >"$WORK/outputs.json"
+	python3 "$SCRIPTS_DIR/report.py" "$WORK/outputs.json" "$PROJECT" "$SECRET"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where each region of a deployment stands: running (URL, revision, /readyz) or stopped.
+# Where each region of a deployment stands: running (kind, URL, revision, model, /readyz) or stopped.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -9,8 +9,9 @@ usage() {
 	cat <<USAGE
 Usage: $(basename "$0") [--project PROJECT] [--name NAME] [--dry-run]
 
-Prints one line per region of the deployment: stopped, or running with its URL, the revision
-serving traffic and what GET /readyz answers now. Reads only; changes nothing.
+Prints one line per region of the deployment: stopped, or running with its kind (L4 GPU or
+CPU), URL, the revision serving traffic, the model it serves and what GET /readyz answers now;
+then a canary in progress, if any, and where the dashboard is. Reads only; changes nothing.
 
   --project ID     Google Cloud project (default: gcloud config get-value project)
   --name NAME      deployment name given to deploy.sh (default: yolo)
@@ -53,25 +54,43 @@ VARFILE="$WORK/deploy.tfvars.json"
 
 fetch_tfvars || die "no deployment '$NAME' in project $PROJECT ($TFVARS_OBJECT not found): run make deploy first"
 describe=(gcloud run services describe "$NAME" --project="$PROJECT" --format='value(status.url,status.latestReadyRevisionName)')
+DASHBOARDS="https://console.cloud.google.com/monitoring/dashboards?project=$PROJECT"
 if ((DRY_RUN)); then
 	printf '%s  # for each region of the deployment that is not stopped, then:\n' "$(shell_quote "${describe[@]}" --region=REGION)"
 	printf '%s\n' "$(shell_quote curl -sS -o /dev/null -w '%{http_code}' --max-time 10 URL/readyz)"
+	note "dashboard: $DASHBOARDS (\"YOLO endpoint $NAME\")"
 	exit 0
 fi
 
 regions=$(python3 "$TFVARS_PY" get "$VARFILE" regions)
 stopped=" $(python3 "$TFVARS_PY" get "$VARFILE" stopped_regions | tr '\n' ' ') "
-printf '%-16s %-8s %-56s %-28s %s\n' REGION STATE URL REVISION READYZ
+model=$(python3 "$TFVARS_PY" get "$VARFILE" model_object)
+[[ -n $model ]] || model=$(python3 "$TFVARS_PY" get "$VARFILE" model_path_in_image)
+gpu_regions=" $(python3 - "$VARFILE" <<'PY'
+import json, sys
+regions = json.load(open(sys.argv[1])).get("regions", {})
+regions = {r: {"accelerator": "nvidia-l4"} for r in regions} if isinstance(regions, list) else regions
+print(" ".join(r for r, v in regions.items() if (v or {}).get("accelerator", "none") != "none"))
+PY
+) "
+printf '%-24s %-8s %-7s %-56s %-22s %-6s %s\n' REGION STATE KIND URL REVISION READYZ MODEL
 for region in $regions; do
+	kind=CPU
+	[[ $gpu_regions != *" $region "* ]] || kind="L4 GPU"
 	if [[ $stopped == *" $region "* ]]; then
-		printf '%-16s %-8s %s\n' "$region" stopped "(no service, no GPU billed; make start REGION=$region)"
+		printf '%-24s %-8s %-7s %s\n' "$region" stopped "$kind" "(no service, nothing billed; make start REGION=$region)"
 		continue
 	fi
 	if ! line=$("${describe[@]}" --region="$region" 2>/dev/null); then
-		printf '%-16s %-8s %s\n' "$region" missing "(no Cloud Run service; run make deploy)"
+		printf '%-24s %-8s %-7s %s\n' "$region" missing "$kind" "(no Cloud Run service; run make deploy)"
 		continue
 	fi
 	read -r url revision <<<"$line"
 	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
-	printf '%-16s %-8s %-56s %-28s %s\n' "$region" running "$url" "${revision:-none}" "$code"
+	printf '%-24s %-8s %-7s %-56s %-22s %-6s %s\n' "$region" running "$kind" "$url" "${revision:-none}" "$code" "$model"
 done
+canary=$(python3 "$TFVARS_PY" get "$VARFILE" canary)
+if [[ -n $canary ]]; then
+	printf '\ncanary in progress: %s (make promote or make rollback)\n' "$canary"
+fi
+printf '\ndashboard: %s ("YOLO endpoint %s")\n' "$DASHBOARDS" "$NAME"

@@ -5,10 +5,17 @@ The file lives beside the Terraform state in the state bucket, so any machine ca
 a region. Only the standard library is used: the scripts run on a laptop with gcloud and
 terraform, not in the project's virtualenv.
 
-    tfvars.py merge FILE JSON        set the keys of the JSON object, keep every other key
-    tfvars.py stop FILE REGION...    add regions to stopped_regions
-    tfvars.py start FILE REGION...   remove regions from stopped_regions
-    tfvars.py get FILE KEY           print a value (lists one item per line)
+    tfvars.py merge FILE JSON            set the keys of the JSON object, keep every other key
+    tfvars.py canary FILE PERCENT JSON   like merge, keeping the deployed release as canary.stable
+    tfvars.py promote FILE               end the canary: the new release takes all traffic
+    tfvars.py rollback FILE              end the canary: the stable release is the release again
+    tfvars.py stop FILE REGION...        add regions to stopped_regions
+    tfvars.py start FILE REGION...       remove regions from stopped_regions
+    tfvars.py get FILE KEY               print a value (lists and map keys one per line);
+                                         KEY "deployed" prints "yes" when an image is deployed
+
+Files written by earlier versions (regions as a list of GPU regions, one `image`, instance
+settings at the top level) are read in today's shape.
 """
 
 from __future__ import annotations
@@ -22,6 +29,33 @@ class UsageError(Exception):
     pass
 
 
+# What a release is: the variables a canary keeps for the stable revision (infra/variables.tf canary.stable).
+RELEASE_KEYS = ("images", "weights_bucket", "model_object", "model_path_in_image", "model_id")
+CANARY_IN_PROGRESS = "a canary is in progress: run make promote (all traffic to the new release) or make rollback first"
+
+
+def upgrade(data: dict) -> dict:
+    """Today's shape of a file an earlier version wrote, where every region was a GPU region."""
+    data = dict(data)
+    if isinstance(data.get("regions"), list):
+        data["regions"] = {r: {"accelerator": "nvidia-l4"} for r in data["regions"]}
+    if "image" in data:
+        image = data.pop("image")
+        data["images"] = {"gpu": image, "cpu": ""} if image else {}
+    moved = {k: data.pop(k) for k in ("min_instances", "max_instances", "max_concurrency") if k in data}
+    if moved:
+        data["gpu_defaults"] = {**moved, **data.get("gpu_defaults", {})}
+    return data
+
+
+def release(data: dict) -> dict:
+    return {k: data.get(k, {} if k == "images" else "") for k in RELEASE_KEYS}
+
+
+def deployed(data: dict) -> bool:
+    return any((data.get("images") or {}).values())
+
+
 def load(path: Path) -> dict:
     if not path.exists():
         return {}
@@ -31,7 +65,7 @@ def load(path: Path) -> dict:
         raise UsageError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a JSON object")
-    return data
+    return upgrade(data)
 
 
 def save(path: Path, data: dict) -> None:
@@ -39,16 +73,48 @@ def save(path: Path, data: dict) -> None:
 
 
 def merge(data: dict, update: dict) -> dict:
+    if data.get("canary") and "canary" not in update:
+        raise UsageError(CANARY_IN_PROGRESS)
     merged = dict(data)
     merged.update(update)
-    regions = merged.get("regions", [])
+    regions = merged.get("regions", {})
     # A region dropped from the deployment cannot stay stopped.
     merged["stopped_regions"] = [r for r in merged.get("stopped_regions", []) if r in regions]
     return merged
 
 
+def canary(data: dict, percent: int, update: dict) -> dict:
+    if data.get("canary"):
+        raise UsageError(CANARY_IN_PROGRESS)
+    if not deployed(data):
+        raise UsageError("nothing is deployed yet, so there is no release to keep: deploy once without a canary")
+    changed = sorted(k for k in update if k not in RELEASE_KEYS and k in data and data[k] != update[k])
+    if changed:
+        raise UsageError(f"a canary changes only the model or the code; {', '.join(changed)} differ from the deployment: deploy those without a canary first")
+    if release(data) == release({**data, **update}):
+        raise UsageError("the new release is the deployed one (same images and weights): nothing to canary")
+    if not 1 <= percent <= 99:
+        raise UsageError("the canary percentage must be from 1 to 99")
+    return {**merge(data, {**update, "canary": None}), "canary": {"percent": percent, "stable": release(data)}}
+
+
+def promote(data: dict) -> dict:
+    if not data.get("canary"):
+        raise UsageError("no canary in progress: nothing to promote")
+    return {k: v for k, v in data.items() if k != "canary"}
+
+
+def rollback(data: dict) -> dict:
+    if not data.get("canary"):
+        raise UsageError("no canary in progress: to go back to an earlier model, deploy it again (the same weights and code give the same revision)")
+    stable = data["canary"]["stable"]
+    return {**{k: v for k, v in data.items() if k != "canary"}, **stable}
+
+
 def set_stopped(data: dict, regions: list[str], stopped: bool) -> dict:
-    known = data.get("regions", [])
+    if not stopped and data.get("canary"):
+        raise UsageError(f"{CANARY_IN_PROGRESS} (a started region would need the stable revision, which its deleted service no longer has)")
+    known = list(data.get("regions", {}))
     unknown = [r for r in regions if r not in known]
     if unknown:
         raise UsageError(f"{', '.join(unknown)} not deployed (deployed regions: {', '.join(known) or 'none'})")
@@ -61,8 +127,8 @@ def set_stopped(data: dict, regions: list[str], stopped: bool) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in {"merge", "stop", "start", "get"}:
-        raise UsageError("usage: tfvars.py merge|stop|start|get FILE ...")
+    if len(argv) < 2 or argv[0] not in {"merge", "canary", "promote", "rollback", "stop", "start", "get"}:
+        raise UsageError("usage: tfvars.py merge|canary|promote|rollback|stop|start|get FILE ...")
     command, path = argv[0], Path(argv[1])
     rest = argv[2:]
     if command == "merge":
@@ -75,6 +141,14 @@ def main(argv: list[str]) -> int:
         if not isinstance(update, dict):
             raise UsageError("merge takes a JSON object")
         save(path, merge(load(path), update))
+    elif command == "canary":
+        if len(rest) != 2 or not rest[0].isdigit():
+            raise UsageError("usage: tfvars.py canary FILE PERCENT JSON")
+        save(path, canary(load(path), int(rest[0]), json.loads(rest[1])))
+    elif command in {"promote", "rollback"}:
+        if not path.exists():
+            raise UsageError(f"{path} does not exist: nothing is deployed")
+        save(path, promote(load(path)) if command == "promote" else rollback(load(path)))
     elif command in {"stop", "start"}:
         if not rest:
             raise UsageError(f"usage: tfvars.py {command} FILE REGION...")
@@ -84,7 +158,10 @@ def main(argv: list[str]) -> int:
     else:
         if len(rest) != 1:
             raise UsageError("usage: tfvars.py get FILE KEY")
-        value = load(path).get(rest[0])
+        data = load(path)
+        value = ("yes" if deployed(data) else None) if rest[0] == "deployed" else data.get(rest[0])
+        if isinstance(value, dict) and rest[0] == "regions":
+            value = list(value)
         if isinstance(value, list):
             print("\n".join(str(v) for v in value))
         elif value is not None:
