@@ -30,6 +30,9 @@ class Settings:
     threads: int = 8
     max_upload_bytes: int = 10 * 1024 * 1024
     max_images: int = 16
+    max_video_bytes: int = 100 * 1024 * 1024
+    max_video_frames: int = 3000
+    hub_v1_data: str = "hub"  # the HUB v1 envelope's `data`: "hub" (per-task flat lists) or "tojson" (results[0].tojson())
     max_image_pixels: int = 89_478_485  # Pillow's own default bomb threshold
     decode_budget_pixels: int = 89_478_485
     request_timeout_s: float = 60.0
@@ -55,8 +58,8 @@ class Settings:
     @property
     def max_body_bytes(self) -> int:
         """The largest request body worth reading: MAX_IMAGES files, or one base64 `source` (4/3 of an image), plus
-        the multipart framing."""
-        return max(self.max_upload_bytes * self.max_images, self.max_field_bytes) + 64 * 1024
+        the multipart framing, or one video."""
+        return max(self.max_upload_bytes * self.max_images, self.max_field_bytes, self.max_video_bytes) + 64 * 1024
 
     @property
     def max_field_bytes(self) -> int:
@@ -116,6 +119,14 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in keys if k))
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, the first being the default."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be {' or '.join(choices)}")
+    return value
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple:
     networks = []
     for item in env.get(name, "").split(","):
@@ -156,6 +167,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         threads=_int(env, "THREADS", 8, 1, 256),
         max_upload_bytes=_int(env, "MAX_UPLOAD_MB", 10, 1, 1024) * 1024 * 1024,
         max_images=_int(env, "MAX_IMAGES", 16, 1, 256),
+        max_video_bytes=_int(env, "MAX_VIDEO_MB", 100, 1, 4096) * 1024 * 1024,
+        max_video_frames=_int(env, "MAX_VIDEO_FRAMES", 3000, 1, 1_000_000),
+        hub_v1_data=_choice(env, "HUB_V1_DATA", ("hub", "tojson")),
         max_image_pixels=max_pixels,
         decode_budget_pixels=_int(env, "DECODE_BUDGET_PIXELS", max_pixels, max_pixels, 2**40),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 60.0, 0.1, 3600.0),

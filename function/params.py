@@ -6,7 +6,7 @@ field. A field given twice in the same place is refused (400), because which one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from .errors import BadParameter
@@ -20,11 +20,21 @@ class PredictParams:
     imgsz: int = 640
     normalize: bool = False
     decimals: int = 5
+    max_det: int = 300
+    # Class ids to keep (Ultralytics' `classes`), None for all. Requests carry names or ids as the client wrote them
+    # (`class_names`); the service resolves them against the model's names (`Service.resolve_classes`).
+    classes: tuple[int, ...] | None = None
+    class_names: tuple[str, ...] = ()
 
     @property
     def model_args(self) -> dict:
         """The keyword arguments `YOLO.predict` takes; requests with equal args can share a batch."""
-        return {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz}
+        args = {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz}
+        if self.max_det != 300:
+            args["max_det"] = self.max_det
+        if self.classes is not None:
+            args["classes"] = self.classes
+        return args
 
 
 # name -> (legacy alias, kind, low, high)
@@ -33,6 +43,7 @@ _FIELDS = {
     "iou": (None, float, 0.0, 0.95),
     "imgsz": ("size", int, 32, 1280),
     "decimals": (None, int, 0, 10),
+    "max_det": (None, int, 1, 1000),
 }
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -74,8 +85,17 @@ def parse_bool(given: str, raw: str) -> bool:
     return value in _TRUE
 
 
-def parse_params(*sources: Source) -> PredictParams:
-    """Read parameters from the given sources (earlier ones win); raise BadParameter naming field and range."""
+def parse_class_names(given: str, raw: str) -> tuple[str, ...]:
+    """`classes`: comma-separated class names or ids (`person,car` or `0,2`), as the client wrote them."""
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not names:
+        raise BadParameter(f"'{given}' must be comma-separated class names or ids, got {raw!r}")
+    return names
+
+
+def parse_params(*sources: Source, defaults: PredictParams | None = None) -> PredictParams:
+    """Read parameters from the given sources (earlier ones win) over `defaults` (a dialect's own, e.g. HUB's iou
+    0.45); raise BadParameter naming field and range."""
     pairs = tuple(_pairs(source) for source in sources)
     values: dict = {}
     for name, (alias, kind, low, high) in _FIELDS.items():
@@ -85,4 +105,7 @@ def parse_params(*sources: Source) -> PredictParams:
     found = lookup(pairs, "normalize")
     if found is not None:
         values["normalize"] = parse_bool(*found)
-    return PredictParams(**values)
+    found = lookup(pairs, "classes")
+    if found is not None:
+        values["class_names"] = parse_class_names(*found)
+    return replace(defaults or PredictParams(), **values)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import metrics
 from .dialects import Incoming, Reply
-from .dialects import platform
+from .dialects import hub, platform, roboflow, roboflow_server
 from .errors import MethodNotAllowed, NotFound
 from .service import Service
 
@@ -83,6 +83,12 @@ ROUTES = (
     Route("/static/{path:path}", {"GET": static_file}),
     Route("/predict", {"POST": platform}),
     Route("/api/models/{model_id}/predict", {"POST": platform}),
+    Route("/v1/predict/{model_id}", {"POST": hub}),
+    Route("/model/registry", {"GET": roboflow_server.registry}),
+    Route("/model/add", {"POST": roboflow_server.add_model}),
+    *(Route(f"/infer/{task}", {"POST": roboflow_server}) for task in roboflow_server.ROUTE_TASKS),
+    # Last: Roboflow's `/{project}/{version}` would otherwise take any two-segment path whose second is digits.
+    Route("/{project}/{version:int}", {"POST": roboflow, "GET": roboflow}),
 )
 
 # What a request that matched no route is counted under in the metrics (raw paths would be unbounded labels).

@@ -13,7 +13,8 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
 
 from PIL import Image
 
@@ -21,7 +22,7 @@ from . import metrics
 from .admission import Admission, PixelBudget
 from .body import BufferBudget
 from .config import Settings
-from .errors import BadImage, ModelNotReady, Unauthorized, WeightsError
+from .errors import BadImage, BadParameter, ModelNotReady, TooLarge, Unauthorized, WeightsError
 from .images import decode_image, image_pixels
 from .inference import InferenceLoop
 from .logs import log
@@ -38,19 +39,36 @@ FETCH_THREADS = 16
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """What every dialect's request becomes: images as the client sent them, and the model's parameters.
+    """What every dialect's request becomes: images as the client sent them (or one video), the model's parameters,
+    and the dialect's own options, which the core carries untouched to the dialect's encoder.
 
     An image is bytes (an upload) or text: an http(s) URL to fetch, or base64 data (a data: URL too)."""
 
     images: tuple[bytes | str, ...]
     params: PredictParams
+    video: bytes | None = None
+    vid_stride: int = 1
+    # For a video: what to keep of each frame's Results, called in the CPU pool as each frame is answered, so a long
+    # video's Results (each holding its frame) never pile up in memory. None keeps the Results.
+    reduce: Callable | None = None
+    options: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where a video frame's result came from."""
+
+    index: int  # 0-based, in the video's own frame count
+    timestamp: float  # seconds from the start
 
 
 @dataclass(frozen=True)
 class Prediction:
-    results: list  # Ultralytics Results, one per image, in request order
+    results: list  # Ultralytics Results, one per image (or per processed video frame, reduced), in request order
     model: LoadedModel
     started: float  # time.monotonic() when the request arrived
+    frames: list[Frame] | None = None  # a video's processed frames, parallel to `results`
+    process_started: float = 0.0  # time.monotonic() when the service started (the Platform's functionTimeAlive)
 
 
 class Service:
@@ -67,6 +85,7 @@ class Service:
         self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="cpu")
         self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self._api_keys = tuple(key.encode() for key in settings.api_keys)
+        self.started_at = time.monotonic()
 
     # -- start-up -------------------------------------------------------------------------------------------------
 
@@ -154,6 +173,8 @@ class Service:
 
     async def _image_bytes(self, image: bytes | str) -> bytes:
         if isinstance(image, bytes):
+            if len(image) > self.settings.max_upload_bytes:  # the body reader let it through as a possible video
+                raise TooLarge(f"Upload is over MAX_UPLOAD_MB={self.settings.max_upload_bytes // 2**20} for an image")
             return image
         text = image.strip()
         if is_url(text):

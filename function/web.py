@@ -37,10 +37,12 @@ MAX_HEADER_BYTES = 32 * 1024
 def body_limits(settings) -> BodyLimits:
     return BodyLimits(
         max_body=settings.max_body_bytes,
-        max_file=settings.max_upload_bytes,
+        # A file part may be a video: the image cap (MAX_UPLOAD_MB) is applied once the file is known to be an image.
+        max_file=max(settings.max_upload_bytes, settings.max_video_bytes),
         max_field=settings.max_field_bytes,
         max_files=settings.max_images,
-        file_rule=f"MAX_UPLOAD_MB={settings.max_upload_bytes // 2**20}",
+        file_rule=f"MAX_UPLOAD_MB={settings.max_upload_bytes // 2**20} for an image, "
+                  f"MAX_VIDEO_MB={settings.max_video_bytes // 2**20} for a video",
         files_rule=f"MAX_IMAGES={settings.max_images} × MAX_UPLOAD_MB={settings.max_upload_bytes // 2**20}",
     )
 
@@ -63,6 +65,7 @@ class _Exchange:
             query=_query_pairs(request.scope.get("query_string", b"")),
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]},
             content_type=media_type,
+            settings=self.service.settings,
         )
 
     def refuse_declared_length(self, limits: BodyLimits) -> None:
@@ -147,6 +150,10 @@ async def handle(request: Request, service: Service) -> Response:
         if handler is None:  # OPTIONS: a CORS preflight or a client asking
             reply = Reply(204, b"", headers={"Allow": ", ".join([*route.methods, "OPTIONS"])})
         elif callable(handler):
+            if getattr(handler, "reads_body", False):  # a system route with a small body (Roboflow's /model/add)
+                limits = body_limits(service.settings)
+                exchange.refuse_declared_length(limits)
+                await exchange.read(incoming, limits)
             reply = await handler(incoming, service)
         else:
             dialect = handler

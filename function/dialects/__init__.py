@@ -8,11 +8,12 @@ errors and logging are the core's; a dialect knows none of them. Routes are in `
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol
 
 from ..body import Form
-from ..errors import ServiceError
+from ..errors import BadParameter, ServiceError
 from ..service import Prediction, PredictRequest
 
 
@@ -28,9 +29,20 @@ class Incoming:
     content_type: str = ""  # the media type only, lower case: "multipart/form-data", "application/json"...
     form: Form | None = None  # a multipart or urlencoded body, parsed
     body: bytes | None = None  # any other body, and the raw bytes of an urlencoded one
+    settings: object = None  # the service's Settings (read-only): a dialect's own switches, e.g. HUB_V1_DATA
+    _json: object = field(default=None, repr=False)
 
     def query_values(self, name: str) -> list[str]:
         return [value for key, value in self.query if key == name]
+
+    def json(self):
+        """The body as JSON (parsed once); BadParameter when it is not JSON."""
+        if self._json is None:
+            try:
+                self._json = json.loads(self.body or b"")
+            except (ValueError, UnicodeDecodeError):
+                raise BadParameter("The request body is not valid JSON") from None
+        return self._json
 
 
 @dataclass
@@ -65,3 +77,10 @@ def bearer_or_x_api_key(incoming: Incoming) -> str | None:
     if authorization[:7].lower() == "bearer ":
         return authorization[7:].strip()
     return incoming.headers.get("x-api-key") or None
+
+
+def retry_headers(error: ServiceError) -> dict[str, str]:
+    """Retry-After on 429 and 503: when to come back."""
+    if error.status in (429, 503):
+        return {"Retry-After": str(getattr(error, "retry_after_s", 1))}
+    return {}

@@ -1,17 +1,22 @@
 """The Ultralytics Platform dialect (seeds 002, 003): `POST /predict` and `POST /api/models/{model_id}/predict`.
 
-Request: multipart `file` (or legacy `image`; repeated for several images), or `source` / `url` with an http(s) URL
-or base64 data; `conf`/`confidence`, `iou`, `imgsz`/`size`, `normalize`, `decimals` as form fields or query
-parameters (a form field wins). Response: `{"images": [{"shape", "results", "speed"}], "metadata": {...}}` where
-`results` is Ultralytics' own `Results.summary()`. Errors: `{"error": {"code", "status", "message"}}`.
+Request: multipart `file` (or legacy `image`; repeated for several images; or one video), or `source` / `url` with an
+http(s) URL or base64 data; `conf`/`confidence`, `iou`, `imgsz`/`size`, `normalize`, `decimals`, `max_det`,
+`classes`, `vid_stride`, and for an annotated image `format=image` with `show_labels`, `show_conf`, `line_width`, as
+form fields or query parameters (a form field wins). Response: `{"images": [{"shape", "results", "speed"}],
+"metadata": {...}}` where `results` is Ultralytics' own `Results.summary()`; a video gives one `images` entry per
+processed frame, with its `frame` and `timestamp`. Errors: `{"error": {"code", "status", "message"}}`.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
+from ..annotate import annotated_jpeg
 from ..errors import BadParameter, ServiceError
-from ..params import PredictParams, lookup, parse_params
+from ..params import PredictParams, lookup, parse_bool, parse_number, parse_params
+from ..video import looks_like_a_video
 from ..service import Prediction, PredictRequest
 from . import Incoming, Reply, bearer_or_x_api_key
 
@@ -30,15 +35,54 @@ def model_id(incoming: Incoming) -> str | None:
 
 
 def parse(incoming: Incoming) -> PredictRequest:
+    return parse_with(incoming, PredictParams())
+
+
+def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
+    """The Platform request over a dialect's own defaults (HUB's `file` requests share it with iou 0.45)."""
     form = incoming.form
     fields = form.fields if form else []
-    params = parse_params(fields, incoming.query)
+    params = parse_params(fields, incoming.query, defaults=defaults)
     uploads = [upload.data for upload in (form.files if form else []) if upload.field in IMAGE_FIELDS]
     source = lookup((fields, incoming.query), *SOURCE_FIELDS)
     if uploads and source:
         raise BadParameter(f"Send the image as 'file' or as '{source[0]}', not both")
     images: tuple[bytes | str, ...] = tuple(uploads) if uploads else ((source[1],) if source else ())
-    return PredictRequest(images=images, params=params)
+    sources = (fields, incoming.query)
+    options = annotation_options(sources, labels=True)
+    video = next((upload for upload in uploads if looks_like_a_video(upload)), None)
+    stride = lookup(sources, "vid_stride")
+    if video is None:
+        if options["format"] == "image" and len(images) > 1:
+            raise BadParameter("'format=image' returns one annotated image: send one image")
+        return PredictRequest(images=images, params=params, options=options)
+    if len(uploads) > 1:
+        raise BadParameter("Send one video per request, without images beside it")
+    if options["format"] == "image":
+        raise BadParameter("'format=image' annotates an image, not a video")
+    vid_stride = parse_number(*stride, int, 1, 1000) if stride else 1
+    return PredictRequest(images=(), params=params, video=video, vid_stride=vid_stride, options=options,
+                          reduce=partial(encode_result, params=params))
+
+
+def annotation_options(sources, labels: bool) -> dict:
+    """`format=json|image` and how Ultralytics' plot() draws: `show_labels`, `show_conf`, `line_width`."""
+    found = lookup(sources, "format")
+    fmt = found[1].lower() if found else "json"
+    if fmt not in ("json", "image"):
+        raise BadParameter(f"'format' must be json or image, got {found[1]!r}")
+    options = {"format": fmt, "labels": labels, "conf": True, "line_width": None}
+    for field, key in (("show_labels", "labels"), ("show_conf", "conf")):
+        if found := lookup(sources, field):
+            options[key] = parse_bool(*found)
+    if found := lookup(sources, "line_width"):
+        options["line_width"] = parse_number(*found, int, 1, 100)
+    return options
+
+
+def annotated_reply(result, options: dict) -> Reply:
+    return Reply(200, annotated_jpeg(result, labels=options["labels"], conf=options["conf"],
+                                     line_width=options["line_width"]), "image/jpeg")
 
 
 def encode_result(result, params: PredictParams) -> dict:
@@ -52,16 +96,28 @@ def encode_result(result, params: PredictParams) -> dict:
 
 
 def encode(request: PredictRequest, prediction: Prediction) -> Reply:
+    if request.options.get("format") == "image":
+        return annotated_reply(prediction.results[0], request.options)
+    if prediction.frames is None:
+        images = [encode_result(result, request.params) for result in prediction.results]
+    else:  # a video: the entries were encoded frame by frame (`reduce`); say which frame each is
+        images = [{**entry, "frame": frame.index, "timestamp": frame.timestamp}
+                  for entry, frame in zip(prediction.results, prediction.frames)]
+    return Reply(200, {"images": images, "metadata": metadata(prediction, len(images))})
+
+
+def metadata(prediction: Prediction, count: int) -> dict:
+    """What the Platform's dedicated endpoints put beside the images (times in seconds)."""
     model = prediction.model
-    return Reply(200, {
-        "images": [encode_result(result, request.params) for result in prediction.results],
-        "metadata": {
-            "imageCount": len(prediction.results),
-            "functionTimeCall": round(time.monotonic() - prediction.started, 5),
-            "model": model.name,
-            "version": model.versions,
-        },
-    })
+    now = time.monotonic()
+    return {
+        "imageCount": count,
+        "functionTimeAlive": round(now - prediction.process_started, 3),
+        "functionTimeCall": round(now - prediction.started, 5),
+        "model": model.name,
+        "task": model.task,
+        "version": model.versions,
+    }
 
 
 def error(error: ServiceError) -> Reply:

@@ -1,0 +1,94 @@
+"""The Ultralytics HUB Inference API, v1 (seeds 000, 001, 002): `POST /v1/predict/{model_id}`.
+
+Two generations of clients share this URL, and each parses its own response:
+
+* the newer (002) sends multipart `file` (and `imgsz`, `conf`, `iou`) and gets the Platform's
+  `{"images": [...], "metadata": {...}}`, exactly as from `/predict`;
+* the older (000, 001) sends `image` (or `url`) with `size`, `confidence`, `iou`, `normalize` and gets the envelope
+  `{"success": true, "message": "Inference complete.", "data": [...]}`. `data` is, per HUB_V1_DATA, seed 001's
+  per-task shape (`hub`, the default) or seed 000's, what `results[0].tojson()` gives (`tojson`).
+
+Both generations default `iou` to 0.45, as the HUB documented. Errors carry both shapes at once —
+`{"success": false, "message": ..., "error": {"code", "status", "message"}}` — because a refusal can come before the
+body says which generation the client is (a missing key, an oversized upload).
+"""
+
+from __future__ import annotations
+
+from ..errors import BadParameter, ServiceError
+from ..params import PredictParams
+from ..service import Prediction, PredictRequest
+from . import Incoming, Reply, bearer_or_x_api_key, platform, retry_headers
+
+name = "hub"
+key_in_body = False
+HUB_DEFAULTS = PredictParams(iou=0.45)
+# What marks a request as the newer generation's (Platform fields); anything else is answered in the v1 envelope.
+PLATFORM_FIELDS = ("file", "source")
+
+
+def api_key(incoming: Incoming) -> str | None:
+    return bearer_or_x_api_key(incoming)
+
+
+def model_id(incoming: Incoming) -> str | None:
+    return incoming.path_params.get("model_id")
+
+
+def parse(incoming: Incoming) -> PredictRequest:
+    request = platform.parse_with(incoming, HUB_DEFAULTS)
+    form = incoming.form
+    sent = {name for name, _ in (form.fields if form else [])} | {upload.field for upload in (form.files if form else [])}
+    sent |= {name for name, _ in incoming.query}
+    if sent & set(PLATFORM_FIELDS):
+        return request
+    if request.video is not None:
+        raise BadParameter("Send a video as 'file'; 'image' takes an image")
+    if len(request.images) > 1:
+        raise BadParameter("'image' takes one image; send several as repeated 'file' fields")
+    data = getattr(incoming.settings, "hub_v1_data", "hub")
+    return PredictRequest(images=request.images, params=request.params,
+                          options={**request.options, "envelope": data})
+
+
+def encode(request: PredictRequest, prediction: Prediction) -> Reply:
+    envelope = request.options.get("envelope")
+    if envelope is None or request.options.get("format") == "image":
+        return platform.encode(request, prediction)
+    result = prediction.results[0]
+    params = request.params
+    data = result.summary(normalize=params.normalize, decimals=params.decimals) if envelope == "tojson" else hub_data(result)
+    return Reply(200, {"success": True, "message": "Inference complete.", "data": data})
+
+
+def hub_data(result) -> list[dict]:
+    """Seed 001's `data`: per detection `class`, `name`, `confidence` and, by task, the normalized box centre and
+    size, a flat `obb` (4 corners), a flat `segment` polygon or flat `keypoints` (x, y, confidence triples)."""
+    names = result.names
+    if result.probs is not None:
+        probs = result.probs
+        return [{"class": int(i), "name": names[int(i)], "confidence": float(probs.data[int(i)])} for i in probs.top5]
+    boxes = result.obb if result.obb is not None else result.boxes
+    entries = []
+    for i, (cls, conf) in enumerate(zip(boxes.cls.tolist(), boxes.conf.tolist())):
+        entry = {"class": int(cls), "name": names[int(cls)], "confidence": float(conf)}
+        if result.obb is not None:
+            entry["obb"] = [float(v) for v in result.obb.xyxyxyxyn[i].reshape(-1).tolist()]
+        elif result.masks is not None:
+            entry["segment"] = [float(v) for v in result.masks.xyn[i].reshape(-1).tolist()]
+        elif result.keypoints is not None:
+            xyn = result.keypoints.xyn[i].tolist()
+            kconf = result.keypoints.conf[i].tolist() if result.keypoints.conf is not None else [1.0] * len(xyn)
+            entry["keypoints"] = [float(v) for (x, y), c in zip(xyn, kconf) for v in (x, y, c)]
+        else:
+            x, y, w, h = result.boxes.xywhn[i].tolist()
+            entry.update(width=float(w), height=float(h), xcenter=float(x), ycenter=float(y))
+        entries.append(entry)
+    return entries
+
+
+def error(error: ServiceError) -> Reply:
+    headers = retry_headers(error)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="predict"'
+    return Reply(error.status, {"success": False, "message": error.message, **error.body()}, headers=headers)

@@ -1,0 +1,179 @@
+"""Roboflow's hosted API (seed 004): `POST /{project}/{version}` (and GET, as Roboflow's own server answers it).
+
+Request: the image as a base64 body (`base64 img.jpg | curl -d @-`; labelled `application/x-www-form-urlencoded`,
+`application/json` by inference-sdk, or nothing), as multipart `file`, or as `image=<URL>` in the query (fetched by the
+same guarded fetcher as the Platform's `source`). The body is read raw: form-decoding would turn base64's `+` into
+spaces. Query parameters as Roboflow defines them: `api_key`, `confidence` and `overlap` on a 0-100 scale (a value
+below 1 is taken as a fraction, as Roboflow's server does; defaults 40 and 30), `classes` (comma-separated names),
+`max_detections`, `format=json|image|image_and_json`, `labels`, `stroke`; anything else (`name`, Roboflow's
+preprocessing switches) is ignored. The model id is the project slug (MODEL_ID, when set, must equal it); any version
+number is accepted.
+
+Response, field for field what roboflow/inference returns (`inference/core/entities/responses/inference.py`):
+`{"inference_id", "time", "image": {"width", "height"}, "predictions": [...]}` with centre-point pixel boxes
+(`x`, `y`, `width`, `height`, `confidence`, `class`, `class_id`, `detection_id`); instance segmentation adds
+`points: [{x, y}]` and `mask_format: "polygon"`; keypoints add `keypoints: [{x, y, confidence, class_id, class}]`;
+classification is `{"predictions": [{"class", "class_id", "confidence"}], "top", "confidence"}`. Errors are Roboflow's:
+`{"message": ...}`, and a missing or wrong key is its hosted API's 403 `{"Message": "User is not authorized to access
+this resource"}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+
+from ..annotate import annotated_jpeg
+from ..errors import BadImage, BadParameter, ServiceError
+from ..params import PredictParams, lookup, parse_bool, parse_class_names, parse_number
+from ..service import Prediction, PredictRequest
+from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
+
+name = "roboflow"
+key_in_body = False
+FORMATS = ("json", "image", "image_and_json")
+FORBIDDEN = {"Message": "User is not authorized to access this resource"}
+# COCO's keypoint names (what Roboflow names a 17-point person skeleton); other skeletons are numbered.
+COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                  "right_knee", "left_ankle", "right_ankle")
+
+
+def api_key(incoming: Incoming) -> str | None:
+    return next((value for value in incoming.query_values("api_key") if value), None) or bearer_or_x_api_key(incoming)
+
+
+def model_id(incoming: Incoming) -> str | None:
+    return incoming.path_params.get("project")
+
+
+def percent(given: str, raw: str) -> float:
+    """Roboflow's 0-100 scale; as its server does, a value below 1 is already a fraction."""
+    value = parse_number(given, raw, float, 0.0, 100.0)
+    return value / 100 if value >= 1 else value
+
+
+def roboflow_params(confidence: float, overlap: float, max_detections: int | None, classes: tuple[str, ...]) -> PredictParams:
+    # Roboflow keeps at least 1% confidence (below that, NMS candidates explode); Ultralytics takes the rest as is.
+    return PredictParams(conf=max(confidence, 0.01), iou=overlap, max_det=max_detections or 300, class_names=classes)
+
+
+def parse(incoming: Incoming) -> PredictRequest:
+    query = (incoming.query,)
+    confidence = lookup(query, "confidence")
+    overlap = lookup(query, "overlap")
+    max_detections = lookup(query, "max_detections")
+    classes = lookup(query, "classes")
+    params = roboflow_params(
+        percent(*confidence) if confidence else 0.4,
+        percent(*overlap) if overlap else 0.3,
+        parse_number(*max_detections, int, 1, 1000) if max_detections else None,
+        parse_class_names(*classes) if classes else (),
+    )
+    found = lookup(query, "format")
+    fmt = found[1].lower() if found else "json"
+    if fmt not in FORMATS:
+        raise BadParameter(f"'format' must be json, image or image_and_json, got {found[1]!r}")
+    labels = lookup(query, "labels")
+    stroke = lookup(query, "stroke")
+    options = {"format": fmt, "labels": parse_bool(*labels) if labels else False,
+               "stroke": parse_number(*stroke, int, 1, 100) if stroke else 1}
+    return PredictRequest(images=(image_of(incoming),), params=params, options=options)
+
+
+def image_of(incoming: Incoming) -> bytes | str:
+    """The one image: `image=<URL>` in the query, a multipart `file`, or the raw body as base64 text."""
+    url = lookup((incoming.query,), "image")
+    if url:
+        if "://" not in url[1]:
+            raise BadParameter("'image' in the query must be an http(s) URL of an image")
+        return url[1]
+    if incoming.form is not None and incoming.content_type == "multipart/form-data":
+        files = [upload.data for upload in incoming.form.files if upload.field == "file"]
+        if len(files) != 1:
+            raise BadImage("Expected the image in one multipart part named 'file'")
+        return files[0]
+    text = (incoming.body or b"").strip()
+    if not text:
+        raise BadImage("No image: send it base64-encoded as the request body, as multipart 'file', or as image=<URL>")
+    try:
+        return text.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadImage("The request body is not base64 image data") from None
+
+
+def encode(request: PredictRequest, prediction: Prediction) -> Reply:
+    options = request.options
+    result = prediction.results[0]
+    if options["format"] == "image":
+        return Reply(200, draw(result, options), "image/jpeg")
+    body = inference_response(result, request.params, prediction.started)
+    if options["format"] == "image_and_json":
+        body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
+    return Reply(200, body)
+
+
+def draw(result, options: dict) -> bytes:
+    return annotated_jpeg(result, labels=options["labels"], conf=options["labels"], line_width=options["stroke"])
+
+
+def inference_response(result, params: PredictParams, started: float) -> dict:
+    """One image's Roboflow response for an Ultralytics Results."""
+    height, width = (int(v) for v in result.orig_shape)
+    body = {
+        "inference_id": str(uuid.uuid4()),
+        "time": round(time.monotonic() - started, 6),
+        "image": {"width": width, "height": height},
+    }
+    if result.probs is not None:
+        body.update(classification(result, params))
+    else:
+        body["predictions"] = detections(result)
+    return body
+
+
+def classification(result, params: PredictParams) -> dict:
+    names, scores = result.names, result.probs.data.tolist()
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    if params.classes is not None:  # Ultralytics filters detections itself; a classifier's scores are filtered here
+        order = [i for i in order if i in params.classes]
+    predictions = [{"class": names[i], "class_id": i, "confidence": float(scores[i])} for i in order]
+    top = predictions[0] if predictions else {"class": "", "confidence": 0.0}
+    return {"predictions": predictions, "top": top["class"], "confidence": top["confidence"]}
+
+
+def detections(result) -> list[dict]:
+    """Detections with centre-point pixel boxes; rotated boxes as their enclosing box plus their 4 corners."""
+    names = result.names
+    boxes = result.obb if result.obb is not None else result.boxes
+    xyxy = boxes.xyxy.tolist()  # for rotated boxes: the axis-aligned box around them
+    predictions = []
+    for i, (cls, conf) in enumerate(zip(boxes.cls.tolist(), boxes.conf.tolist())):
+        x1, y1, x2, y2 = xyxy[i]
+        entry = {"x": (x1 + x2) / 2, "y": (y1 + y2) / 2, "width": x2 - x1, "height": y2 - y1,
+                 "confidence": float(conf), "class": names[int(cls)], "class_id": int(cls),
+                 "detection_id": str(uuid.uuid4())}
+        if result.obb is not None:
+            entry["points"] = [{"x": x, "y": y} for x, y in result.obb.xyxyxyxy[i].tolist()]
+        elif result.masks is not None:
+            entry["points"] = [{"x": float(x), "y": float(y)} for x, y in result.masks.xy[i].tolist()]
+            entry["mask_format"] = "polygon"
+        elif result.keypoints is not None:
+            entry["keypoints"] = keypoints(result, i)
+        predictions.append(entry)
+    return predictions
+
+
+def keypoints(result, i: int) -> list[dict]:
+    xy = result.keypoints.xy[i].tolist()
+    conf = result.keypoints.conf[i].tolist() if result.keypoints.conf is not None else [1.0] * len(xy)
+    labels = COCO_KEYPOINTS if len(xy) == len(COCO_KEYPOINTS) else tuple(str(k) for k in range(len(xy)))
+    return [{"x": float(x), "y": float(y), "confidence": float(c), "class_id": k, "class": labels[k]}
+            for k, ((x, y), c) in enumerate(zip(xy, conf))]
+
+
+def error(error: ServiceError) -> Reply:
+    if error.status == 401:
+        return Reply(403, FORBIDDEN)
+    return Reply(error.status, {"message": error.message}, headers=retry_headers(error))

@@ -1,0 +1,178 @@
+"""Roboflow's inference server API, v1 (what `inference-sdk` speaks to any self-hosted URL):
+`POST /infer/object_detection|instance_segmentation|keypoints_detection|classification`, plus `GET /model/registry`
+and `POST /model/add`, which the client calls first to learn the model's task.
+
+Request: JSON `{"model_id": "project/1", "api_key": ..., "image": {"type": "base64"|"url", "value": ...} or a list of
+them, "confidence": 0.4, "iou_threshold": 0.3, "max_detections": 300, "class_filter": [...],
+"visualize_predictions": false, "visualization_labels": false, "visualization_stroke_width": 1}`; fractions, not
+percentages; unknown fields are ignored. The key may also be the `api_key` query parameter or `Authorization: Bearer`.
+Response: the hosted API's per-image body (`roboflow.inference_response`), a list of them for a list of images.
+Errors: `{"message": ...}`.
+
+The registry holds one model, this endpoint's, under whatever id the client asks for (`/model/add` answers with that
+id added), unless MODEL_ID is set: then only that project's ids (`MODEL_ID/<version>`) are served and others are 404.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from ..errors import BadParameter, ModelNotFound, ServiceError
+from ..params import parse_class_names, parse_number
+from ..service import Prediction, PredictRequest, Service
+from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
+from .roboflow import draw, inference_response, roboflow_params
+
+name = "roboflow-server"
+key_in_body = True
+# The route's task -> Roboflow's task type; and each Ultralytics task's Roboflow task type (OBB has none of its own:
+# its answers are detections, each with its 4 corners as `points`).
+ROUTE_TASKS = {
+    "object_detection": "object-detection",
+    "instance_segmentation": "instance-segmentation",
+    "keypoints_detection": "keypoint-detection",
+    "classification": "classification",
+}
+TASK_TYPES = {"detect": "object-detection", "obb": "object-detection", "segment": "instance-segmentation",
+              "pose": "keypoint-detection", "classify": "classification"}
+
+
+def api_key(incoming: Incoming) -> str | None:
+    key = next((value for value in incoming.query_values("api_key") if value), None) or bearer_or_x_api_key(incoming)
+    if key is None and incoming.body is not None:
+        try:
+            body = incoming.json()
+        except BadParameter:  # parse() says so, after the key check
+            return None
+        key = body.get("api_key") if isinstance(body, dict) and isinstance(body.get("api_key"), str) else None
+    return key or None
+
+
+def model_id(incoming: Incoming) -> str | None:
+    return None  # in the body: checked by parse() (check_model_id)
+
+
+def check_model_id(given, settings) -> str:
+    """`project/version` (or `project`): the project must be MODEL_ID when that is set."""
+    if not isinstance(given, str) or not given.strip():
+        raise BadParameter("'model_id' is required: the Roboflow model id, e.g. \"my-project/1\"")
+    wanted = getattr(settings, "model_id", None)
+    if wanted and given.split("/", 1)[0] != wanted:
+        raise ModelNotFound(f"Model not found: this endpoint serves {wanted!r}")
+    return given
+
+
+def _number(body: dict, field: str, kind: type, low: float, high: float, default):
+    value = body.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadParameter(f"'{field}' must be {'an integer' if kind is int else 'a number'} in {low}-{high}, got {value!r}")
+    return parse_number(field, repr(value), kind, low, high)
+
+
+def _flag(body: dict, field: str) -> bool:
+    value = body.get(field, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadParameter(f"'{field}' must be true or false, got {value!r}")
+    return value
+
+
+def _image(entry) -> str:
+    if not isinstance(entry, dict) or entry.get("type") not in ("base64", "url") or not isinstance(entry.get("value"), str):
+        raise BadParameter("'image' must be {\"type\": \"base64\" or \"url\", \"value\": \"...\"} or a list of them")
+    value = entry["value"].strip()
+    if entry["type"] == "url" and "://" not in value:
+        raise BadParameter("An image of type 'url' must be an http(s) URL")
+    if entry["type"] == "base64" and "://" in value:
+        raise BadParameter("An image of type 'base64' must be base64 data, not a URL")
+    return value
+
+
+def parse(incoming: Incoming) -> PredictRequest:
+    body = incoming.json()
+    if not isinstance(body, dict):
+        raise BadParameter("The request body must be a JSON object")
+    check_model_id(body.get("model_id"), incoming.settings)
+    images = body.get("image")
+    many = isinstance(images, list)
+    entries = images if many else [images]
+    if not entries or images is None:
+        raise BadParameter("'image' is required")
+    class_filter = body.get("class_filter")
+    if class_filter is not None and (not isinstance(class_filter, list) or not all(isinstance(c, str) for c in class_filter)):
+        raise BadParameter("'class_filter' must be a list of class names")
+    params = roboflow_params(
+        _number(body, "confidence", float, 0.0, 1.0, 0.4),
+        _number(body, "iou_threshold", float, 0.0, 1.0, 0.3),
+        _number(body, "max_detections", int, 1, 1000, None),
+        parse_class_names("class_filter", ",".join(class_filter)) if class_filter else (),
+    )
+    options = {
+        "task": ROUTE_TASKS[incoming.path.rstrip("/").rsplit("/", 1)[-1]],
+        "many": many,
+        "visualize": _flag(body, "visualize_predictions"),
+        "labels": _flag(body, "visualization_labels"),
+        "stroke": _number(body, "visualization_stroke_width", int, 1, 100, 1),
+    }
+    return PredictRequest(images=tuple(_image(entry) for entry in entries), params=params, options=options)
+
+
+def encode(request: PredictRequest, prediction: Prediction) -> Reply:
+    options = request.options
+    task = TASK_TYPES[prediction.model.task]
+    if options["task"] != task:
+        route = next(route for route, kind in ROUTE_TASKS.items() if kind == task)
+        raise BadParameter(f"This endpoint serves a {task} model: use /infer/{route}")
+    bodies = []
+    for result in prediction.results:
+        body = inference_response(result, request.params, prediction.started)
+        if options["visualize"]:
+            body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
+        bodies.append(body)
+    return Reply(200, bodies if options["many"] else bodies[0])
+
+
+def error(error: ServiceError) -> Reply:
+    return Reply(error.status, {"message": error.message}, headers=retry_headers(error))
+
+
+# -- the registry: system routes, answered without the model ---------------------------------------------------------
+
+
+def describe(model_id: str, service: Service) -> dict:
+    model = service.model
+    return {"model_id": model_id, "task_type": TASK_TYPES[model.task], "batch_size": service.settings.max_batch_size,
+            "input_height": None, "input_width": None}
+
+
+def listed_id(service: Service) -> str:
+    """What the registry lists before any /model/add: MODEL_ID, else the weights' name."""
+    return service.settings.model_id or service.model.name.rsplit(".", 1)[0]
+
+
+async def registry(incoming: Incoming, service: Service) -> Reply:
+    try:
+        service.require_ready()
+    except ServiceError as exc:
+        return error(exc)
+    return Reply(200, {"models": [describe(listed_id(service), service)]})
+
+
+async def add_model(incoming: Incoming, service: Service) -> Reply:
+    try:
+        service.check_api_key(api_key(incoming))
+        body = incoming.json()
+        if not isinstance(body, dict):
+            raise BadParameter("The request body must be a JSON object")
+        wanted = check_model_id(body.get("model_id"), service.settings)
+        service.require_ready()
+    except ServiceError as exc:
+        return error(exc)
+    ids = list(dict.fromkeys([listed_id(service), wanted]))
+    return Reply(200, {"models": [describe(model_id, service) for model_id in ids]})
+
+
+add_model.reads_body = True
