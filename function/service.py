@@ -156,16 +156,72 @@ class Service:
             raise ModelNotReady("the model is loading; retry in a few seconds")
         return self.model
 
-    async def predict(self, request: PredictRequest, started: float) -> Prediction:
-        """Run the request's images through the model. The caller bounds it with the request's deadline: cancelled
-        at any await, it leaves nothing behind (queued jobs are dropped, pixels are returned when their work ends)."""
+    async def predict(self, request: PredictRequest, started: float, encode):
+        """Run the request's images through the model and return `encode(request, prediction)`, computed in the CPU
+        pool while the decoded pixels are still counted (Results hold the original image until they are encoded).
+
+        The caller bounds it with the request's deadline: cancelled at any await, it leaves nothing behind (queued
+        jobs are dropped, pixels are returned when the work that holds them ends)."""
         model = self.require_ready()
+        request = replace(request, params=self.resolve_classes(request.params))
+        if request.video is not None:
+            return await self.predict_video(request, started, encode)
         if not request.images:
             raise BadImage("No image: send it as multipart field 'file' (or 'image'), or 'source' with a URL or base64 data")
         with self.admission.admit(len(request.images)):
             blobs = await asyncio.gather(*(self._image_bytes(image) for image in request.images))
-            results = await self._infer(list(blobs), request.params)
-        return Prediction(results=results, model=model, started=started)
+            return await self._infer(list(blobs), request, model, started, encode)
+
+    def resolve_classes(self, params: PredictParams) -> PredictParams:
+        """`classes` as the client wrote them (names or ids) → the model's class ids; an unknown one is a 400."""
+        if not params.class_names:
+            return params
+        names = class_names(self.model)
+        by_name = {name.lower(): index for index, name in names.items()}
+        ids = []
+        for given in params.class_names:
+            index = int(given) if given.isascii() and given.isdigit() else by_name.get(given.lower())
+            if index is None or index not in names:
+                known = ", ".join(list(names.values())[:20]) + (", …" if len(names) > 20 else "")
+                raise BadParameter(f"'classes': {given!r} is not a class of this model ({known}; or their ids 0-{len(names) - 1})")
+            ids.append(index)
+        return replace(params, classes=tuple(sorted(set(ids))))
+
+    async def predict_video(self, request: PredictRequest, started: float, encode):
+        """Decode the video as a stream and send its frames to the model a batch at a time (MAX_BATCH_SIZE frames):
+        requests for images queue between two batches, never behind the whole video. Each frame's Results is reduced
+        (`request.reduce`) as soon as it is answered, so only one batch of frames is ever held."""
+        from .video import open_video
+
+        model = self.require_ready()
+        s = self.settings
+        chunk = max(1, s.max_batch_size)
+        reduce = request.reduce or (lambda result: result)
+        kept, frames = [], []
+        with self.admission.admit(chunk):
+            reader = await self.run_cpu(open_video, request.video, request.vid_stride, s.max_video_frames, s.max_image_pixels)
+            try:
+                while batch := await self.run_cpu(reader.read, chunk):
+                    held = await self.pixels.acquire(sum(frame.image.shape[0] * frame.image.shape[1] for frame in batch))
+                    running: list[Future] = []
+                    try:
+                        t0 = time.monotonic()
+                        running = self.loop.submit([frame.image for frame in batch], request.params)
+                        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in running))
+                        self.admission.observe(time.monotonic() - t0, len(batch))
+                        reducing = self.cpu_pool.submit(lambda: [reduce(result) for result in results])
+                        running = [reducing]
+                        kept += await asyncio.wrap_future(reducing)
+                    finally:
+                        _release_when_done(running, lambda held=held: self.pixels.release(held), asyncio.get_running_loop())
+                    metrics.VIDEO_FRAMES.inc(len(batch))
+                    frames += [Frame(frame.index, frame.timestamp) for frame in batch]
+            finally:
+                # Closed in the pool: a read may still be running there if this request gave up (deadline).
+                self.cpu_pool.submit(reader.close)
+            prediction = Prediction(results=kept, model=model, started=started, frames=frames,
+                                    process_started=self.started_at)
+            return await self.run_cpu(encode, request, prediction)
 
     async def run_cpu(self, fn, *args):
         """Run CPU-heavy work (decoding, encoding, drawing) in the bounded pool, off the event loop."""
@@ -181,24 +237,33 @@ class Service:
             return await asyncio.get_running_loop().run_in_executor(self.fetch_pool, self.fetcher.fetch, text)
         return decode_base64(text, self.settings.max_upload_bytes)
 
-    async def _infer(self, blobs: list[bytes], params: PredictParams) -> list:
+    async def _infer(self, blobs: list[bytes], request: PredictRequest, model: LoadedModel, started: float, encode):
         max_pixels = self.settings.max_image_pixels
         sizes = await self.run_cpu(lambda: [image_pixels(blob, max_pixels) for blob in blobs])
         held = await self.pixels.acquire(sum(sizes))
         # The pixels are held until every piece of work that holds them has ended, even when this request gives up
-        # (deadline) while a decode or a model call is still running: only then is the memory really free.
+        # (deadline) while a decode, a model call or an encoding is still running: only then is the memory free.
         running: list[Future] = []
         try:
             decoding = self.cpu_pool.submit(lambda: [decode_image(blob, max_pixels) for blob in blobs])
             running = [decoding]
             images = await asyncio.wrap_future(decoding)
             t0 = time.monotonic()
-            running = self.loop.submit(images, params)
-            results = await asyncio.gather(*(asyncio.wrap_future(f) for f in running))
+            running = self.loop.submit(images, request.params)
+            results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in running)))
             self.admission.observe(time.monotonic() - t0, len(blobs))
-            return list(results)
+            prediction = Prediction(results=results, model=model, started=started, process_started=self.started_at)
+            encoding = self.cpu_pool.submit(encode, request, prediction)
+            running = [encoding]
+            return await asyncio.wrap_future(encoding)
         finally:
             _release_when_done(running, lambda: self.pixels.release(held), asyncio.get_running_loop())
+
+
+def class_names(model: LoadedModel) -> dict[int, str]:
+    """The model's {id: name}, as Ultralytics' Results carry them."""
+    names = getattr(model, "names", None) or model.yolo.names
+    return dict(names)
 
 
 def _release_when_done(futures: list[Future], release, loop: asyncio.AbstractEventLoop) -> None:

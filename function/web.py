@@ -123,10 +123,9 @@ async def serve_predict(dialect: Dialect, exchange: _Exchange, incoming: Incomin
     request = dialect.parse(incoming)
     try:
         async with asyncio.timeout_at(exchange.deadline):
-            prediction = await service.predict(request, exchange.started)
+            return await service.predict(request, exchange.started, dialect.encode)
     except TimeoutError:
         raise InferenceTimeout(f"The request did not finish within REQUEST_TIMEOUT_S={settings.request_timeout_s:g} s") from None
-    return await service.run_cpu(dialect.encode, request, prediction)
 
 
 def _check_request_size(request: Request) -> None:

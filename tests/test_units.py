@@ -242,7 +242,7 @@ def _client(settings, service=None):
 
 
 class _ExplodingService(Service):
-    async def predict(self, request, started):
+    async def predict(self, request, started, encode):
         raise RuntimeError("secret internal detail /etc/passwd")
 
 
