@@ -125,7 +125,7 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     task = TASK_TYPES[prediction.model.task]
     if options["task"] != task:
         route = next(route for route, kind in ROUTE_TASKS.items() if kind == task)
-        raise BadParameter(f"This endpoint serves a {task} model: use /infer/{route}")
+        raise BadParameter(f"This endpoint's model is {task}: use /infer/{route}")
     bodies = []
     for result in prediction.results:
         body = inference_response(result, request.params, prediction.started)
