@@ -1,4 +1,10 @@
-"""Bytes in, one upright 8-bit BGR array out (what Ultralytics expects of a numpy image). Pillow does the decoding."""
+"""Bytes in, one upright 8-bit BGR array out (what Ultralytics expects of a numpy image).
+
+Pillow reads the header first (format allow-list, pixel-bomb refusal before any pixel is decoded); OpenCV then decodes
+what it can, straight into BGR with no copy: that is how Ultralytics reads a file (`cv2.imdecode` in its `imread`), so
+our pixels, and hence our results, equal `YOLO(weights).predict(path)`. Pillow decodes what OpenCV cannot or what
+Ultralytics itself hands to Pillow (HEIF, AVIF), and LibRaw (rawpy) develops DNG.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import io
 import sys
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -20,8 +27,16 @@ _TIFF_MAGIC = (b"II*\0", b"MM\0*")
 # not something other than an image (415).
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\0", b"MM\0*",
                b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")
+# Formats OpenCV decodes exactly as Ultralytics' imread would (EXIF orientation included); the rest go to Pillow, as
+# Ultralytics sends .heic/.avif files to Pillow too.
+_OPENCV_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "JPEG2000"})
+_PNG_END = b"IEND\xaeB`\x82"
 _NOT_AN_IMAGE = "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"
 _registered = False
+
+# A corrupt upload is the client's error, answered as a 400; OpenCV would also print it on stderr, which is not a JSON
+# log line.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def register_openers() -> None:
@@ -71,7 +86,7 @@ def _decode_dng(data: bytes, max_pixels: int) -> np.ndarray:
         raise NotAnImage(_NOT_AN_IMAGE) from None
     except Exception as exc:  # rawpy raises LibRawError subclasses and plain errors alike
         raise BadImage(f"Invalid image: DNG could not be decoded ({type(exc).__name__})") from None
-    return np.ascontiguousarray(rgb[..., ::-1])
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def looks_like_an_image(data: bytes) -> bool:
@@ -122,14 +137,21 @@ def image_pixels(data: bytes, max_pixels: int) -> int:
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """Decode an uploaded image; refuse non-images (415), corrupt ones (400) and pixel bombs (413) before decoding."""
     image = _open_header(data, max_pixels)
-    if image is None:
+    if image is None or (image.format == "TIFF" and _DNG_VERSION_TAG in getattr(image, "tag_v2", {})):
         return _decode_dng(data, max_pixels)
-    if image.format == "TIFF" and _DNG_VERSION_TAG in getattr(image, "tag_v2", {}):
-        return _decode_dng(data, max_pixels)
+    if image.format in _OPENCV_FORMATS and not (image.format == "PNG" and not data.endswith(_PNG_END)):
+        # A truncated PNG goes to Pillow: libpng would print its complaint on stderr, which is not a JSON log line.
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            return bgr
+    return _decode_with_pillow(image, max_pixels)  # OpenCV could not: Pillow decodes it or says what is wrong
+
+
+def _decode_with_pillow(image: Image.Image, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image.seek(0)  # MPO, GIF, animated WebP: the first frame
+            image.seek(0)  # MPO, GIF, animated WebP, HEIF collections: the first frame
             image.load()
             image = ImageOps.exif_transpose(image) or image
             rgb = np.asarray(_to_rgb(image))
@@ -137,4 +159,4 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise TooLarge(f"Image has too many pixels (limit MAX_IMAGE_PIXELS={max_pixels})") from None
     except Exception as exc:
         raise BadImage(f"Invalid image: the {image.format} data could not be decoded ({type(exc).__name__})") from None
-    return np.ascontiguousarray(rgb[..., ::-1])
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
