@@ -100,6 +100,7 @@ infra-lint: infra-deps infra-fmt infra-validate ## hadolint, shellcheck and chec
 	shellcheck -x $(INFRA_SCRIPTS)/*.sh
 	$(CHECKOV) -d infra --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies
 	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint.tfvars
+	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint-cpu.tfvars
 
 infra-test: infra-deps ## the infra tests only
 	$(PY) -m pytest tests/test_infra.py tests/test_infra_validate.py tests/test_scripts.py tests/test_dockerfile.py

@@ -38,6 +38,17 @@ def blocks(conf: dict, *path: str) -> list[dict]:
     return current
 
 
+def node_selectors(conf: dict) -> list[dict]:
+    """The template's node_selector blocks. checkov renders a `dynamic` block's content even when
+    its for_each evaluated to an empty list; such a block is absent in Terraform's plan."""
+    for template in blocks(conf, "template"):
+        for dynamic in template.get("dynamic", []) or []:
+            spec = dynamic.get("node_selector") if isinstance(dynamic, dict) else None
+            if spec is not None and spec.get("for_each") == []:
+                return []
+    return blocks(conf, "template", "node_selector")
+
+
 def env_vars(container: dict) -> list[dict]:
     return blocks(container, "env")
 
@@ -74,15 +85,20 @@ class GpuResources(CloudRunV2Check):
         super().__init__("Cloud Run v2 GPU service has an L4 limit, >= 4 CPU, >= 16 GiB and cpu_idle = false", "CKV_YOLO_1")
 
     def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
-        selectors = blocks(conf, "template", "node_selector")
+        selectors = node_selectors(conf)
         if not selectors:
             return CheckResult.UNKNOWN  # not a GPU service
-        if first(selectors[0].get("accelerator")) != "nvidia-l4":
+        accelerator = first(selectors[0].get("accelerator"))
+        if unresolved(accelerator) or not re.fullmatch(r"[a-z0-9-]+", str(accelerator)):
+            return CheckResult.UNKNOWN  # an expression checkov could not evaluate
+        if accelerator == "none":
+            return CheckResult.UNKNOWN  # a CPU service that checkov rendered a dynamic selector for
+        if accelerator != "nvidia-l4":
             return CheckResult.FAILED
         for container in blocks(conf, "template", "containers"):
             for resources in blocks(container, "resources"):
                 limits = first(resources.get("limits")) or {}
-                if any(unresolved(limits.get(k)) for k in ("cpu", "memory", "nvidia.com/gpu")):
+                if not isinstance(limits, dict) or any(unresolved(limits.get(k)) for k in ("cpu", "memory", "nvidia.com/gpu")):
                     return CheckResult.UNKNOWN
                 cpu = str(first(limits.get("cpu", "")))
                 if str(first(limits.get("nvidia.com/gpu", ""))) != "1":
@@ -99,13 +115,16 @@ class GpuResources(CloudRunV2Check):
 
 
 class Probes(CloudRunV2Check):
-    """Traffic only after an HTTP startup probe passes; a liveness probe restarts a wedged instance."""
+    """Traffic only after an HTTP startup probe passes; a liveness probe restarts a wedged instance.
+    Only the ingress container (the one with ports) serves requests; sidecars need no probes."""
 
     def __init__(self) -> None:
         super().__init__("Cloud Run v2 service has HTTP startup and liveness probes", "CKV_YOLO_2")
 
     def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
         containers = blocks(conf, "template", "containers")
+        ingress = [c for c in containers if blocks(c, "ports")]
+        containers = ingress or containers[:1]
         if not containers:
             return CheckResult.FAILED
         for container in containers:
@@ -184,7 +203,41 @@ class InvokerNotAllUsers(CloudRunV2Check):
         return CheckResult.FAILED if PUBLIC & {str(m) for m in members} else CheckResult.PASSED
 
 
+class CpuServiceHasNoGpu(CloudRunV2Check):
+    """A CPU service (no accelerator selector) asks for no GPU, is billed per request, and has a
+    CPU/memory pair Cloud Run accepts (https://cloud.google.com/run/docs/configuring/services/cpu)."""
+
+    MEMORY_GIB = {"1": (0.5, 4), "2": (0.5, 8), "4": (2, 16), "6": (4, 24), "8": (4, 32)}
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 CPU service has no GPU limit, request-based billing and a valid CPU/memory pair", "CKV_YOLO_7")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        if node_selectors(conf):
+            return CheckResult.UNKNOWN  # a GPU service: CKV_YOLO_1
+        containers = blocks(conf, "template", "containers")
+        ingress = [c for c in containers if blocks(c, "ports")] or containers[:1]
+        for container in ingress:
+            for resources in blocks(container, "resources"):
+                limits = first(resources.get("limits"))
+                if not isinstance(limits, dict) or any(unresolved(limits.get(k)) for k in ("cpu", "memory")):
+                    return CheckResult.UNKNOWN
+                if "nvidia.com/gpu" in limits and not unresolved(limits["nvidia.com/gpu"]) and str(first(limits["nvidia.com/gpu"])) != "0":
+                    return CheckResult.FAILED
+                if unresolved(resources.get("cpu_idle", [True])):
+                    return CheckResult.UNKNOWN
+                if not truthy(resources.get("cpu_idle", [True])):
+                    return CheckResult.FAILED
+                cpu, gib = str(first(limits["cpu"])), memory_gib(limits["memory"])
+                low, high = self.MEMORY_GIB.get(cpu, (None, None))
+                if low is None or gib is None or not low <= gib <= high:
+                    return CheckResult.FAILED
+                return CheckResult.PASSED
+        return CheckResult.FAILED
+
+
 gpu_resources = GpuResources()
+cpu_service_has_no_gpu = CpuServiceHasNoGpu()
 probes = Probes()
 dedicated_service_account = DedicatedServiceAccount()
 no_secret_literal_in_env = NoSecretLiteralInEnv()
