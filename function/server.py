@@ -3,7 +3,6 @@ owns the model; requests are coroutines on its event loop, CPU work runs in boun
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import sys
@@ -20,27 +19,12 @@ from starlette.responses import Response
 from .config import Settings, load_settings
 from .errors import ConfigError, from_http_status
 from .logs import log, setup_logging
+from .memory import limit_malloc_arenas
 from .service import Service
 from .worker import worker_class
 
 ENTRY_SOURCE = Path(__file__).with_name("main.py")
 ENTRY_TARGET = "endpoint"
-# glibc gives each thread that allocates its own arena (up to 8 per core) and rarely hands freed memory back: after a
-# few huge images the process stays gigabytes larger. Two arenas keep RSS near what is live. The environment variable
-# is set where the process starts (Makefile, Dockerfile); mallopt covers every other way of starting it.
-MALLOC_ARENA_MAX = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas() -> None:
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
-            return
-    except (ValueError, OSError):  # not glibc: nothing to tune
-        return
-    ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENA_MAX)
-
-
 def create_app(settings: Settings, service: Service | None = None) -> Starlette:
     """The ASGI app: functions-framework's Starlette app for our HTTP function, with the service attached."""
     app = functions_framework.aio.create_asgi_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")

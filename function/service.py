@@ -26,6 +26,7 @@ from .errors import BadImage, BadParameter, ModelNotReady, TooLarge, Unauthorize
 from .images import decode_image, image_pixels
 from .inference import InferenceLoop
 from .logs import log
+from .memory import TRIM_AFTER_PIXELS, trim_heap
 from .model import LoadedModel, load_model, pick_device
 from .params import PredictParams
 from .source import SourceFetcher, decode_base64, is_url
@@ -257,7 +258,13 @@ class Service:
             running = [encoding]
             return await asyncio.wrap_future(encoding)
         finally:
-            _release_when_done(running, lambda: self.pixels.release(held), asyncio.get_running_loop())
+            _release_when_done(running, lambda: self._release_pixels(held), asyncio.get_running_loop())
+
+    def _release_pixels(self, pixels: int) -> None:
+        self.pixels.release(pixels)
+        if pixels >= TRIM_AFTER_PIXELS:
+            # On the loop's next turn, once the finished request has dropped its arrays, not while it still holds them.
+            asyncio.get_running_loop().call_soon(self.cpu_pool.submit, trim_heap)
 
 
 def class_names(model: LoadedModel) -> dict[int, str]:
