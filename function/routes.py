@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import metrics
+from . import metrics, openapi
 from .dialects import Incoming, Reply
 from .dialects import hub, platform, roboflow, roboflow_server
 from .errors import MethodNotAllowed, NotFound
@@ -37,6 +37,10 @@ async def metrics_text(incoming: Incoming, service: Service) -> Reply:
 def _file(path: Path, max_age: int) -> Reply:
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return Reply(200, path.read_bytes(), media_type, {"Cache-Control": f"public, max-age={max_age}"})
+
+
+async def openapi_json(incoming: Incoming, service: Service) -> Reply:
+    return Reply(200, openapi.document())
 
 
 async def page(incoming: Incoming, service: Service) -> Reply:
@@ -79,6 +83,7 @@ ROUTES = (
     Route("/healthz", {"GET": healthz}),
     Route("/readyz", {"GET": readyz}),
     Route("/metrics", {"GET": metrics_text}),
+    Route("/openapi.json", {"GET": openapi_json}),
     Route("/", {"GET": page}),
     Route("/static/{path:path}", {"GET": static_file}),
     Route("/predict", {"POST": platform}),

@@ -1,0 +1,304 @@
+"""`GET /openapi.json`: every route of every dialect, its request fields with their ranges, each task's response and
+each dialect's error shape. It is kept true by tests/test_openapi.py: schemathesis calls the real server from this
+document and fails on any 5xx and on any response that breaks the schema written here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .dialects import roboflow_server
+
+
+def _num(kind: str, low, high, default, description: str) -> dict:
+    return {"type": kind, "minimum": low, "maximum": high, "default": default, "description": description}
+
+
+def _bool(default: bool, description: str) -> dict:
+    return {"type": "boolean", "default": default, "description": description}
+
+
+def _str(description: str, **extra) -> dict:
+    return {"type": "string", "description": description, **extra}
+
+
+def _object(properties: dict, required: tuple = (), **extra) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required), **extra}
+
+
+def _array(items: dict, **extra) -> dict:
+    return {"type": "array", "items": items, **extra}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+NUMBER, INTEGER = {"type": "number"}, {"type": "integer"}
+NUMBERS = _array(NUMBER)
+BINARY = {"type": "string", "format": "binary"}
+JPEG = {"image/jpeg": {"schema": BINARY}}
+
+# -- request fields ----------------------------------------------------------------------------------------------------
+
+PLATFORM_FIELDS = {
+    "source": _str("An http(s) image URL the endpoint fetches, or base64 image data (a data: URL too); instead of `file`"),
+    "conf": _num("number", 0.01, 1.0, 0.25, "Minimum confidence (legacy name: `confidence`)"),
+    "iou": _num("number", 0.0, 0.95, 0.7, "NMS IoU threshold"),
+    "imgsz": _num("integer", 32, 1280, 640, "Inference size (legacy name: `size`)"),
+    "normalize": _bool(False, "Coordinates as fractions of width and height"),
+    "decimals": _num("integer", 0, 10, 5, "Rounding of every number in `results`"),
+    "max_det": _num("integer", 1, 1000, 300, "Most detections per image"),
+    "classes": _str("Comma-separated class names or ids to keep"),
+    "vid_stride": _num("integer", 1, 1000, 1, "For a video: predict every Nth frame"),
+    "format": _str("`image`: the annotated image (Ultralytics' Results.plot()) as JPEG", enum=["json", "image"], default="json"),
+    "show_labels": _bool(True, "format=image: draw class names"),
+    "show_conf": _bool(True, "format=image: draw confidences"),
+    "line_width": _num("integer", 1, 100, None, "format=image: line width (default: scaled to the image)"),
+}
+HUB_FIELDS = {
+    "image": _str("The image (seeds 000/001): answered in the v1 envelope", format="binary"),
+    "url": _str("An http(s) image URL, instead of `image` (v1 envelope)"),
+    "size": PLATFORM_FIELDS["imgsz"],
+    "confidence": PLATFORM_FIELDS["conf"],
+    "iou": {**PLATFORM_FIELDS["iou"], "default": 0.45},
+    "normalize": PLATFORM_FIELDS["normalize"],
+    "file": _str("The image or video (seed 002): answered in the Platform shape", format="binary"),
+    "imgsz": PLATFORM_FIELDS["imgsz"],
+    "conf": PLATFORM_FIELDS["conf"],
+}
+ROBOFLOW_QUERY = {
+    "api_key": _str("The API key (also accepted: Authorization: Bearer, x-api-key)"),
+    "image": _str("An http(s) image URL, instead of a body"),
+    "confidence": _num("number", 0, 100, 40, "Minimum confidence, 0-100 (below 1: a fraction)"),
+    "overlap": _num("number", 0, 100, 30, "NMS overlap, 0-100 (below 1: a fraction)"),
+    "classes": _str("Comma-separated class names to keep"),
+    "max_detections": _num("integer", 1, 1000, 300, "Most detections"),
+    "format": _str("json, image (annotated JPEG) or image_and_json (`visualization`, base64 JPEG)",
+                   enum=["json", "image", "image_and_json"], default="json"),
+    "labels": _bool(False, "Draw class names on the annotated image"),
+    "stroke": _num("integer", 1, 100, 1, "Box line width on the annotated image"),
+    "name": _str("The image's file name (ignored)"),
+}
+ROBOFLOW_IMAGE = _object({"type": _str("How `value` is given", enum=["base64", "url"]), "value": _str("Base64 data or an http(s) URL")},
+                         ("type", "value"))
+ROBOFLOW_V1_REQUEST = _object({
+    "model_id": _str("`project/version`; the project must be MODEL_ID when that is set"),
+    "api_key": _str("The API key (or the `api_key` query parameter, or Authorization: Bearer)"),
+    "image": {"oneOf": [ROBOFLOW_IMAGE, _array(ROBOFLOW_IMAGE, minItems=1)]},
+    "confidence": _num("number", 0, 1, 0.4, "Minimum confidence, a fraction"),
+    "iou_threshold": _num("number", 0, 1, 0.3, "NMS IoU threshold, a fraction"),
+    "max_detections": _num("integer", 1, 1000, 300, "Most detections per image"),
+    "class_filter": _array(_str("A class name"), description="Class names to keep"),
+    "visualize_predictions": _bool(False, "Add `visualization`, the annotated image as base64 JPEG"),
+    "visualization_labels": _bool(False, "Draw class names"),
+    "visualization_stroke_width": _num("integer", 1, 100, 1, "Box line width"),
+}, ("model_id", "image"))
+
+# -- responses ---------------------------------------------------------------------------------------------------------
+
+BOX4 = _object({k: NUMBER for k in ("x1", "y1", "x2", "y2")}, ("x1", "y1", "x2", "y2"))
+BOX8 = _object({f"{a}{i}": NUMBER for i in range(1, 5) for a in "xy"}, tuple(f"{a}{i}" for i in range(1, 5) for a in "xy"))
+SUMMARY_ENTRY = _object({  # Ultralytics' Results.summary(), every task
+    "name": {"type": "string"}, "class": INTEGER, "confidence": NUMBER,
+    "box": {"oneOf": [BOX4, BOX8]},
+    "segments": _object({"x": NUMBERS, "y": NUMBERS}, ("x", "y")),
+    "keypoints": _object({"x": NUMBERS, "y": NUMBERS, "visible": NUMBERS}, ("x", "y")),
+}, ("name", "class", "confidence"),
+    description="detect: box; segment: box + segments; pose: box + keypoints; obb: box with 4 corners; classify: top 5, no box")
+PLATFORM_IMAGE = _object({
+    "shape": _array(INTEGER, minItems=2, maxItems=2, description="[height, width]"),
+    "results": _array(SUMMARY_ENTRY),
+    "speed": _object({k: NUMBER for k in ("preprocess", "inference", "postprocess")}, ("preprocess", "inference", "postprocess")),
+    "frame": {**INTEGER, "description": "video only: the frame's index"},
+    "timestamp": {**NUMBER, "description": "video only: seconds from the start"},
+}, ("shape", "results", "speed"))
+PLATFORM_RESPONSE = _object({
+    "images": _array(PLATFORM_IMAGE),
+    "metadata": _object({
+        "imageCount": INTEGER, "functionTimeAlive": NUMBER, "functionTimeCall": NUMBER, "model": {"type": "string"},
+        "task": _str("detect, segment, pose, classify or obb"), "version": {"type": "object", "additionalProperties": {"type": "string"}},
+    }, ("imageCount", "functionTimeAlive", "functionTimeCall", "model", "task", "version")),
+}, ("images", "metadata"))
+PLATFORM_ERROR = _object({"error": _object({"code": INTEGER, "status": {"type": "string"}, "message": {"type": "string"}},
+                                           ("code", "status", "message"))}, ("error",))
+HUB_ENTRY = _object({
+    "class": INTEGER, "name": {"type": "string"}, "confidence": NUMBER,
+    "xcenter": NUMBER, "ycenter": NUMBER, "width": NUMBER, "height": NUMBER,  # detect
+    "obb": NUMBERS, "segment": NUMBERS, "keypoints": NUMBERS,  # obb, segment, pose (flat, normalized)
+    "box": {"oneOf": [BOX4, BOX8]}, "segments": SUMMARY_ENTRY["properties"]["segments"],  # HUB_V1_DATA=tojson
+}, ("class", "name", "confidence"))
+HUB_ENVELOPE = _object({"success": {"type": "boolean"}, "message": {"type": "string"}, "data": _array(HUB_ENTRY)},
+                       ("success", "message", "data"))
+HUB_ERROR = _object({"success": {"type": "boolean", "enum": [False]}, "message": {"type": "string"},
+                     "error": PLATFORM_ERROR["properties"]["error"]}, ("success", "message", "error"))
+POINT = _object({"x": NUMBER, "y": NUMBER}, ("x", "y"))
+ROBOFLOW_PREDICTION = _object({
+    "x": NUMBER, "y": NUMBER, "width": NUMBER, "height": NUMBER, "confidence": NUMBER,
+    "class": {"type": "string"}, "class_id": INTEGER, "detection_id": {"type": "string"},
+    "points": _array(POINT, description="instance segmentation: the polygon; OBB: the 4 corners"),
+    "mask_format": {"type": "string", "enum": ["polygon"]},
+    "keypoints": _array(_object({"x": NUMBER, "y": NUMBER, "confidence": NUMBER, "class_id": INTEGER, "class": {"type": "string"}},
+                                ("x", "y", "confidence", "class_id", "class"))),
+}, ("x", "y", "width", "height", "confidence", "class", "class_id", "detection_id"))
+ROBOFLOW_CLASS = _object({"class": {"type": "string"}, "class_id": INTEGER, "confidence": NUMBER}, ("class", "class_id", "confidence"))
+ROBOFLOW_COMMON = {"inference_id": {"type": "string"}, "time": NUMBER,
+                   "image": _object({"width": INTEGER, "height": INTEGER}, ("width", "height")),
+                   "visualization": _str("format=image_and_json / visualize_predictions: the annotated image, base64 JPEG")}
+ROBOFLOW_RESPONSE = {"oneOf": [
+    _object({**ROBOFLOW_COMMON, "predictions": _array(ROBOFLOW_PREDICTION), "top": {"not": {}}},
+            ("inference_id", "time", "image", "predictions"), title="detection, instance segmentation, keypoints"),
+    _object({**ROBOFLOW_COMMON, "predictions": _array(ROBOFLOW_CLASS), "top": {"type": "string"}, "confidence": NUMBER},
+            ("inference_id", "time", "image", "predictions", "top", "confidence"), title="classification"),
+]}
+ROBOFLOW_ERROR = _object({"message": {"type": "string"}}, ("message",))
+ROBOFLOW_FORBIDDEN = _object({"Message": {"type": "string", "enum": ["User is not authorized to access this resource"]}}, ("Message",))
+MODEL_DESCRIPTION = _object({"model_id": {"type": "string"}, "task_type": _str("Roboflow's task type", enum=sorted(set(roboflow_server.TASK_TYPES.values()))),
+                             "batch_size": {"type": ["integer", "string", "null"]}, "input_height": {"type": ["integer", "null"]},
+                             "input_width": {"type": ["integer", "null"]}}, ("model_id", "task_type"))
+REGISTRY = _object({"models": _array(MODEL_DESCRIPTION)}, ("models",))
+
+SCHEMAS = {
+    "PlatformResponse": PLATFORM_RESPONSE, "PlatformError": PLATFORM_ERROR, "HubEnvelope": HUB_ENVELOPE, "HubError": HUB_ERROR,
+    "RoboflowResponse": ROBOFLOW_RESPONSE, "RoboflowError": ROBOFLOW_ERROR, "RoboflowForbidden": ROBOFLOW_FORBIDDEN,
+    "Registry": REGISTRY,
+}
+
+ERROR_STATUSES = {
+    "400": "A parameter out of range, no image, an image or video that cannot be decoded, a refused `source` URL",
+    "401": "API keys are on and the request has none or a wrong one",
+    "404": "Unknown path, or a model id other than MODEL_ID",
+    "405": "Wrong method",
+    "413": "Over MAX_UPLOAD_MB, MAX_VIDEO_MB, MAX_IMAGES, MAX_IMAGE_PIXELS or MAX_VIDEO_FRAMES",
+    "415": "Not an image (or video)",
+    "429": "MAX_QUEUE images already waiting (Retry-After)",
+    "503": "The model is loading (Retry-After)",
+    "504": "Not done within REQUEST_TIMEOUT_S",
+}
+
+
+def _errors(schema: str, forbidden: bool = False) -> dict:
+    responses = {status: {"description": text, "content": {"application/json": {"schema": _ref(schema)}}}
+                 for status, text in ERROR_STATUSES.items()}
+    if forbidden:  # Roboflow's hosted API answers a missing or wrong key with its own 403
+        del responses["401"]
+        responses["403"] = {"description": "A missing or wrong key", "content": {"application/json": {"schema": _ref("RoboflowForbidden")}}}
+    responses["default"] = {"description": "Any other refusal (408, 414, 431, 500...)",
+                            "content": {"application/json": {"schema": _ref(schema)}}}
+    return responses
+
+
+def _form(fields: dict, files: dict) -> dict:
+    return {"required": True, "content": {
+        "multipart/form-data": {"schema": _object({**files, **fields})},
+        "application/x-www-form-urlencoded": {"schema": _object(fields)},
+    }}
+
+
+SECURITY = [{"bearer": []}, {"apiKeyHeader": []}, {}]
+PLATFORM_FILES = {"file": {"oneOf": [BINARY, _array(BINARY, maxItems=16)],
+                           "description": "An image (repeat for several, up to MAX_IMAGES) or one video (MP4, MOV, AVI, MKV, WebM...)"}}
+
+
+def _platform(summary: str, path_id: bool) -> dict:
+    operation = {
+        "summary": summary, "tags": ["Ultralytics Platform"], "security": SECURITY,
+        "requestBody": _form(PLATFORM_FIELDS, PLATFORM_FILES),
+        "responses": {"200": {"description": "Results per image (or per processed video frame), or the annotated JPEG",
+                              "content": {"application/json": {"schema": _ref("PlatformResponse")}, **JPEG}},
+                      **_errors("PlatformError")},
+    }
+    if path_id:
+        operation["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {"post": operation}
+
+
+def _roboflow_hosted() -> dict:
+    operation = {
+        "tags": ["Roboflow"], "security": SECURITY + [{"apiKeyQuery": []}],
+        "parameters": [{"name": "project", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "The project slug: MODEL_ID when that is set"},
+                       {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}]
+        + [{"name": name, "in": "query", "schema": schema} for name, schema in ROBOFLOW_QUERY.items()],
+        "responses": {"200": {"description": "Roboflow's response, or the annotated JPEG (format=image)",
+                              "content": {"application/json": {"schema": _ref("RoboflowResponse")}, **JPEG}},
+                      **_errors("RoboflowError", forbidden=True)},
+    }
+    body = {"content": {
+        "application/x-www-form-urlencoded": {"schema": _str("The image, base64 (read raw, not form-decoded)")},
+        "text/plain": {"schema": _str("The image, base64")},
+        "multipart/form-data": {"schema": _object({"file": BINARY}, ("file",))},
+    }}
+    return {"post": {**operation, "summary": "Roboflow hosted API (seed 004)", "requestBody": body},
+            "get": {**operation, "summary": "Roboflow hosted API with image=<URL>", "operationId": "roboflow_get"}}
+
+
+def _roboflow_infer(route: str) -> dict:
+    return {"post": {
+        "summary": f"Roboflow inference server v1: {route.replace('_', ' ')} (inference-sdk)", "tags": ["Roboflow"],
+        "security": SECURITY + [{"apiKeyQuery": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ROBOFLOW_V1_REQUEST}}},
+        "responses": {"200": {"description": "One response per image (a list when `image` is a list)",
+                              "content": {"application/json": {"schema": {"oneOf": [_ref("RoboflowResponse"), _array(_ref("RoboflowResponse"))]}}}},
+                      **_errors("RoboflowError")},
+    }}
+
+
+def _system(summary: str, content: dict, errors: bool = True) -> dict:
+    responses = {"200": {"description": summary, "content": content}}
+    if errors:
+        responses["503"] = {"description": "The model is loading", "content": {"application/json": {"schema": _ref("PlatformError")}}}
+    responses["default"] = {"description": "An error", "content": {"application/json": {"schema": _ref("PlatformError")}}}
+    return {"get": {"summary": summary, "tags": ["System"], "responses": responses}}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    paths = {
+        "/predict": _platform("Predict (Ultralytics Platform dedicated endpoint)", path_id=False),
+        "/api/models/{model_id}/predict": _platform("Predict (Ultralytics Platform URL shape)", path_id=True),
+        "/v1/predict/{model_id}": {"post": {
+            "summary": "Ultralytics HUB Inference API v1 (seeds 000, 001, 002)", "tags": ["Ultralytics HUB v1"],
+            "security": SECURITY,
+            "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": _form({k: v for k, v in HUB_FIELDS.items() if k not in ("image", "file")},
+                                 {"image": HUB_FIELDS["image"], "file": HUB_FIELDS["file"]}),
+            "responses": {"200": {"description": "`image`/`url` requests: the v1 envelope; `file` requests: the Platform shape",
+                                  "content": {"application/json": {"schema": {"oneOf": [_ref("HubEnvelope"), _ref("PlatformResponse")]}}, **JPEG}},
+                          **_errors("HubError")},
+        }},
+        **{f"/infer/{route}": _roboflow_infer(route) for route in roboflow_server.ROUTE_TASKS},
+        "/model/registry": {"get": {"summary": "Roboflow: the models served", "tags": ["Roboflow"], "responses": {
+            "200": {"description": "The one model", "content": {"application/json": {"schema": _ref("Registry")}}},
+            "default": {"description": "An error", "content": {"application/json": {"schema": _ref("RoboflowError")}}}}}},
+        "/model/add": {"post": {
+            "summary": "Roboflow: register a model id (the endpoint's one model, under that id)", "tags": ["Roboflow"],
+            "security": SECURITY + [{"apiKeyQuery": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _object(
+                {"model_id": ROBOFLOW_V1_REQUEST["properties"]["model_id"], "api_key": ROBOFLOW_V1_REQUEST["properties"]["api_key"]},
+                ("model_id",))}}},
+            "responses": {"200": {"description": "The registry, with the id", "content": {"application/json": {"schema": _ref("Registry")}}},
+                          **_errors("RoboflowError")},
+        }},
+        "/{project}/{version}": _roboflow_hosted(),
+        "/healthz": _system("Liveness", {"application/json": {"schema": _object({"status": {"type": "string"}}, ("status",))}}, errors=False),
+        "/readyz": _system("Readiness: the model is loaded and warmed", {"application/json": {"schema": _object(
+            {"status": {"type": "string"}, "model": {"type": "string"}, "task": {"type": "string"}}, ("status", "model", "task"))}}),
+        "/metrics": _system("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, errors=False),
+        "/openapi.json": _system("This document", {"application/json": {"schema": {"type": "object"}}}, errors=False),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "YOLO on Cloud Run", "version": "1",
+                 "description": "Ultralytics YOLO inference in the request and response shapes of the Ultralytics "
+                                "Platform, Ultralytics HUB v1 and Roboflow (hosted API and inference server v1)."},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
+            },
+        },
+    }

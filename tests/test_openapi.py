@@ -1,0 +1,65 @@
+"""`GET /openapi.json` is kept true: schemathesis generates requests for every operation from the server's own
+document, sends them to the real server and fails on any 5xx, any status the document does not list, any undocumented
+content type, and any response body that breaks the document's schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from function.openapi import document
+
+pytestmark = pytest.mark.integration
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+EXAMPLES_PER_OPERATION = 12
+
+
+@pytest.fixture(scope="module")
+def server(start_server, weights):
+    # No keys: the generated requests reach the parsers and the model. URLs time out fast (there is no internet here).
+    return start_server({"MODEL": str(weights["detect"]), "URL_TIMEOUT_S": "1", "MAX_VIDEO_FRAMES": "5"})
+
+
+def test_the_document_describes_every_route_of_every_dialect(server):
+    from function.routes import ROUTES
+
+    document = requests.get(server.url + "/openapi.json", timeout=10).json()
+    served = {route.template.replace(":int", "").replace(":path", "") for route in ROUTES}
+    undocumented = served - set(document["paths"]) - {"/", "/static/{path}"}  # the page and its files are not an API
+    assert not undocumented
+    for path, methods in document["paths"].items():
+        route = next(route for route in ROUTES if route.template.replace(":int", "") == path)
+        assert {m.upper() for m in methods} == set(route.methods), path
+    fields = document["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert (fields["conf"]["minimum"], fields["conf"]["maximum"], fields["imgsz"]["maximum"]) == (0.01, 1.0, 1280)
+
+
+# The operations, from the document as the package builds it (the test below checks the server serves that one).
+OPERATIONS = [(path, method.upper()) for path, methods in document()["paths"].items() for method in methods]
+
+
+@pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
+def test_the_server_keeps_its_own_document(server, path, method):
+    served = requests.get(server.url + "/openapi.json", timeout=10).json()
+    assert served == json.loads(json.dumps(document()))
+    operation = schemathesis.openapi.from_dict(served)[path][method]
+
+    # schemathesis' pytest plugin does not run on this pytest; its strategies and checks are used directly.
+    @given(case=operation.as_strategy())
+    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    def calls(case):
+        case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=60)
+
+    calls()
