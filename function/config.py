@@ -41,7 +41,8 @@ class Settings:
     max_buffered_bytes: int = 256 * 1024 * 1024
     forwarded_hops: int = 0
     max_batch_size: int = 1
-    max_batch_wait_ms: float = 2.0
+    max_batch_wait_ms: float = 0.0  # no waiting for a batch to fill: what is queued when the model is free is a batch
+    engine: str = "pytorch"  # pytorch, onnx, openvino, tensorrt, or auto (engines.choose_engine)
     url_timeout_s: float = 10.0
     url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     gcs_chunk_mb: int = 32
@@ -105,6 +106,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (expected true or false)")
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     keys = [k.strip() for k in env.get("API_KEYS", "").split(",")]
     path = env.get("API_KEYS_FILE", "").strip()
@@ -117,14 +125,6 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
         if not any(keys):
             raise ConfigError(f"API_KEYS_FILE={path} holds no key")
     return tuple(dict.fromkeys(k for k in keys if k))
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    """One of `choices`, the first being the default."""
-    value = env.get(name, "").strip().lower() or choices[0]
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} must be {' or '.join(choices)}")
-    return value
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple:
@@ -169,7 +169,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_images=_int(env, "MAX_IMAGES", 16, 1, 256),
         max_video_bytes=_int(env, "MAX_VIDEO_MB", 100, 1, 4096) * 1024 * 1024,
         max_video_frames=_int(env, "MAX_VIDEO_FRAMES", 3000, 1, 1_000_000),
-        hub_v1_data=_choice(env, "HUB_V1_DATA", ("hub", "tojson")),
+        hub_v1_data=_choice(env, "HUB_V1_DATA", "hub", ("hub", "tojson")),
         max_image_pixels=max_pixels,
         decode_budget_pixels=_int(env, "DECODE_BUDGET_PIXELS", max_pixels, max_pixels, 2**40),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 60.0, 0.1, 3600.0),
@@ -178,7 +178,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_buffered_bytes=_int(env, "MAX_BUFFERED_MB", 256, 1, 1_000_000) * 1024 * 1024,
         forwarded_hops=_int(env, "FORWARDED_HOPS", 1 if on_cloud_run else 0, 0, 16),
         max_batch_size=_int(env, "MAX_BATCH_SIZE", 1, 1, 256),
-        max_batch_wait_ms=_float(env, "MAX_BATCH_WAIT_MS", 2.0, 0.0, 1000.0),
+        max_batch_wait_ms=_float(env, "MAX_BATCH_WAIT_MS", 0.0, 0.0, 1000.0),
+        engine=_choice(env, "ENGINE", "pytorch", ("pytorch", "onnx", "openvino", "tensorrt", "auto")),
         url_timeout_s=_float(env, "URL_TIMEOUT_S", 10.0, 0.1, 120.0),
         url_allowed_networks=_networks(env, "URL_ALLOWED_NETWORKS"),
         gcs_chunk_mb=_int(env, "GCS_CHUNK_MB", 32, 1, 1024),

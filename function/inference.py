@@ -1,7 +1,13 @@
-"""The model's one owner: a thread that takes jobs off a queue, gathers a batch, runs it, hands results back.
+"""The model's owners: threads that take jobs off one queue, gather a batch, run it, hand results back.
 
 Each job carries a `concurrent.futures.Future`: a request awaits it from the event loop (`asyncio.wrap_future`) or from
 a thread (`future.result`); a job whose future was cancelled before it ran (its request gave up) is skipped.
+
+One model call per group of jobs with equal parameters and equal image shape: Ultralytics letterboxes a batch of equal
+shapes exactly as it does one image (a mixed-shape batch is padded to a common size, which changes results). There is
+no waiting for a batch to fill: a thread takes what is queued when it is free, so a lone request runs at once and a
+busy queue runs in batches. Usually one thread owns one model; on a CPU where Ultralytics leaves cores unused, each
+further core-set gets a thread with a replica of its own (see `Service`), and an engine swap replaces them all.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import groupby
 
 import numpy as np
 
@@ -31,8 +36,9 @@ class Job:
     queued_at: float = field(default_factory=time.monotonic)
 
 
-def collect_batch(jobs: queue.Queue, max_size: int, max_wait_s: float) -> tuple[list[Job], bool]:
-    """Block for one job, then take more for up to max_wait_s; returns (batch, stop_requested)."""
+def collect_batch(jobs: queue.Queue, max_size: int, max_wait_s: float = 0.0) -> tuple[list[Job], bool]:
+    """Block for one job, take what else is queued (up to max_size), and wait up to max_wait_s for more only when
+    asked to; returns (batch, stop_requested)."""
     first = jobs.get()
     if first is _STOP:
         return [], True
@@ -50,18 +56,21 @@ def collect_batch(jobs: queue.Queue, max_size: int, max_wait_s: float) -> tuple[
     return batch, False
 
 
+def batch_key(job: Job) -> tuple:
+    """Jobs with equal keys share one model call: the same parameters and the same image shape."""
+    return tuple(job.params.model_args.items()), job.image.shape
+
+
 def run_batch(predict, batch: list[Job]) -> None:
-    """Run live jobs, one model call per group of equal parameters; every failure reaches every job it touched."""
+    """Run live jobs, one model call per group of equal keys; every failure reaches every job it touched."""
     started = time.monotonic()
     live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+    groups: dict[tuple, list[Job]] = {}
     for job in live:
         metrics.QUEUE_WAIT_SECONDS.observe(started - job.queued_at)
+        groups.setdefault(batch_key(job), []).append(job)
 
-    def key(job: Job) -> tuple:
-        return tuple(job.params.model_args.items())
-
-    for _, group in groupby(sorted(live, key=key), key=key):
-        group = list(group)
+    for group in groups.values():
         t0 = time.monotonic()
         try:
             results = predict([job.image for job in group], group[0].params)
@@ -80,25 +89,54 @@ def run_batch(predict, batch: list[Job]) -> None:
 
 
 class InferenceLoop:
-    """Requests call submit() from any thread or the event loop; only the loop's own thread touches the model."""
+    """Requests call submit() from any thread or the event loop; only the loop's own threads touch the models, each
+    thread its own model."""
 
     def __init__(self, predict, max_queue: int, max_batch_size: int = 1, max_batch_wait_s: float = 0.0):
-        self.predict = predict
+        self._predicts = list(predict) if isinstance(predict, (list, tuple)) else [predict]
         self.max_batch_size = max_batch_size
         self.max_batch_wait_s = max_batch_wait_s
         self.jobs: queue.Queue = queue.Queue(maxsize=max_queue)
-        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.threads: list[threading.Thread] = []
+        self._started = False
+        self._lock = threading.Lock()
+        self._add_threads()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self.threads[0]
 
     def start(self) -> None:
-        self.thread.start()
+        with self._lock:
+            self._started = True
+            for thread in self.threads:
+                thread.start()
+
+    def swap(self, predicts: list) -> None:
+        """Serve with other models from the next batch on (an exported engine, more replicas); threads beyond the new
+        count hand back what they took and end."""
+        with self._lock:
+            self._predicts = list(predicts)
+            self._add_threads()
+
+    def _add_threads(self) -> None:
+        while len([t for t in self.threads if t.is_alive() or not self._started]) < len(self._predicts):
+            index = len(self.threads)
+            name = "inference" if index == 0 else f"inference-{index + 1}"
+            thread = threading.Thread(target=self._run, args=(index,), name=name, daemon=True)
+            self.threads.append(thread)
+            if self._started:
+                thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        # The sentinel goes in even when the queue is full: stopping must never wait on clients.
+        # The sentinel goes in behind what is queued, even when the queue is full: stopping must never wait on clients.
         with self.jobs.mutex:
             self.jobs.queue.append(_STOP)
             self.jobs.not_empty.notify()
-        if self.thread.ident is not None:  # started
-            self.thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self.threads:
+            if thread.ident is not None:  # started
+                thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
 
     def submit(self, images: list[np.ndarray], params: PredictParams) -> list[Future]:
         """Queue the images (all or none); each future resolves to its Ultralytics Results."""
@@ -120,12 +158,26 @@ class InferenceLoop:
             future.cancel()
             raise InferenceTimeout(f"inference did not finish within {timeout_s:g} s") from None
 
-    def _run(self) -> None:
+    def _predict_for(self, index: int):
+        predicts = self._predicts
+        return predicts[index] if index < len(predicts) else None
+
+    def _put_back(self, items: list) -> None:
+        """Put items at the head of the queue, in order, even when it is full (they were already counted)."""
+        with self.jobs.mutex:
+            self.jobs.queue.extendleft(reversed(items))
+            self.jobs.not_empty.notify()
+
+    def _run(self, index: int) -> None:
         while True:
             batch, stop = collect_batch(self.jobs, self.max_batch_size, self.max_batch_wait_s)
+            predict = self._predict_for(index)
+            if predict is None:  # retired by a swap while waiting: another thread runs these
+                self._put_back(batch + ([_STOP] if stop else []))
+                return
             metrics.QUEUE_DEPTH.set(self.jobs.qsize())
             if batch:
-                run_batch(self.predict, batch)
+                run_batch(predict, batch)
             if stop:
                 self._refuse_waiting()
                 log.info("inference loop stopped")
@@ -136,6 +188,7 @@ class InferenceLoop:
             try:
                 job = self.jobs.get_nowait()
             except queue.Empty:
-                return
+                break
             if job is not _STOP and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ModelNotReady("the server is shutting down"))
+        self._put_back([_STOP])  # for the other threads

@@ -43,17 +43,41 @@ class LoadedModel:
     device: str
     half: bool
     versions: dict = field(default_factory=dict)
+    engine: str = "pytorch"  # or the exported engine it runs: onnx, openvino, tensorrt
 
     def predict(self, images: list[np.ndarray], params: PredictParams) -> list:
         """One Ultralytics call for a batch of images that share their parameters; one Results per image."""
         quantize = "fp16" if self.half else None
         return self.yolo.predict(images, device=self.device, quantize=quantize, verbose=False, **params.model_args)
 
-    def warm_up(self) -> None:
-        self.predict([np.zeros((640, 640, 3), dtype=np.uint8)], PredictParams())
+    def warm_up(self) -> list:
+        """The first inference (it sets everything up), on a real photo: its results are what an exported engine is
+        checked against before it may serve."""
+        return self.predict(warm_up_images(), PredictParams())
 
 
-def load_model(weights: str, device: str, task: str | None = None) -> LoadedModel:
+def warm_up_images() -> list[np.ndarray]:
+    """Ultralytics' own bus.jpg (people, a bus: every task finds something), read the way Ultralytics reads it."""
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    return [cv2.imread(str(ASSETS / "bus.jpg"))]
+
+
+def cpu_replicas(model: LoadedModel) -> int:
+    """How many copies of a PyTorch model the CPU can run side by side. Ultralytics runs PyTorch on cores - 1
+    threads (its NUM_THREADS); the answers depend on that number, so it stays, and cores it leaves idle get a copy of
+    their own when a whole copy fits (2 cores: two single-thread copies)."""
+    if model.engine != "pytorch" or not model.device.startswith("cpu"):
+        return 1
+    import os
+
+    import torch
+
+    return max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
+
+
+def load_model(weights: str, device: str, task: str | None = None, engine: str = "pytorch") -> LoadedModel:
     """Load weights with Ultralytics' YOLO(); anything that is not a usable YOLO model becomes a WeightsError."""
     from ultralytics import YOLO
 
@@ -67,5 +91,6 @@ def load_model(weights: str, device: str, task: str | None = None) -> LoadedMode
         raise WeightsError(f"{weights} is not a loadable YOLO model: {type(exc).__name__}: {exc}") from None
     if yolo.task not in TASKS:
         raise WeightsError(f"{weights} is a {yolo.task!r} model; this service serves {', '.join(TASKS)}")
-    half = device.startswith("cuda")
-    return LoadedModel(yolo=yolo, name=Path(weights).name, task=yolo.task, device=device, half=half, versions=versions())
+    half = device.startswith("cuda") and engine == "pytorch"  # an exported engine's precision is built in
+    return LoadedModel(yolo=yolo, name=Path(weights).name, task=yolo.task, device=device, half=half,
+                       versions=versions(), engine=engine)

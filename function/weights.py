@@ -18,6 +18,10 @@ from .logs import log
 _PROGRESS_EVERY_S = 2.0
 
 
+class ObjectNotFound(WeightsError):
+    """The object (or its bucket) does not exist."""
+
+
 def resolve_weights(model: str, cache_dir: Path, chunk_bytes: int = 32 * 2**20, workers: int = 8) -> str:
     """Return what `YOLO()` should load for MODEL: a local path, or an Ultralytics asset name."""
     if model.startswith("gs://"):
@@ -80,7 +84,7 @@ def _gcs_error(uri: str, exc: Exception) -> WeightsError:
 
     if isinstance(exc, gexc.NotFound):
         detail = getattr(exc, "message", "") or "not found"
-        return WeightsError(f"{uri} not found: {detail}")
+        return ObjectNotFound(f"{uri} not found: {detail}")
     if isinstance(exc, gexc.Forbidden):
         return WeightsError(f"{uri}: permission denied; the service account needs roles/storage.objectViewer on the bucket")
     return WeightsError(f"{uri} could not be downloaded: {type(exc).__name__}: {exc}")
@@ -135,6 +139,28 @@ def download_gcs_object(bucket_name: str, name: str, cache_dir: Path, chunk_byte
         extra={"fields": {"cache": "miss"}},
     )
     return target
+
+
+def upload_gcs_object(path: Path, bucket_name: str, name: str, replace: bool = False) -> bool:
+    """Upload a file the service built (an exported engine) to gs://bucket/name; google-cloud-storage sends its
+    CRC32C for the server to check, and retries. Unless `replace`, an object already there is kept (another instance
+    got there first): returns False then."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage
+
+    uri = f"gs://{bucket_name}/{name}"
+    blob = storage.Client().bucket(bucket_name).blob(name)
+    started = time.monotonic()
+    try:
+        blob.upload_from_filename(str(path), checksum="crc32c", if_generation_match=None if replace else 0)
+    except gexc.PreconditionFailed:
+        log.info(f"{uri} was uploaded by another instance meanwhile; keeping that one")
+        return False
+    except gexc.Forbidden:
+        raise WeightsError(f"{uri}: permission denied; the service account needs roles/storage.objectCreator "
+                           "on the bucket to share built engines") from None
+    log.info(f"uploaded {uri} ({path.stat().st_size / 2**20:.1f} MiB) in {time.monotonic() - started:.1f} s")
+    return True
 
 
 def download_url(url: str, cache_dir: Path) -> Path:
