@@ -654,7 +654,15 @@ if tool == "gcloud":
     sys.exit(0)
 if tool == "terraform":
     if args[:1] == ["version"]: print(json.dumps({"terraform_version": "1.11.4"}))
-    elif "output" in args: print(json.dumps({r: os.environ["FAKE_URL"] for r in ["us-central1", "europe-west4"]}))
+    elif "output" in args and args[-1] == "endpoint_urls": print(json.dumps({r: os.environ["FAKE_URL"] for r in ["us-central1", "europe-west4"]}))
+    elif "output" in args:
+        values = {
+            "endpoint_urls": {r: os.environ["FAKE_URL"] for r in ["us-central1", "europe-west4"]},
+            "regions": {"us-central1": {"kind": "gpu"}, "europe-west4": {"kind": "cpu"}},
+            "traffic": {r: [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": None, "percent": 100, "tag": None}] for r in ["us-central1", "europe-west4"]},
+            "dashboard_url": "https://console.cloud.google.com/monitoring/dashboards/builder/abc?project=p",
+        }
+        print(json.dumps({k: {"value": v} for k, v in values.items()}))
     elif "apply" in args:
         varfile = next(a.split("=", 1)[1] for a in args if a.startswith("-var-file="))
         shutil.copy(varfile, os.environ["FAKE_APPLIED"])
@@ -713,6 +721,22 @@ def test_stop_then_start_for_real(fake_cloud):
     assert result.returncode == 0, result.stderr
     assert json.loads(fake_cloud["state"].read_text())["stopped_regions"] == []
     assert f"ready: {fake_cloud['env']['FAKE_URL']}" in result.stderr
+
+
+def test_promote_and_rollback_for_real(fake_cloud):
+    state = json.loads(fake_cloud["state"].read_text())
+    stable = {"images": {"gpu": state["image"], "cpu": ""}, "weights_bucket": "", "model_object": "models/a/best.pt", "model_path_in_image": "", "model_id": ""}
+    canary = state | {"model_object": "models/b/best.pt", "canary": {"percent": 10, "stable": stable}}
+    for script, model in ((PROMOTE, "models/b/best.pt"), (ROLLBACK, "models/a/best.pt")):
+        fake_cloud["state"].write_text(json.dumps(canary))
+        result = run(script, "--project", PROJECT, path=fake_cloud["path"], env=fake_cloud["env"])
+        assert result.returncode == 0, result.stderr
+        applied = json.loads((fake_cloud["tmp"] / "applied.json").read_text())
+        assert "canary" not in applied and applied["model_object"] == model, script.name
+        assert json.loads(fake_cloud["state"].read_text()) == applied, "the stored variables record it"
+        assert "traffic: 100% latest revision" in result.stdout and "Dashboard: https://console.cloud.google.com/monitoring/dashboards/builder/abc" in result.stdout
+    result = run(PROMOTE, "--project", PROJECT, path=fake_cloud["path"], env=fake_cloud["env"])
+    assert result.returncode == 2 and "no canary in progress" in result.stderr
 
 
 def test_stop_of_an_undeployed_region_changes_nothing(fake_cloud):
