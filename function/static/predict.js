@@ -34,7 +34,8 @@ const $ = (id) => document.getElementById(id);
 const el = {
   model: $("model"), key: $("api-key"), drop: $("dropzone"), file: $("file"), webcam: $("webcam"),
   conf: $("conf"), confValue: $("conf-value"), iou: $("iou"), iouValue: $("iou-value"),
-  sizes: [...document.querySelectorAll("[data-imgsz]")], curl: $("curl"),
+  sizes: [...document.querySelectorAll("[data-imgsz]")], curl: $("curl"), curlHub: $("curl-hub"),
+  curlRoboflow: $("curl-roboflow"),
   error: $("error"), errorText: $("error-text"), retry: $("retry"), status: $("status"),
   frame: $("frame"), preview: $("preview"), video: $("video"), overlay: $("overlay"), hint: $("hint"),
   listTitle: $("list-title"), detections: $("detections"), top5: $("top5"), speed: $("speed"), json: $("json"),
@@ -331,11 +332,28 @@ for (const button of el.sizes) {
   });
 }
 
+// The model id the HUB and Roboflow URLs carry: MODEL_ID when the server has one, else any id works (the registry
+// names one); read once from GET model/registry, which needs no key.
+let snippetModelId = "MODEL_ID";
+fetch("model/registry", { cache: "no-store" })
+  .then((r) => (r.ok ? r.json() : null))
+  .then((registry) => {
+    if (registry?.models?.[0]?.model_id) snippetModelId = registry.models[0].model_id;
+    updateCurl();
+  })
+  .catch(() => {});
+
+// The same request in each client's own form: the Platform's, HUB v1's (seed 000) and Roboflow's (seed 004).
 function updateCurl() {
   const p = params();
-  const url = new URL("predict", location.href).href;
-  const auth = apiKey() ? ` \\\n  -H "Authorization: Bearer $API_KEY"` : "";
-  el.curl.textContent = `curl -X POST "${url}"${auth} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"`;
+  const base = new URL(".", location.href).href;
+  const key = Boolean(apiKey());
+  const bearer = key ? ` \\\n  -H "Authorization: Bearer $API_KEY"` : "";
+  el.curl.textContent = `curl -X POST "${base}predict"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"`;
+  const xApiKey = key ? ` \\\n  -H "x-api-key: $API_KEY"` : "";
+  el.curlHub.textContent = `curl -X POST "${base}v1/predict/${snippetModelId}"${xApiKey} \\\n  -F "image=@image.jpg" -F "size=${p.imgsz}" -F "confidence=${p.conf}" -F "iou=${p.iou}"`;
+  const query = `${key ? "api_key=$API_KEY&" : ""}confidence=${Math.round(p.conf * 100)}&overlap=${Math.round(p.iou * 100)}`;
+  el.curlRoboflow.textContent = `base64 image.jpg | curl -d @- \\\n  "${base}${snippetModelId}/1?${query}"`;
 }
 
 // ---- running inference -----------------------------------------------------------------------------------------

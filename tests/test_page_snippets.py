@@ -1,0 +1,59 @@
+"""The Predict page's "Call this endpoint from code" snippets — Platform, HUB v1 and Roboflow — read from the page in
+real headless Chromium and run as a user would paste them (bash, curl, base64), against the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+KEY = "snippet-key-0123456789"
+MODEL_ID = "fall-v1"
+
+
+@pytest.fixture(scope="module")
+def server(start_server, weights):
+    return start_server({"MODEL": str(weights["detect"]), "API_KEYS": KEY, "MODEL_ID": MODEL_ID})
+
+
+def page_snippets(url: str, key: str) -> dict[str, str]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run `make page-deps` (Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.fill("#api-key", key)
+            page.dispatch_event("#api-key", "input")
+            page.fill("#conf", "0.3")
+            page.dispatch_event("#conf", "input")
+            page.wait_for_function(f"document.getElementById('curl-roboflow').textContent.includes('{MODEL_ID}/1')")
+            return {name: page.text_content(f"#{name}") for name in ("curl", "curl-hub", "curl-roboflow")}
+        finally:
+            browser.close()
+
+
+def test_the_pages_snippets_run_as_pasted(server, bus_jpg, tmp_path):
+    snippets = page_snippets(server.url, KEY)
+    assert "Bearer $API_KEY" in snippets["curl"] and "x-api-key: $API_KEY" in snippets["curl-hub"]
+    assert f"/v1/predict/{MODEL_ID}" in snippets["curl-hub"] and "confidence=30" in snippets["curl-roboflow"]
+    shutil.copy(bus_jpg, tmp_path / "image.jpg")
+    answers = {}
+    for name, snippet in snippets.items():
+        done = subprocess.run(["bash", "-c", snippet], cwd=tmp_path, env={**os.environ, "API_KEY": KEY},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        answers[name] = json.loads(done.stdout)
+    assert answers["curl"]["metadata"]["imageCount"] == 1 and answers["curl"]["images"][0]["results"]
+    assert answers["curl-hub"]["success"] is True and answers["curl-hub"]["data"]
+    assert answers["curl-roboflow"]["image"] == {"width": 810, "height": 1080} and answers["curl-roboflow"]["predictions"]
+    assert len(answers["curl-roboflow"]["predictions"]) == len(answers["curl"]["images"][0]["results"])
