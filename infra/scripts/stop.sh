@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# "Stop endpoint": no instance runs and no GPU is billed in the given regions until start.sh.
+# "Stop endpoint": no instance runs and nothing is billed for it in the given regions until start.sh.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -63,4 +63,4 @@ run python3 "$TFVARS_PY" stop "$WORK/deploy.tfvars.json" "${REGIONS[@]}"
 tf_init
 tf_apply "$WORK/deploy.tfvars.json"
 push_tfvars
-note "stopped: ${REGIONS[*]} (no instance runs, no GPU is billed; make start REGION=... to resume)"
+note "stopped: ${REGIONS[*]} (no instance runs, nothing is billed for it; make start REGION=... to resume)"
