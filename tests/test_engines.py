@@ -1,0 +1,192 @@
+"""Exported engines against the real server and a real GCS emulator: export, upload, reuse on restart, a stale key and
+a corrupt artefact rebuilt, a failed export that keeps PyTorch serving. Parity: exact against the same artefact run
+locally, within the documented tolerance against the .pt."""
+
+from __future__ import annotations
+
+import dataclasses
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import local_summary
+from test_gcs import BUCKET, gcs  # noqa: F401 - the emulator fixture, shared
+
+from function import engines
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for_log(server, prefix: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in server.log_entries():
+            if entry.get("message", "").startswith(prefix):
+                return entry
+        assert server.proc.poll() is None, server.log_text()
+        time.sleep(0.5)
+    raise AssertionError(f"no log line starting {prefix!r}:\n{server.log_text()}")
+
+
+def messages(server) -> list[str]:
+    return [entry.get("message", "") for entry in server.log_entries()]
+
+
+def predict(server, image: Path) -> list[dict]:
+    response = requests.post(server.url + "/predict", files={"file": image.open("rb")}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["images"][0]["results"]
+
+
+def local_artefact(path: Path) -> Path:
+    """What a user would load with YOLO(): the file, or the OpenVINO directory inside the tar."""
+    if path.name.endswith(".tar"):
+        folder = path.parent / "local" / path.name[: -len(".tar")]
+        with tarfile.open(path) as tar:
+            tar.extractall(folder, filter="data")
+        return folder
+    return path
+
+
+def assert_within_tolerance(weights: Path, artefact: Path, images: list[Path]):
+    from ultralytics import YOLO
+
+    pt, exported = YOLO(str(weights)), YOLO(str(artefact), task=YOLO(str(weights)).task)
+    for image in images:
+        diff = engines.compare(pt.predict(str(image), verbose=False)[0], exported.predict(str(image), verbose=False)[0], 0.25)
+        assert diff.within(), (image.name, diff.describe())
+
+
+def test_onnx_is_exported_uploaded_and_reused_by_the_next_instance(gcs, start_server, weights, bus_jpg, zidane_jpg,  # noqa: F811
+                                                                   tmp_path):
+    gcs.bucket.blob("pose/best.pt").upload_from_filename(str(weights["pose"]))
+    env = {"MODEL": f"gs://{BUCKET}/pose/best.pt", "ENGINE": "onnx", "MODEL_CACHE_DIR": str(tmp_path / "first")}
+    first = start_server(env)
+    assert predict(first, bus_jpg) == local_summary(weights["pose"], str(bus_jpg)), "PyTorch serves until the swap"
+    swapped = wait_for_log(first, "serving with onnx")
+    assert swapped["source"] == "export" and swapped["difference"]["unmatched"] == 0
+    name = f"pose/best.pt.engines/{swapped['key']}.onnx"
+    assert swapped["artefact"] == f"gs://{BUCKET}/{name}"
+    assert gcs.bucket.get_blob(name) is not None, "uploaded next to the weights"
+    artefact = tmp_path / "first" / BUCKET / name
+    for image in (bus_jpg, zidane_jpg):
+        assert predict(first, image) == local_summary(artefact, str(image)), "exactly the artefact, run locally"
+    assert_within_tolerance(weights["pose"], artefact, [bus_jpg, zidane_jpg])
+    assert first.stop() == 0
+
+    second = start_server({**env, "MODEL_CACHE_DIR": str(tmp_path / "second")})  # a new instance, empty disk
+    reused = wait_for_log(second, "serving with onnx")
+    assert reused["source"] == "cache" and reused["key"] == swapped["key"]
+    assert not any(m.startswith("exporting") for m in messages(second))
+    assert predict(second, zidane_jpg) == local_summary(artefact, str(zidane_jpg))
+    assert second.stop() == 0
+
+    # Bit rot in storage (the recorded CRC32C no longer matches): the download is refused, the engine rebuilt and
+    # the object replaced.
+    stored = gcs.root / BUCKET / name
+    with open(stored, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02\x03")
+    third = start_server({**env, "MODEL_CACHE_DIR": str(tmp_path / "third")})
+    rebuilt = wait_for_log(third, "serving with onnx")
+    assert rebuilt["source"] == "export"
+    assert any("checksum mismatch" in m and "rebuilding" in m for m in messages(third))
+    assert gcs.bucket.get_blob(name).download_as_bytes() == (tmp_path / "third" / BUCKET / name).read_bytes()
+    assert third.stop() == 0
+
+
+def test_openvino_beside_local_weights_stale_and_corrupt_artefacts_are_rebuilt(start_server, weights, bus_jpg,
+                                                                              zidane_jpg, tmp_path):
+    env = {"MODEL": str(weights["detect"]), "ENGINE": "openvino", "MODEL_CACHE_DIR": str(tmp_path)}
+    first = start_server(env)
+    swapped = wait_for_log(first, "serving with openvino")
+    artefact = Path(swapped["artefact"])
+    assert artefact.parent == tmp_path / "engines" and artefact.name.endswith("_openvino_model.tar")
+    local = local_artefact(artefact)
+    for image in (bus_jpg, zidane_jpg):
+        assert predict(first, image) == local_summary(local, str(image))
+    assert_within_tolerance(weights["detect"], local, [bus_jpg, zidane_jpg])
+    assert first.stop() == 0
+
+    # A stale artefact (another runtime version: another key) is never picked up; garbage under the current key is
+    # detected when it will not load, and rebuilt.
+    spec = engines.engine_spec("openvino", weights["detect"], "cpu", 1)
+    stale = tmp_path / "engines" / dataclasses.replace(spec, runtime="openvino 2020.1").filename
+    stale.write_bytes(artefact.read_bytes())
+    assert spec.filename == artefact.name
+    artefact.write_bytes(b"not a tar at all" * 100)
+    second = start_server(env)
+    rebuilt = wait_for_log(second, "serving with openvino")
+    assert rebuilt["source"] == "export" and rebuilt["key"] == swapped["key"]
+    assert any("is unusable" in m for m in messages(second))
+    assert tarfile.is_tarfile(artefact) and stale.exists()
+    assert predict(second, bus_jpg) == local_summary(local, str(bus_jpg))
+    assert second.stop() == 0
+
+
+def test_an_engine_that_cannot_be_built_leaves_pytorch_serving(start_server, weights, bus_jpg, tmp_path):
+    # TensorRT on a machine without it (or without a GPU): the build fails, the reason is logged, PyTorch serves on.
+    server = start_server({"MODEL": str(weights["detect"]), "ENGINE": "tensorrt", "MODEL_CACHE_DIR": str(tmp_path)})
+    warning = wait_for_log(server, "ENGINE=tensorrt is not available, serving with PyTorch")
+    assert warning["severity"] == "WARNING" and "tensorrt" in warning["message"]
+    assert predict(server, bus_jpg) == local_summary(weights["detect"], str(bus_jpg))
+    assert server.stop() == 0
+
+
+# -- without a server ---------------------------------------------------------------------------------------------
+
+
+def test_the_key_changes_with_every_input_it_depends_on(weights):
+    spec = engines.engine_spec("onnx", weights["pose"], "cpu", 1)
+    assert spec.device == "cpu" and spec.precision == "fp32" and spec.runtime.startswith("onnxruntime ")
+    changed = {field.name: dataclasses.replace(spec, **{field.name: _other(getattr(spec, field.name))}).key
+               for field in dataclasses.fields(spec)}
+    assert spec.key not in changed.values() and len(set(changed.values())) == len(changed)
+    assert engines.engine_spec("onnx", weights["pose"], "cpu", 1).key == spec.key, "stable across calls"
+
+
+def _other(value):
+    return (not value) if isinstance(value, bool) else value + 1 if isinstance(value, int) else f"{value}-other"
+
+
+def test_auto_is_a_cpu_engine_on_the_cpu_and_pytorch_without_tensorrt():
+    assert engines.choose_engine("auto", "cpu") == engines.AUTO_CPU
+    assert engines.choose_engine("onnx", "cpu") == "onnx"
+    expected = "tensorrt" if _installed("tensorrt") or _installed("tensorrt-cu12") else "pytorch"
+    assert engines.choose_engine("auto", "cuda:0") == expected
+
+
+def _installed(distribution: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version(distribution)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def test_compare_allows_float_noise_and_borderline_detections_only(weights, bus_jpg):
+    from ultralytics import YOLO
+    from ultralytics.engine.results import Results
+
+    result = YOLO(str(weights["pose"])).predict(str(bus_jpg), verbose=False)[0]
+    boxes, keypoints = result.boxes.data.clone(), result.keypoints.data.clone()
+
+    def results(boxes, keypoints):
+        return Results(result.orig_img, "bus.jpg", result.names, boxes=boxes, keypoints=keypoints)
+
+    assert engines.compare(result, results(boxes, keypoints), 0.25).describe() == {
+        "conf": 0.0, "coords": 0.0, "mask_iou": 1.0, "unmatched": 0}
+    nudged = boxes.clone()
+    nudged[:, :4] += 0.5  # float noise, half a pixel
+    nudged[:, 4] -= 0.001
+    assert engines.compare(result, results(nudged, keypoints), 0.25).within()
+    moved = boxes.clone()
+    moved[0, :4] += 0.2 * max(result.orig_shape)  # one box moved by a fifth of the image
+    assert not engines.compare(result, results(moved, keypoints), 0.25).within()
+    missing = engines.compare(result, results(boxes[1:], keypoints[1:]), 0.25)
+    assert missing.unmatched == (1 if boxes[0, 4] > 0.25 + engines.TOLERANCE.conf else 0)
