@@ -243,7 +243,7 @@ def cloud_run_env() -> dict:
     """What infra/locals.tf and modules/endpoint add on Cloud Run, besides MODEL and PORT."""
     locals_tf = (ROOT / "infra" / "locals.tf").read_text()
     env = {"THREADS": "8", "YOLO_OFFLINE": "true", "K_SERVICE": "yolo", "K_REVISION": "yolo-00001-abc"}
-    assert 'YOLO_OFFLINE    = "true"' in locals_tf and "THREADS = tostring(var.max_concurrency)" in locals_tf
+    assert 'YOLO_OFFLINE    = "true"' in locals_tf and "THREADS = tostring(local.settings[region].max_concurrency)" in locals_tf
     assert '"API_KEYS_FILE"' in (ROOT / "infra" / "modules" / "endpoint" / "main.tf").read_text()
     return env
 
