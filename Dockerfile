@@ -6,7 +6,8 @@
 #                  the torch wheel on PyPI for 2.14.1 is a CUDA 13 build that driver cannot run, so
 #                  torch and torchvision come from PyTorch's CUDA 12.6 index (cu126 works on any 12.x
 #                  driver >= 525 through CUDA minor-version compatibility). Also TensorRT for CUDA 12
-#                  and what Ultralytics' TensorRT export needs (onnx, onnxslim).
+#                  (Ultralytics' TensorRT export goes through ONNX: onnx and onnxslim are project
+#                  dependencies, so both images have them).
 #   cpu            CPU-only PyTorch (no CUDA libraries: several GB smaller, so a CPU region's cold
 #                  start pulls far less). ONNX Runtime and OpenVINO come with the project itself.
 #
@@ -26,7 +27,7 @@ ARG ACCELERATOR=gpu
 # is copied to /opt/weights/best.pt and MODEL points there (fastest cold start, bigger image).
 ARG WEIGHTS=none
 
-# ---- torch for the L4: CUDA 12 builds, TensorRT, ONNX export tools ----------------------------
+# ---- torch for the L4: CUDA 12 builds and TensorRT ------------------------------------------------
 FROM ${PYTHON_IMAGE} AS torch-gpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
 ARG TORCH_VERSION=2.14.1+cu126
@@ -36,8 +37,6 @@ ARG TORCHVISION_VERSION=0.29.1+cu126
 # https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-1060/pdf/TensorRT-Support-Matrix-Guide.pdf
 # (from 11.x the pip wheels want driver r535+ with newer CUDA 12 minors; 10.6 keeps the margin).
 ARG TENSORRT_VERSION=10.6.0.post2
-ARG ONNX_VERSION=1.20.1
-ARG ONNXSLIM_VERSION=0.1.98
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
@@ -46,7 +45,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv \
  && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
         "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
- && pip install --no-cache-dir "tensorrt-cu12==${TENSORRT_VERSION}" "onnx==${ONNX_VERSION}" "onnxslim==${ONNXSLIM_VERSION}"
+ && pip install --no-cache-dir "tensorrt-cu12==${TENSORRT_VERSION}"
 
 # ---- torch for CPU regions: no CUDA at all ---------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS torch-cpu
