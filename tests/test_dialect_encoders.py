@@ -263,3 +263,43 @@ def test_the_fonts_ship_with_the_package_and_go_where_ultralytics_looks(tmp_path
     annotate._installed = False
     install_fonts()  # the real config directory: check_font now finds both without a download
     assert all(str(check_font(name)).endswith(name) for name in FONTS)
+
+
+# -- the core's new fields ------------------------------------------------------------------------------------------
+
+
+def test_classes_and_max_det_parse_for_every_dialect_and_hub_defaults_apply_underneath():
+    from function.params import parse_params
+
+    params = parse_params([("classes", " person, car ,person"), ("max_det", "5")], [("iou", "0.5")],
+                          defaults=PredictParams(iou=0.45))
+    assert (params.class_names, params.max_det, params.iou) == (("person", "car"), 5, 0.5)
+    assert params.model_args == {"conf": 0.25, "iou": 0.5, "imgsz": 640, "max_det": 5}
+    assert parse_params([], defaults=PredictParams(iou=0.45)).iou == 0.45
+    for fields in ([("classes", " , ")], [("max_det", "0")], [("max_det", "1001")]):
+        with pytest.raises(BadParameter):
+            parse_params(fields)
+
+
+def test_video_and_hub_settings():
+    from function.errors import ConfigError
+
+    s = load_settings({"MODEL": "m.pt"})
+    assert (s.max_video_bytes, s.max_video_frames, s.hub_v1_data) == (100 * 2**20, 3000, "hub")
+    assert s.max_body_bytes >= s.max_video_bytes
+    assert load_settings({"MODEL": "m.pt", "MAX_VIDEO_MB": "5", "HUB_V1_DATA": "tojson"}).hub_v1_data == "tojson"
+    for env in ({"HUB_V1_DATA": "xml"}, {"MAX_VIDEO_FRAMES": "0"}, {"MAX_VIDEO_MB": "x"}):
+        with pytest.raises(ConfigError):
+            load_settings({"MODEL": "m.pt", **env})
+
+
+@pytest.mark.parametrize("head, video", [
+    (b"\x00\x00\x00\x18ftypmp42", True), (b"\x00\x00\x00\x14ftypqt  ", True), (b"RIFF\x00\x00\x00\x00AVI LIST", True),
+    (b"\x1a\x45\xdf\xa3\x01\x00", True), (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9", True),
+    (b"\x00\x00\x00\x18ftypheic", False), (b"\x00\x00\x00\x1cftypavif", False), (b"\xff\xd8\xff\xe0", False),
+    (b"GIF89a", False), (b"just text", False),
+])
+def test_videos_are_told_from_images_by_their_leading_bytes(head, video):
+    from function.video import looks_like_a_video
+
+    assert looks_like_a_video(head + bytes(64)) is video
