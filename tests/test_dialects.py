@@ -182,6 +182,14 @@ image={quote(image_host + "/bus.jpg", safe="")}"''')
     axios = requests.post(f"{server.url}/{MODEL_ID}/42", params={"api_key": KEY}, data=raw,
                           headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60)
     assert roboflow_seen(axios.json()) == expected
+    # Go's and PHP's examples send the base64 string with no Content-Type (Go) or a bare one; Kotlin's and Java's URL
+    # examples post the URL itself as an urlencoded body, with the image URL in the query too.
+    bare = requests.post(f"{server.url}/{MODEL_ID}/42?api_key={KEY}&name=YOUR_IMAGE.jpg", data=raw.encode(),
+                         headers={"Accept": "application/json"}, timeout=60)
+    assert "Content-Type" not in bare.request.headers and roboflow_seen(bare.json()) == expected
+    upload_url = f"{server.url}/{MODEL_ID}/42?api_key={KEY}&image={quote(image_host + '/bus.jpg', safe='')}"
+    kotlin = requests.post(upload_url, data=upload_url, headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60)
+    assert roboflow_seen(kotlin.json()) == expected
     multipart = requests.post(f"{server.url}/{MODEL_ID}/1", params={"api_key": KEY, "confidence": "50", "overlap": "45"},
                               files={"file": bus_jpg.open("rb")}, timeout=60)
     assert roboflow_seen(multipart.json()) == roboflow_expected(local(weights, bus_jpg, conf=0.5, iou=0.45))
