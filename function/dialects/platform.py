@@ -49,7 +49,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
         raise BadParameter(f"Send the image as 'file' or as '{source[0]}', not both")
     images: tuple[bytes | str, ...] = tuple(uploads) if uploads else ((source[1],) if source else ())
     sources = (fields, incoming.query)
-    options = annotation_options(sources, labels=True)
+    options = annotation_options(sources)
     video = next((upload for upload in uploads if looks_like_a_video(upload)), None)
     stride = lookup(sources, "vid_stride")
     if video is None:
@@ -65,13 +65,13 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
                           reduce=partial(encode_result, params=params))
 
 
-def annotation_options(sources, labels: bool) -> dict:
+def annotation_options(sources) -> dict:
     """`format=json|image` and how Ultralytics' plot() draws: `show_labels`, `show_conf`, `line_width`."""
     found = lookup(sources, "format")
     fmt = found[1].lower() if found else "json"
     if fmt not in ("json", "image"):
         raise BadParameter(f"'format' must be json or image, got {found[1]!r}")
-    options = {"format": fmt, "labels": labels, "conf": True, "line_width": None}
+    options = {"format": fmt, "labels": True, "conf": True, "line_width": None}
     for field, key in (("show_labels", "labels"), ("show_conf", "conf")):
         if found := lookup(sources, field):
             options[key] = parse_bool(*found)
