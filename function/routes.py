@@ -102,12 +102,12 @@ UNMATCHED = "unmatched"
 
 def match(method: str, path: str) -> tuple[Route, object, dict[str, str]]:
     """(route, its handler for this method, path parameters); NotFound or MethodNotAllowed otherwise.
-    HEAD is answered as GET (the server sends no body)."""
+    HEAD is answered as GET (the server sends no body) where GET is a system handler, never by running the model."""
     for route in ROUTES:
         found = route.pattern.fullmatch(path)
         if found is None:
             continue
-        wanted = "GET" if method == "HEAD" else method
+        wanted = "GET" if method == "HEAD" and callable(route.methods.get("GET")) else method
         if wanted in route.methods:
             return route, route.methods[wanted], found.groupdict()
         if method == "OPTIONS":

@@ -288,3 +288,9 @@ def test_the_page_and_its_assets_are_served_by_the_function():
     for sneaky in ("/static/../main.py", "/static/%2e%2e/main.py", "/static/..%2fmain.py", "/static//etc/passwd"):
         response = client.get(sneaky)
         assert response.status_code == 404 and b"import" not in response.content and b"root:" not in response.content
+
+
+def test_head_is_answered_as_get_only_where_get_does_not_run_the_model():
+    client = _client(load_settings({"MODEL": "m.pt"}))
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/my-project/3").status_code == 405  # Roboflow's GET runs inference: HEAD must not
