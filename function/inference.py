@@ -178,6 +178,9 @@ class InferenceLoop:
             metrics.QUEUE_DEPTH.set(self.jobs.qsize())
             if batch:
                 run_batch(predict, batch)
+            # Not kept while waiting for the next jobs: a huge image would stay in memory for as long as this thread
+            # is idle (once per thread: replicas would multiply it).
+            del batch
             if stop:
                 self._refuse_waiting()
                 log.info("inference loop stopped")

@@ -48,7 +48,12 @@ class LoadedModel:
     def predict(self, images: list[np.ndarray], params: PredictParams) -> list:
         """One Ultralytics call for a batch of images that share their parameters; one Results per image."""
         quantize = "fp16" if self.half else None
-        return self.yolo.predict(images, device=self.device, quantize=quantize, verbose=False, **params.model_args)
+        results = self.yolo.predict(images, device=self.device, quantize=quantize, verbose=False, **params.model_args)
+        # Ultralytics' predictor keeps its last inputs and results (batch, dataset, results) until the next call:
+        # after a huge image that is hundreds of MB held by an idle model, once per replica. Every call sets them anew.
+        predictor = self.yolo.predictor
+        predictor.batch = predictor.dataset = predictor.results = None
+        return results
 
     def warm_up(self) -> list:
         """The first inference (it sets everything up), on a real photo: its results are what an exported engine is

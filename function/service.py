@@ -28,7 +28,8 @@ from .images import decode_image, image_pixels
 from .inference import InferenceLoop
 from .logs import log
 from .memory import TRIM_AFTER_PIXELS, trim_heap
-from .model import LoadedModel, load_model, pick_device, warm_up_images
+from .engines import choose_engine
+from .model import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
 from .params import PredictParams
 from .source import SourceFetcher, decode_base64, is_url
 from .weights import resolve_weights
@@ -109,6 +110,10 @@ class Service:
             model = load_model(weights, device, s.model_task)
             t2 = time.monotonic()
             reference = model.warm_up()
+            engine = choose_engine(s.engine, device)
+            # CPU replicas are part of start-up (ready means all of them); an exported engine is built after it,
+            # while PyTorch serves, and swapped in once verified.
+            models = [model] + (self._replicas(weights, model) if engine == "pytorch" else [])
             t3 = time.monotonic()
         except WeightsError as exc:
             on_failure(str(exc))
@@ -117,11 +122,12 @@ class Service:
             on_failure(f"MODEL={s.model} could not be loaded: {type(exc).__name__}: {exc}")
             return
         self.model = model
-        self.loop = InferenceLoop(model.predict, s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000)
+        self.loop = InferenceLoop([m.predict for m in models], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000)
         self.loop.start()
         self.ready.set()
-        # Ready with PyTorch; an exported engine (or CPU replicas) is prepared meanwhile and swapped in when verified.
-        threading.Thread(target=self._improve, args=(weights, reference), name="engine-builder", daemon=True).start()
+        if engine != "pytorch":
+            threading.Thread(target=self._swap_in_engine, args=(engine, weights, reference), name="engine-builder",
+                             daemon=True).start()
         phases = {"weights": t1 - t0, "load": t2 - t1, "warmup": t3 - t2, "total": t3 - t0}
         for phase, seconds in phases.items():
             metrics.MODEL_LOAD_SECONDS.labels(phase).set(seconds)
@@ -133,39 +139,41 @@ class Service:
             }},
         )
 
-    def _improve(self, weights: str, reference: list) -> None:
-        """Swap in a verified exported engine when ENGINE asks for one; otherwise (or when it cannot be had) run CPU
-        replicas where Ultralytics leaves cores idle. Never fatal: the service keeps serving what it has."""
-        from . import engines
-        from .model import cpu_replicas
+    def _replicas(self, weights: str, model: LoadedModel) -> list[LoadedModel]:
+        """Copies of a PyTorch model for the cores Ultralytics leaves idle (model.cpu_replicas), each warmed up."""
+        count = cpu_replicas(model) if weights.endswith(".pt") else 1
+        copies = [load_model(weights, model.device, self.settings.model_task) for _ in range(count - 1)]
+        for copy in copies:
+            copy.warm_up()
+        if copies:
+            log.info(f"{count} PyTorch replicas: Ultralytics runs PyTorch on fewer threads than there are cores",
+                     extra={"fields": {"replicas": count}})
+        return copies
 
-        s, model = self.settings, self.model
-        engine = engines.choose_engine(s.engine, model.device)
-        if engine != "pytorch" and not self.stopping:
-            started = time.monotonic()
-            try:
-                cache = engines.EngineCache(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
-                exported, info = engines.prepare_engine(
-                    engine, s.model, Path(weights), reference, warm_up_images(), model.device, model.task,
-                    model.name, s.max_batch_size, cache)
-            except Exception as exc:  # an EngineError says why; anything else is a bug worth its type
-                reason = str(exc) if isinstance(exc, engines.EngineError) else f"{type(exc).__name__}: {exc}"
-                log.warning(f"ENGINE={engine} is not available, serving with PyTorch: {reason}",
-                            extra={"fields": {"engine": "pytorch", "wanted": engine}})
-            else:
-                self.loop.swap([exported.predict])
-                self.model = exported
-                log.info(f"serving with {engine}: {info['artefact']} ({info['source']})",
-                         extra={"fields": {**info, "seconds": round(time.monotonic() - started, 3)}})
-                return
-        replicas = cpu_replicas(model)
-        if replicas > 1 and weights.endswith(".pt") and not self.stopping:
-            copies = [load_model(weights, model.device, s.model_task) for _ in range(replicas - 1)]
-            for copy in copies:
-                copy.warm_up()
-            self.loop.swap([model.predict] + [copy.predict for copy in copies])
-            log.info(f"serving with {replicas} PyTorch replicas (Ultralytics leaves cores idle)",
-                     extra={"fields": {"engine": "pytorch", "replicas": replicas}})
+    def _swap_in_engine(self, engine: str, weights: str, reference: list) -> None:
+        """Build or fetch the exported engine and swap it in once verified; when it cannot be had, say why and keep
+        PyTorch (with its CPU replicas). Never fatal."""
+        from . import engines
+
+        s, model, started = self.settings, self.model, time.monotonic()
+        try:
+            cache = engines.EngineCache(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
+            exported, info = engines.prepare_engine(
+                engine, s.model, Path(weights), reference, warm_up_images(), model.device, model.task, model.name,
+                s.max_batch_size, cache)
+        except Exception as exc:  # an EngineError says why; anything else is a bug worth its type
+            reason = str(exc) if isinstance(exc, engines.EngineError) else f"{type(exc).__name__}: {exc}"
+            log.warning(f"ENGINE={engine} is not available, serving with PyTorch: {reason}",
+                        extra={"fields": {"engine": "pytorch", "wanted": engine}})
+            if not self.stopping:
+                self.loop.swap([model.predict] + [copy.predict for copy in self._replicas(weights, model)])
+            return
+        if self.stopping:
+            return
+        self.loop.swap([exported.predict])
+        self.model = exported
+        log.info(f"serving with {engine}: {info['artefact']} ({info['source']})",
+                 extra={"fields": {**info, "seconds": round(time.monotonic() - started, 3)}})
 
     def stop(self) -> None:
         self.stopping = True
