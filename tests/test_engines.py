@@ -190,3 +190,13 @@ def test_compare_allows_float_noise_and_borderline_detections_only(weights, bus_
     assert not engines.compare(result, results(moved, keypoints), 0.25).within()
     missing = engines.compare(result, results(boxes[1:], keypoints[1:]), 0.25)
     assert missing.unmatched == (1 if boxes[0, 4] > 0.25 + engines.TOLERANCE.conf else 0)
+
+
+def test_engine_setting_is_one_of_the_engines_or_auto():
+    from function.config import load_settings
+    from function.errors import ConfigError
+
+    assert load_settings({"MODEL": "m.pt"}).engine == "pytorch", "exact Ultralytics answers unless asked otherwise"
+    assert load_settings({"MODEL": "m.pt", "ENGINE": " Auto "}).engine == "auto"
+    with pytest.raises(ConfigError, match="ENGINE"):
+        load_settings({"MODEL": "m.pt", "ENGINE": "tflite"})
