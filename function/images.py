@@ -8,15 +8,18 @@ Ultralytics itself hands to Pillow (HEIF, AVIF), and LibRaw (rawpy) develops DNG
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImage, NotAnImage, TooLarge
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Only raster formats a camera or phone produces; nothing that runs an interpreter (EPS) or a plugin zoo.
 # MPO has no entry of its own: Pillow's JPEG opener returns MPO files.
@@ -34,9 +37,17 @@ _PNG_END = b"IEND\xaeB`\x82"
 _NOT_AN_IMAGE = "Not an image: supported formats are JPEG, PNG, WebP, AVIF, HEIC/HEIF, JP2, TIFF, BMP, MPO, GIF and DNG"
 _registered = False
 
-# A corrupt upload is the client's error, answered as a 400; OpenCV would also print it on stderr, which is not a JSON
-# log line.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+@functools.cache
+def _opencv():
+    """OpenCV, imported where images are decoded (the worker), not in gunicorn's master, where it would cost ~28 MB
+    that the worker holds again (numpy likewise, ~14 MB). Its own log is silenced: a corrupt upload is the client's error, answered as a 400,
+    and OpenCV would also print it on stderr, which is not a JSON log line."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    return cv2
 
 
 def register_openers() -> None:
@@ -56,6 +67,8 @@ def _pillow_open():
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    import numpy as np
+
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit samples: keep the top 8 bits rather than clipping everything above 255 to white.
         pixels = np.asarray(image, dtype=np.uint32) >> 8
@@ -86,6 +99,7 @@ def _decode_dng(data: bytes, max_pixels: int) -> np.ndarray:
         raise NotAnImage(_NOT_AN_IMAGE) from None
     except Exception as exc:  # rawpy raises LibRawError subclasses and plain errors alike
         raise BadImage(f"Invalid image: DNG could not be decoded ({type(exc).__name__})") from None
+    cv2 = _opencv()
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
@@ -141,6 +155,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         return _decode_dng(data, max_pixels)
     if image.format in _OPENCV_FORMATS and not (image.format == "PNG" and not data.endswith(_PNG_END)):
         # A truncated PNG goes to Pillow: libpng would print its complaint on stderr, which is not a JSON log line.
+        import numpy as np
+
+        cv2 = _opencv()
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is not None:
             return bgr
@@ -148,6 +165,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 
 
 def _decode_with_pillow(image: Image.Image, max_pixels: int) -> np.ndarray:
+    import numpy as np
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -159,4 +178,5 @@ def _decode_with_pillow(image: Image.Image, max_pixels: int) -> np.ndarray:
         raise TooLarge(f"Image has too many pixels (limit MAX_IMAGE_PIXELS={max_pixels})") from None
     except Exception as exc:
         raise BadImage(f"Invalid image: the {image.format} data could not be decoded ({type(exc).__name__})") from None
+    cv2 = _opencv()
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)

@@ -17,13 +17,16 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 
 from . import metrics
 from .errors import InferenceTimeout, ModelNotReady, Overloaded
 from .logs import log
 from .params import PredictParams
+
+if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
+    import numpy as np
 
 _STOP = object()
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 
 from .errors import WeightsError
 from .params import PredictParams
+
+if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
+    import numpy as np
 
 TASKS = ("detect", "segment", "pose", "classify", "obb")
 

@@ -28,7 +28,6 @@ from .images import decode_image, image_pixels
 from .inference import InferenceLoop
 from .logs import log
 from .memory import TRIM_AFTER_PIXELS, trim_heap
-from .engines import choose_engine
 from .model import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
 from .params import PredictParams
 from .source import SourceFetcher, decode_base64, is_url
@@ -110,6 +109,8 @@ class Service:
             model = load_model(weights, device, s.model_task)
             t2 = time.monotonic()
             reference = model.warm_up()
+            from .engines import choose_engine  # the worker's: it needs numpy
+
             engine = choose_engine(s.engine, device)
             # CPU replicas are part of start-up (ready means all of them); an exported engine is built after it,
             # while PyTorch serves, and swapped in once verified.
