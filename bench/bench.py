@@ -314,15 +314,17 @@ def main() -> None:
         latency = {name: [] for name in contenders}
         per_round = {name: [] for name in contenders}
         for r in range(args.rounds):
-            order = list(contenders)[r % len(contenders):] + list(contenders)[: r % len(contenders)]
-            for name in order:
-                samples = []
-                for _ in range(args.n):
+            # One request of each contender in turn, so that a burst of noise lands on all of them alike.
+            samples = {name: [] for name in contenders}
+            for i in range(args.n):
+                names = list(contenders)
+                for name in names[i % len(names):] + names[: i % len(names)]:
                     t = time.perf_counter()
                     contenders[name]()
-                    samples.append(time.perf_counter() - t)
-                latency[name] += samples
-                per_round[name].append(p50(samples))
+                    samples[name].append(time.perf_counter() - t)
+            for name in contenders:
+                latency[name] += samples[name]
+                per_round[name].append(p50(samples[name]))
 
         rates = {name: [] for name in contenders}
         statuses: list[int] = []
