@@ -109,6 +109,12 @@ class InferenceLoop:
     def thread(self) -> threading.Thread:
         return self.threads[0]
 
+    @property
+    def models(self) -> int:
+        """How many models serve side by side (CPU replicas): a stream of frames keeps them all busy with this many
+        batches in flight."""
+        return len(self._predicts)
+
     def start(self) -> None:
         with self._lock:
             self._started = True

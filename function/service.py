@@ -235,14 +235,14 @@ class Service:
         return replace(params, classes=tuple(sorted(set(ids))))
 
     async def predict_video(self, request: PredictRequest, started: float, encode):
-        """Decode the video as a stream and send its frames to the model a batch at a time (MAX_BATCH_SIZE frames):
-        requests for images queue between two batches, never behind the whole video. Each frame's Results is reduced
+        """Decode the video as a stream and send its frames to the model a chunk at a time (MAX_BATCH_SIZE frames for
+        each model serving side by side): requests for images queue between two chunks, never behind the whole video. Each frame's Results is reduced
         (`request.reduce`) as soon as it is answered, so only one batch of frames is ever held."""
         from .video import open_video
 
         model = self.require_ready()
         s = self.settings
-        chunk = max(1, s.max_batch_size)
+        chunk = max(1, s.max_batch_size) * self.loop.models
         reduce = request.reduce or (lambda result: result)
         kept, frames = [], []
         with self.admission.admit(chunk):
