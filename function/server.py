@@ -1,5 +1,8 @@
 """Serving: functions-framework builds the ASGI (Starlette) app, gunicorn runs it with one uvicorn worker process that
-owns the model; requests are coroutines on its event loop, CPU work runs in bounded thread pools."""
+owns the model; requests are coroutines on its event loop, CPU work runs in bounded thread pools.
+
+The app and its Service are built in the worker, after gunicorn forks: the master only supervises, and importing the
+web stack and the image libraries there would cost their memory twice."""
 
 from __future__ import annotations
 
@@ -8,25 +11,24 @@ import os
 import sys
 from pathlib import Path
 
-import functions_framework.aio
 import gunicorn.app.base
 import gunicorn.glogging
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 
 from .config import Settings, load_settings
 from .errors import ConfigError, from_http_status
 from .logs import log, setup_logging
 from .memory import limit_malloc_arenas
-from .service import Service
 from .worker import worker_class
 
 ENTRY_SOURCE = Path(__file__).with_name("main.py")
 ENTRY_TARGET = "endpoint"
-def create_app(settings: Settings, service: Service | None = None) -> Starlette:
+def create_app(settings: Settings, service=None):
     """The ASGI app: functions-framework's Starlette app for our HTTP function, with the service attached."""
+    import functions_framework.aio
+    from starlette.exceptions import HTTPException
+
+    from .service import Service
+
     app = functions_framework.aio.create_asgi_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
     app.state.service = service or Service(settings)
     # The few answers functions-framework's own routes give (robots.txt, favicon.ico, a method no route takes) are
@@ -35,19 +37,22 @@ def create_app(settings: Settings, service: Service | None = None) -> Starlette:
     return app
 
 
-async def _http_exception_as_json(request: Request, exc: HTTPException) -> Response:
+async def _http_exception_as_json(request, exc):
+    from starlette.responses import Response
+
     error = from_http_status(exc.status_code, exc.detail if exc.status_code < 500 else None)
     return Response(json.dumps(error.body()), exc.status_code, headers=exc.headers, media_type="application/json")
 
 
-def gunicorn_options(settings: Settings, service: Service) -> dict:
+def gunicorn_options(settings: Settings) -> dict:
     """Every gunicorn setting, as data: one uvicorn worker process (the model and the GPU are its)."""
 
     def post_worker_init(worker) -> None:
-        service.start()
+        worker.app.service.start()  # the worker's own Application, which built the service after the fork
 
     def worker_exit(server, worker) -> None:
-        service.stop()
+        if worker.app.service is not None:
+            worker.app.service.stop()
 
     return {
         "bind": f"{settings.host}:{settings.port}",
@@ -80,16 +85,21 @@ class JsonGunicornLogger(gunicorn.glogging.Logger):
 
 
 class Application(gunicorn.app.base.BaseApplication):
-    def __init__(self, app: Starlette, options: dict):
-        self.app, self.options = app, options
+    def __init__(self, settings: Settings, options: dict):
+        self.settings, self.options = settings, options
+        self.service = None
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Starlette:
-        return self.app
+    def load(self):
+        """Called in the worker (gunicorn does not preload): the service and the app live only there."""
+        from .service import Service
+
+        self.service = Service(self.settings)
+        return create_app(self.settings, self.service)
 
 
 def main() -> None:
@@ -107,6 +117,4 @@ def main() -> None:
         f"starting: MODEL={settings.model} on {settings.host}:{settings.port}, {settings.threads} CPU threads, "
         f"API keys {'required' if settings.auth_required else 'not required'}"
     )
-    service = Service(settings)
-    app = create_app(settings, service)
-    Application(app, gunicorn_options(settings, service)).run()
+    Application(settings, gunicorn_options(settings)).run()

@@ -56,7 +56,7 @@ def test_gunicorn_options_are_one_uvicorn_worker_with_a_graceful_stop():
     from function.worker import Protocol
 
     settings = load_settings({"MODEL": "m.pt", "PORT": "9000", "MAX_CONNECTIONS": "500"})
-    options = gunicorn_options(settings, Service(settings))
+    options = gunicorn_options(settings)
     hooks = {k: options.pop(k) for k in ("post_worker_init", "worker_exit")}
     assert all(callable(h) for h in hooks.values())
     worker = options.pop("worker_class")
