@@ -3,6 +3,7 @@
 #
 #   make deploy PROJECT=my-project REGIONS=us-central1:gpu,europe-west3 MODEL=runs/detect/train/weights/best.pt
 #   make deploy PROJECT=my-project REGIONS=us-central1:gpu,europe-west3 MODEL=new.pt CANARY=10
+#   make deploy ... ENGINE=auto          (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)
 #   make promote PROJECT=my-project      (or: make rollback PROJECT=my-project)
 #   make stop   PROJECT=my-project REGION=europe-west4
 #   make start  PROJECT=my-project REGION=europe-west4
@@ -32,6 +33,7 @@ _opt = $(if $(strip $(2)),$(1) $(2))
 DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS)) $(call _opt,--model,$(MODEL)) \
 	$(call _opt,--name,$(NAME)) $(call _opt,--min-instances,$(MIN_INSTANCES)) $(call _opt,--max-instances,$(MAX_INSTANCES)) \
 	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--canary,$(CANARY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) \
+	$(call _opt,--engine,$(ENGINE)) \
 	$(if $(filter 1 yes true,$(BAKE_WEIGHTS)),--bake-weights) $(if $(filter 1 yes true,$(ZONAL_REDUNDANCY)),--zonal-redundancy) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 PROJECT_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)

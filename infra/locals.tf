@@ -14,6 +14,8 @@ locals {
     min_instances   = coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)
     max_instances   = coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances)
     max_concurrency = coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency)
+    max_batch_size  = coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size)
+    engine          = v.engine == null ? var.engine : v.engine
   } }
 
   gpu_regions_used = sort([for region, s in local.settings : region if s.kind == "gpu"])
@@ -50,13 +52,31 @@ locals {
     },
     var.canary == null ? {} : { stable = var.canary.stable },
   )
+  release_buckets = { for name, r in local.releases : name => (r.weights_bucket != "" ? r.weights_bucket : local.default_weights_bucket) }
   release_models = { for name, r in local.releases : name => (
-    r.model_path_in_image != "" ? r.model_path_in_image : "gs://${r.weights_bucket != "" ? r.weights_bucket : local.default_weights_bucket}/${r.model_object}"
+    r.model_path_in_image != "" ? r.model_path_in_image : "gs://${local.release_buckets[name]}/${r.model_object}"
   ) }
   # Buckets whose weights some serving revision reads.
-  weights_buckets_read = toset([for name, r in local.releases : (r.weights_bucket != "" ? r.weights_bucket : local.default_weights_bucket) if r.model_path_in_image == ""])
-  model                = local.release_models["candidate"]
-  weights_in_bucket    = var.model_path_in_image == ""
+  weights_buckets_read = toset([for name, r in local.releases : local.release_buckets[name] if r.model_path_in_image == ""])
+
+  # Exported engines (ENGINE other than pytorch): the server uploads what it builds from
+  # gs://BUCKET/OBJECT to gs://BUCKET/OBJECT.engines/KEY.SUFFIX (function/engines.py, EngineCache),
+  # so the runtime identity may create objects there and nowhere else: per bucket, one IAM
+  # condition over the prefixes of every serving release's weights in it. Object names in
+  # conditions are projects/_/buckets/BUCKET/objects/OBJECT
+  # (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name); each name is
+  # written with jsonencode, whose escapes are valid in a CEL string literal. Nothing when every
+  # region serves PyTorch, which never uploads: the default deployment gains no permission.
+  exports_engines = anytrue([for region, s in local.settings : s.engine != "pytorch"])
+  engine_prefixes = { for name, r in local.releases : name => "${r.model_object}.engines/" if r.model_path_in_image == "" && r.model_object != "" }
+  engine_upload_conditions = local.exports_engines ? {
+    for bucket in distinct([for name, prefix in local.engine_prefixes : local.release_buckets[name]]) : bucket => join(" || ", [
+      for prefix in sort(distinct([for name, prefix in local.engine_prefixes : prefix if local.release_buckets[name] == bucket])) :
+      "resource.name.startsWith(${jsonencode("projects/_/buckets/${bucket}/objects/${prefix}")})"
+    ])
+  } : {}
+  model             = local.release_models["candidate"]
+  weights_in_bucket = var.model_path_in_image == ""
 
   # Everything a revision is made of, per running region and release. The endpoint module builds
   # the revision from exactly this object, and its name is a hash of it: the same inputs give the
@@ -88,8 +108,10 @@ locals {
       },
       var.extra_env,
       {
-        MODEL   = local.release_models[name]
-        THREADS = tostring(local.settings[region].max_concurrency)
+        MODEL          = local.release_models[name]
+        THREADS        = tostring(local.settings[region].max_concurrency)
+        ENGINE         = local.settings[region].engine
+        MAX_BATCH_SIZE = tostring(local.settings[region].max_batch_size)
       },
       r.model_id == "" ? {} : { MODEL_ID = r.model_id },
     )

@@ -7,8 +7,9 @@ resource "google_project_service" "apis" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Identities. The runtime account holds no project role at all: two resource-level grants below
-# (read the weights, read the API-key secret) are everything the service can do.
+# Identities. The runtime account holds no project role but writing metrics: resource-level grants
+# below (read the weights, read the API-key secret, and with an exported engine create objects
+# under the weights' .engines/ prefix) are everything the service can do.
 # Cloud Run's own service agent pulls the image from the same project's Artifact Registry.
 # ---------------------------------------------------------------------------------------------
 
@@ -16,7 +17,7 @@ resource "google_service_account" "runtime" {
   project      = var.project_id
   account_id   = "${var.name}-run"
   display_name = "YOLO endpoint ${var.name} (Cloud Run runtime)"
-  description  = "Identity of the ${var.name} Cloud Run services: reads the weights object's bucket and the API-key secret, nothing else."
+  description  = "Identity of the ${var.name} Cloud Run services: reads the weights object's bucket and the API-key secret; with an exported engine, creates objects under the weights' .engines/ prefix. Nothing else."
 
   depends_on = [google_project_service.apis]
 
@@ -76,6 +77,36 @@ resource "google_storage_bucket_iam_member" "runtime_reads_weights" {
   bucket = each.value
   role   = "roles/storage.objectViewer"
   member = google_service_account.runtime.member
+
+  depends_on = [google_storage_bucket.weights]
+}
+
+# Exported engines (var.engine or a region's engine other than "pytorch"): the first instance that
+# builds one uploads it next to the weights, gs://BUCKET/OBJECT.engines/, so later cold starts
+# download it instead of rebuilding (a TensorRT build takes minutes). Storage Object Creator is the
+# least role with storage.objects.create, and the condition limits it to that prefix of each
+# serving release's weights (local.engine_upload_conditions: resource.name.startsWith over
+# projects/_/buckets/BUCKET/objects/OBJECT.engines/, the name format of
+# https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name, as in
+# https://cloud.google.com/storage/docs/samples/storage-add-bucket-conditional-iam-binding).
+# IAM conditions on a bucket need uniform bucket-level access
+# (https://cloud.google.com/storage/docs/access-control/iam#conditions): the module's own bucket
+# has it; a weights_bucket of yours must too. No delete, so no overwrite: an object already there
+# is kept (the server uploads with ifGenerationMatch=0), and a corrupt one is logged by the server
+# and left for an operator to remove (`gcloud storage rm`). Only while some region exports an
+# engine; PyTorch never uploads, so the default deployment holds no write access at all.
+resource "google_storage_bucket_iam_member" "runtime_writes_engines" {
+  for_each = local.engine_upload_conditions
+
+  bucket = each.key
+  role   = "roles/storage.objectCreator"
+  member = google_service_account.runtime.member
+
+  condition {
+    title       = "exported-engines-only"
+    description = "Create objects only under the weights' .engines/ prefix (exported ONNX/OpenVINO/TensorRT engines)."
+    expression  = each.value
+  }
 
   depends_on = [google_storage_bucket.weights]
 }
@@ -225,6 +256,7 @@ module "endpoint" {
   depends_on = [
     google_service_account.runtime,
     google_storage_bucket_iam_member.runtime_reads_weights,
+    google_storage_bucket_iam_member.runtime_writes_engines,
     google_secret_manager_secret_iam_member.runtime_reads_api_keys,
     google_project_iam_member.runtime_writes_metrics,
   ]

@@ -49,25 +49,27 @@ variable "cloud_run_regions" {
 }
 
 variable "gpu_defaults" {
-  description = "Size and scaling of every GPU region (accelerator = \"nvidia-l4\") unless the region sets its own. One L4 per instance needs at least 4 CPU and 16 GiB; GPU services use instance-based billing, so each warm instance (min_instances) is billed every second it runs."
+  description = "Size and scaling of every GPU region (accelerator = \"nvidia-l4\") unless the region sets its own. One L4 per instance needs at least 4 CPU and 16 GiB; GPU services use instance-based billing, so each warm instance (min_instances) is billed every second it runs. max_batch_size is the server's MAX_BATCH_SIZE: 8 on the GPU, where batching pays; the server batches only images of equal shape and parameters and never waits for a batch to fill, so it costs nothing when traffic is light."
   type = object({
     cpu             = optional(string, "4")
     memory          = optional(string, "16Gi")
     min_instances   = optional(number, 1)
     max_instances   = optional(number, 3)
     max_concurrency = optional(number, 8)
+    max_batch_size  = optional(number, 8)
   })
   default = {}
 }
 
 variable "cpu_defaults" {
-  description = "Size and scaling of every CPU region (accelerator = \"none\") unless the region sets its own: small, scale to zero, request-based billing (CPU is billed only while a request is being handled)."
+  description = "Size and scaling of every CPU region (accelerator = \"none\") unless the region sets its own: small, scale to zero, request-based billing (CPU is billed only while a request is being handled). max_batch_size is the server's MAX_BATCH_SIZE: 1 on the CPU, where batching measured no gain (README, Performance)."
   type = object({
     cpu             = optional(string, "2")
     memory          = optional(string, "4Gi")
     min_instances   = optional(number, 0)
     max_instances   = optional(number, 10)
     max_concurrency = optional(number, 4)
+    max_batch_size  = optional(number, 1)
   })
   default = {}
 }
@@ -75,8 +77,9 @@ variable "cpu_defaults" {
 variable "regions" {
   description = <<-EOT
     Where the endpoint runs, by region: its accelerator ("nvidia-l4", one L4 per instance, or "none" for CPU only) and,
-    optionally, its own cpu, memory, min_instances, max_instances and max_concurrency (else gpu_defaults or
-    cpu_defaults). Example: { "us-central1" = { accelerator = "nvidia-l4" }, "europe-west3" = {} }.
+    optionally, its own cpu, memory, min_instances, max_instances, max_concurrency and max_batch_size (else
+    gpu_defaults or cpu_defaults) and its own engine (else var.engine).
+    Example: { "us-central1" = { accelerator = "nvidia-l4" }, "europe-west3" = {} }.
     CPU settings follow Cloud Run's table (https://cloud.google.com/run/docs/configuring/services/cpu): cpu 1, 2, 4, 6
     or 8; memory up to 4Gi (1 CPU), 8Gi (2), 2-16Gi (4), 4-24Gi (6), 4-32Gi (8); at least 512Mi.
   EOT
@@ -87,6 +90,8 @@ variable "regions" {
     min_instances   = optional(number)
     max_instances   = optional(number)
     max_concurrency = optional(number)
+    max_batch_size  = optional(number)
+    engine          = optional(string)
   }))
 
   validation {
@@ -149,6 +154,41 @@ variable "regions" {
       coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) <= 1000
     )])
     error_message = "regions: max_concurrency must be a whole number from 1 to 1000 in every region."
+  }
+
+  validation {
+    # The server's own bounds for MAX_BATCH_SIZE (function/config.py).
+    condition = alltrue([for r, v in var.regions : (
+      floor(coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size)) == coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size) &&
+      coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size) >= 1 &&
+      coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size) <= 256
+    )])
+    error_message = "regions: max_batch_size must be a whole number from 1 to 256 in every region (including gpu_defaults/cpu_defaults)."
+  }
+
+  validation {
+    condition     = alltrue([for r, v in var.regions : v.engine == null ? true : contains(["pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine)])
+    error_message = "regions: engine must be \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.engine)}" if(v.engine == null ? false : !contains(["pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine))])})."
+  }
+}
+
+variable "engine" {
+  description = <<-EOT
+    The server's ENGINE in every region that does not set its own (regions[*].engine): "pytorch" (default: answers equal
+    Ultralytics' own YOLO("best.pt").predict exactly), "onnx", "openvino", "tensorrt", or "auto", which picks OpenVINO
+    on CPU regions and TensorRT fp16 on L4 regions (PyTorch fp16 where the image has no TensorRT). An exported engine is
+    built by the first instance that needs it, checked against PyTorch, and with weights in Cloud Storage uploaded next
+    to them (gs://BUCKET/OBJECT.engines/) for every later cold start; PyTorch serves meanwhile. Any value but "pytorch"
+    grants the runtime identity roles/storage.objectCreator on the weights bucket, limited by an IAM condition to
+    that prefix (the bucket needs uniform bucket-level access for IAM conditions; the module's own bucket has it).
+    See the README's Performance section for what each engine measured.
+  EOT
+  type        = string
+  default     = "pytorch"
+
+  validation {
+    condition     = contains(["pytorch", "onnx", "openvino", "tensorrt", "auto"], var.engine)
+    error_message = "engine must be \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\"."
   }
 }
 
@@ -314,7 +354,7 @@ variable "lb_domains" {
 }
 
 variable "extra_env" {
-  description = "Additional non-secret environment variables for the service (e.g. MAX_UPLOAD_MB, LOG_LEVEL). Keys the module owns, keys Cloud Run reserves, and anything that would carry or bypass an API key are refused."
+  description = "Additional non-secret environment variables for the service (e.g. MAX_UPLOAD_MB, LOG_LEVEL). Keys the module owns (MODEL, MODEL_ID, THREADS, ENGINE, MAX_BATCH_SIZE), keys Cloud Run reserves, and anything that would carry or bypass an API key are refused."
   type        = map(string)
   default     = {}
 
@@ -323,6 +363,12 @@ variable "extra_env" {
       "PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION", "MODEL", "MODEL_ID", "THREADS", "API_KEYS", "API_KEYS_FILE", "ALLOW_UNAUTHENTICATED",
     ], k)])
     error_message = "extra_env keys must be UPPER_SNAKE_CASE and must not be PORT, K_*, MODEL, MODEL_ID, THREADS, API_KEYS, API_KEYS_FILE or ALLOW_UNAUTHENTICATED."
+  }
+
+  validation {
+    # The module sets these from its own settings (and grants the engine upload only when ENGINE asks for it).
+    condition     = !contains(keys(var.extra_env), "ENGINE") && !contains(keys(var.extra_env), "MAX_BATCH_SIZE")
+    error_message = "extra_env must not set ENGINE or MAX_BATCH_SIZE: use the engine variable (or regions[*].engine) and max_batch_size in gpu_defaults, cpu_defaults or a region."
   }
 }
 

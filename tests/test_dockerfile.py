@@ -243,8 +243,11 @@ def free_port() -> int:
 def cloud_run_env() -> dict:
     """What infra/locals.tf and modules/endpoint add on Cloud Run, besides MODEL and PORT."""
     locals_tf = (ROOT / "infra" / "locals.tf").read_text()
-    env = {"THREADS": "8", "YOLO_OFFLINE": "true", "K_SERVICE": "yolo", "K_REVISION": "yolo-00001-abc"}
-    assert 'YOLO_OFFLINE    = "true"' in locals_tf and "THREADS = tostring(local.settings[region].max_concurrency)" in locals_tf
+    # A GPU region's defaults (infra/variables.tf gpu_defaults and engine); the CMD is the same on a CPU.
+    env = {"THREADS": "8", "ENGINE": "pytorch", "MAX_BATCH_SIZE": "8", "YOLO_OFFLINE": "true", "K_SERVICE": "yolo", "K_REVISION": "yolo-00001-abc"}
+    for line in ('YOLO_OFFLINE = "true"', "THREADS = tostring(local.settings[region].max_concurrency)",
+                 "ENGINE = local.settings[region].engine", "MAX_BATCH_SIZE = tostring(local.settings[region].max_batch_size)"):
+        assert re.search(r"\b" + re.escape(line).replace("\\ =\\ ", r" +=\s+"), locals_tf), line
     assert '"API_KEYS_FILE"' in (ROOT / "infra" / "modules" / "endpoint" / "main.tf").read_text()
     return env
 

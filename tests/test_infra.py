@@ -116,7 +116,8 @@ def evaluate(tmp_path_factory):
                 "\n".join(
                     f'output "{name}" {{\n  value = local.{name}\n}}'
                     for name in ("running_regions", "settings", "revisions", "revision_names", "traffic", "model",
-                                 "weights_bucket", "weights_buckets_read", "storage_location", "registry_region", "apis", "dashboard")
+                                 "weights_bucket", "weights_buckets_read", "engine_upload_conditions", "storage_location", "registry_region",
+                                 "apis", "dashboard")
                 )
                 + "\n"
             )
@@ -172,6 +173,55 @@ def test_gpu_region_keeps_the_l4_settings_and_cpu_regions_are_small_and_billed_p
     assert (settings["europe-west3"]["min_instances"], settings["europe-west3"]["max_instances"], settings["europe-west3"]["max_concurrency"]) == (0, 10, 4)
     assert settings["asia-northeast1"]["max_instances"] == 20 and settings["asia-northeast1"]["kind"] == "cpu"
     assert (gpu["env"]["THREADS"], cpu["env"]["THREADS"]) == ("8", "4")
+    # The GPU batches up to 8 equal-shape images per model call; the CPU, where batching measured no gain, 1.
+    assert (settings["us-central1"]["max_batch_size"], settings["europe-west3"]["max_batch_size"]) == (8, 1)
+    assert (gpu["env"]["MAX_BATCH_SIZE"], cpu["env"]["MAX_BATCH_SIZE"], own["env"]["MAX_BATCH_SIZE"]) == ("8", "1", "1")
+    assert gpu["env"]["ENGINE"] == cpu["env"]["ENGINE"] == own["env"]["ENGINE"] == "pytorch"
+    ok, out = evaluate(BASE | {"gpu_defaults": {"max_batch_size": 16}, "cpu_defaults": {"max_batch_size": 2},
+                               "regions": BASE["regions"] | {"asia-northeast1": {"max_batch_size": 4}}})
+    assert ok, out
+    assert [out["revisions"][r]["candidate"]["env"]["MAX_BATCH_SIZE"] for r in ("us-central1", "europe-west3", "asia-northeast1")] == ["16", "2", "4"]
+
+
+ENGINE_PREFIX = "projects/_/buckets/my-proj-123-yolo-weights/objects/models/0123456789abcdef/best.pt.engines/"
+
+
+def test_engine_is_pytorch_by_default_and_exported_engines_get_the_least_upload_grant(evaluate):
+    ok, out = evaluate(BASE)
+    assert ok, out
+    assert {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()} == dict.fromkeys(BASE["regions"], "pytorch")
+    assert out["engine_upload_conditions"] == {}, "PyTorch never uploads: no write access at all"
+    ok, out = evaluate(BASE | {"engine": "auto"})
+    assert ok, out
+    assert {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()} == dict.fromkeys(BASE["regions"], "auto")
+    # objectCreator on the weights bucket, only under the weights' .engines/ prefix (what function/engines.py writes).
+    assert out["engine_upload_conditions"] == {"my-proj-123-yolo-weights": f'resource.name.startsWith("{ENGINE_PREFIX}")'}
+    # Per region: one region exporting is enough for the grant; the others keep PyTorch.
+    ok, out = evaluate(BASE | {"regions": BASE["regions"] | {"europe-west3": {"engine": "openvino"}}})
+    assert ok, out
+    engines = {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()}
+    assert engines == {"us-central1": "pytorch", "europe-west3": "openvino", "asia-northeast1": "pytorch"}
+    assert list(out["engine_upload_conditions"]) == ["my-proj-123-yolo-weights"]
+    ok, out = evaluate(BASE | {"engine": "tensorrt", "regions": {r: v | {"engine": "pytorch"} for r, v in BASE["regions"].items()}})
+    assert ok and out["engine_upload_conditions"] == {}, "every region overriding to pytorch exports nothing"
+    # Weights in another bucket: the grant is there, for that object's prefix.
+    ok, out = evaluate(BASE | {"engine": "onnx", "weights_bucket": "team-models", "model_object": "yolo/v3/best.pt"})
+    assert ok and out["engine_upload_conditions"] == {"team-models": 'resource.name.startsWith("projects/_/buckets/team-models/objects/yolo/v3/best.pt.engines/")'}
+    # Weights baked into the image: engines stay on the instance's disk, no bucket grant.
+    ok, out = evaluate(BASE | {"engine": "auto", "model_object": "", "model_path_in_image": "/opt/weights/best.pt"})
+    assert ok and out["engine_upload_conditions"] == {}
+    # During a canary both releases' instances may build their engine: both prefixes, one grant per bucket.
+    new = BASE | {"engine": "auto", "model_object": "models/fedcba9876543210/best.pt", "canary": {"percent": 10, "stable": STABLE}}
+    ok, out = evaluate(new)
+    assert ok and out["engine_upload_conditions"] == {"my-proj-123-yolo-weights": " || ".join([
+        'resource.name.startsWith("projects/_/buckets/my-proj-123-yolo-weights/objects/models/0123456789abcdef/best.pt.engines/")',
+        'resource.name.startsWith("projects/_/buckets/my-proj-123-yolo-weights/objects/models/fedcba9876543210/best.pt.engines/")',
+    ])}
+    ok, out = evaluate(new | {"weights_bucket": "team-models"})
+    assert ok and sorted(out["engine_upload_conditions"]) == ["my-proj-123-yolo-weights", "team-models"]
+    # An object name with a quote stays one CEL string literal.
+    ok, out = evaluate(BASE | {"engine": "auto", "model_object": 'a"b/best.pt'})
+    assert ok and out["engine_upload_conditions"]["my-proj-123-yolo-weights"] == r'resource.name.startsWith("projects/_/buckets/my-proj-123-yolo-weights/objects/a\"b/best.pt.engines/")'
 
 
 def test_service_environment_points_model_at_the_weights_and_carries_no_key(evaluate):
@@ -211,7 +261,8 @@ def test_revision_names_follow_the_revision_content(evaluate):
     assert names["europe-west3"] == names["asia-northeast1"], "equal CPU regions run equal revisions (each in its own service)"
     assert names["us-central1"]["candidate"] != names["europe-west3"]["candidate"], "a GPU revision differs from a CPU one"
     for change in ({"model_object": "models/ffff/best.pt"}, {"images": {"gpu": GPU_IMAGE.replace("0123", "9999"), "cpu": CPU_IMAGE}},
-                   {"extra_env": {"LOG_LEVEL": "DEBUG"}}, {"regions": BASE["regions"] | {"us-central1": {"accelerator": "nvidia-l4", "max_concurrency": 4}}}):
+                   {"extra_env": {"LOG_LEVEL": "DEBUG"}}, {"regions": BASE["regions"] | {"us-central1": {"accelerator": "nvidia-l4", "max_concurrency": 4}}},
+                   {"engine": "auto"}, {"gpu_defaults": {"max_batch_size": 4}}):
         ok, out = evaluate(BASE | change)
         assert ok, out
         assert out["revision_names"]["us-central1"]["candidate"] != names["us-central1"]["candidate"], change
@@ -275,6 +326,14 @@ def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evalu
         ({"images": {"gpu": "nginx"}}, "images.gpu and images.cpu must each be a full image reference"),
         ({"extra_env": {"API_KEYS": "k"}}, "extra_env keys"),
         ({"extra_env": {"ALLOW_UNAUTHENTICATED": "true"}}, "extra_env keys"),
+        ({"extra_env": {"ENGINE": "auto"}}, "extra_env must not set ENGINE or MAX_BATCH_SIZE: use the engine variable"),
+        ({"extra_env": {"MAX_BATCH_SIZE": "8"}}, "extra_env must not set ENGINE or MAX_BATCH_SIZE"),
+        ({"engine": "fast"}, 'engine must be "pytorch", "onnx", "openvino", "tensorrt" or "auto"'),
+        ({"engine": ""}, 'engine must be "pytorch", "onnx", "openvino", "tensorrt" or "auto"'),
+        ({"regions": {"europe-west3": {"engine": "TensorRT"}}}, 'regions: engine must be "pytorch", "onnx", "openvino", "tensorrt" or "auto" (got europe-west3 = "TensorRT")'),
+        ({"regions": {"europe-west3": {"max_batch_size": 0}}}, "max_batch_size must be a whole number from 1 to 256"),
+        ({"gpu_defaults": {"max_batch_size": 257}}, "max_batch_size must be a whole number from 1 to 256"),
+        ({"cpu_defaults": {"max_batch_size": 1.5}}, "max_batch_size must be a whole number from 1 to 256"),
         ({"invoker_members": ["allUsers"]}, "invoker_members must be IAM members"),
         ({"ingress": "all"}, "ingress must be"),
         ({"lb_domains": ["Yolo.Example.com"]}, "lb_domains must be"),
@@ -593,6 +652,7 @@ def test_no_secret_in_any_service_environment(service):
 # (resource address, role, member) of every IAM grant in infra/ — the complete list.
 EXPECTED_GRANTS = {
     ("google_storage_bucket_iam_member.runtime_reads_weights", "roles/storage.objectViewer", "${google_service_account.runtime.member}"),
+    ("google_storage_bucket_iam_member.runtime_writes_engines", "roles/storage.objectCreator", "${google_service_account.runtime.member}"),
     ("google_project_iam_member.runtime_writes_metrics", "roles/monitoring.metricWriter", "${google_service_account.runtime.member}"),
     ("google_secret_manager_secret_iam_member.runtime_reads_api_keys", "roles/secretmanager.secretAccessor", "${google_service_account.runtime.member}"),
     ("google_artifact_registry_repository_iam_member.build_pushes_images", "roles/artifactregistry.writer", "${google_service_account.build.member}"),
@@ -616,6 +676,14 @@ def test_iam_grants_are_exactly_the_least_ones():
     assert project_level == ["roles/logging.logWriter", "roles/monitoring.metricWriter"]
     root = resources(INFRA)
     assert root["google_storage_bucket_iam_member.runtime_reads_weights"]["for_each"] == "${local.weights_buckets_read}"
+    # Writing is conditional twice: only with an exported engine (local.engine_upload_conditions is empty
+    # otherwise) and only under the weights' .engines/ prefix (the condition, evaluated in
+    # test_engine_is_pytorch_by_default_and_exported_engines_get_the_least_upload_grant).
+    writes = root["google_storage_bucket_iam_member.runtime_writes_engines"]
+    assert writes["for_each"] == "${local.engine_upload_conditions}" and writes["bucket"] == "${each.key}"
+    assert block(writes, "condition")["expression"] == "${each.value}"
+    conditional = {a for a, body in root.items() if "_iam_member" in a and "condition" in body}
+    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines"}
     assert root["google_project_iam_member.runtime_writes_metrics"]["count"] == "${var.monitoring.prometheus_sidecar ? 1 : 0}"
     assert root["google_secret_manager_secret_iam_member.runtime_reads_api_keys"]["secret_id"] == "${google_secret_manager_secret.api_keys.secret_id}"
 

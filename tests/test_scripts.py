@@ -141,6 +141,8 @@ def test_names_match_terraform():
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--domains", "Not A Domain"], "not a lowercase domain"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--name", "Yolo"], "--name 'Yolo'"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--frobnicate"], "unknown argument: --frobnicate"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine", "fast"], "--engine must be pytorch, onnx, openvino, tensorrt or auto, got 'fast'"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine"], "--engine needs a value"),
         (["--project"], "--project needs a value"),
     ],
 )
@@ -307,6 +309,8 @@ def test_deploy_dry_run_local_weights(basic_path, weights):
     assert final["model_object"] == f"models/{digest}/best.pt" and final["weights_bucket"] == "" and final["model_path_in_image"] == ""
     assert final["gpu_defaults"] == {} and final["cpu_defaults"] == {}, "each kind keeps its own defaults unless flags say otherwise"
     assert final["gpu_zonal_redundancy_disabled"] is True and final["lb_domains"] == []
+    assert bootstrap["engine"] == final["engine"] == "pytorch", "ENGINE defaults to Ultralytics' exact PyTorch"
+    assert "engine: pytorch" in result.stderr
     assert lines[-1] == f"terraform -chdir={infra}/deploy output -json"
     assert sum(1 for line in lines if " apply " in line) == 2
     assert "dry run: nothing was changed" in result.stderr
@@ -327,7 +331,7 @@ def test_deploy_dry_run_gcs_weights_and_options(basic_path):
     result = run(
         DEPLOY, "--project", PROJECT, "--regions", "europe-west4:gpu", "--model", "gs://team-models/yolo/v3/best.pt",
         "--name", "fall", "--min-instances", "0", "--max-instances", "5", "--concurrency", "4",
-        "--domains", "yolo.example.com,api.example.com", "--model-id", "fall-v3", "--zonal-redundancy", "--dry-run",
+        "--domains", "yolo.example.com,api.example.com", "--model-id", "fall-v3", "--zonal-redundancy", "--engine", "auto", "--dry-run",
         path=basic_path,
     )
     assert result.returncode == 0, result.stderr
@@ -341,6 +345,20 @@ def test_deploy_dry_run_gcs_weights_and_options(basic_path):
     assert final["gpu_defaults"] == final["cpu_defaults"] == {"min_instances": 0, "max_instances": 5, "max_concurrency": 4}
     assert final["lb_domains"] == ["yolo.example.com", "api.example.com"] and final["model_id"] == "fall-v3"
     assert final["gpu_zonal_redundancy_disabled"] is False
+    assert final["engine"] == "auto"
+    assert "engine: auto (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)" in result.stderr
+    assert "engine: stored at gs://team-models/yolo/v3/best.pt.engines/; the service account may create objects under that prefix only" in result.stderr
+    assert "IAM conditions need uniform bucket-level access on gs://team-models" in result.stderr
+
+
+def test_make_deploy_passes_engine_to_the_script():
+    """`make deploy ENGINE=auto` becomes deploy.sh --engine auto; without ENGINE no flag (the script's pytorch)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"ENGINE", "MAKEFLAGS", "MAKELEVEL"}}
+    base = ["make", "-s", "-n", "-f", str(ROOT / "infra" / "infra.mk"), "deploy", f"PROJECT={PROJECT}", "REGIONS=us-central1:gpu", "MODEL=best.pt"]
+    with_engine = subprocess.run([*base, "ENGINE=auto"], capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout
+    assert shlex.split(with_engine)[-2:] == ["--engine", "auto"]
+    without = subprocess.run(base, capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout
+    assert "--engine" not in without and "--model best.pt" in " ".join(shlex.split(without))
 
 
 def test_deploy_dry_run_baked_weights(basic_path, weights):
@@ -358,8 +376,8 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
     core and declares nothing infra/deploy does not."""
     runs = [
         ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights)],
-        ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0"],
-        ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2"],
+        ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0", "--engine", "auto"],
+        ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2", "--engine", "tensorrt"],
     ]
     for n, extra in enumerate(runs):
         result = run(DEPLOY, "--project", PROJECT, *extra, "--dry-run", path=basic_path)

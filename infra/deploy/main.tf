@@ -8,6 +8,7 @@ module "yolo" {
   regions                       = var.regions
   gpu_defaults                  = var.gpu_defaults
   cpu_defaults                  = var.cpu_defaults
+  engine                        = var.engine
   stopped_regions               = var.stopped_regions
   images                        = var.images
   weights_bucket                = var.weights_bucket

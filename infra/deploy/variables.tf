@@ -13,7 +13,7 @@ variable "name" {
 }
 
 variable "regions" {
-  description = "Regions to serve from, each with its accelerator (\"nvidia-l4\" or \"none\") and optional own sizes."
+  description = "Regions to serve from, each with its accelerator (\"nvidia-l4\" or \"none\") and optional own sizes, batch size and engine."
   type = map(object({
     accelerator     = optional(string, "none")
     cpu             = optional(string)
@@ -21,7 +21,15 @@ variable "regions" {
     min_instances   = optional(number)
     max_instances   = optional(number)
     max_concurrency = optional(number)
+    max_batch_size  = optional(number)
+    engine          = optional(string)
   }))
+}
+
+variable "engine" {
+  description = "The server's ENGINE where a region sets none: pytorch (default), onnx, openvino, tensorrt or auto (OpenVINO on CPU regions, TensorRT fp16 on L4 regions)."
+  type        = string
+  default     = "pytorch"
 }
 
 variable "gpu_defaults" {

@@ -43,6 +43,11 @@ Options:
   --domains LIST         comma-separated domains: also create a global HTTPS load balancer
                          with a Google-managed certificate in front of all regions
   --model-id ID          ID accepted at POST /api/models/ID/predict
+  --engine ENGINE        the server's ENGINE in every region: pytorch (default: answers equal
+                         Ultralytics' own predict exactly), onnx, openvino, tensorrt, or auto
+                         (OpenVINO on CPU regions, TensorRT fp16 on GPU regions). An exported
+                         engine is built once and stored next to gs:// weights, where the
+                         service account may then create objects under OBJECT.engines/ only
   --bake-weights         copy the weights into the image (fastest cold start, bigger image)
   --zonal-redundancy     keep GPU zonal redundancy on (dearer; default: off)
   --dry-run              print the exact commands instead of running them; needs neither
@@ -54,7 +59,7 @@ Needs gcloud (logged in: gcloud auth login), Application Default Credentials for
 EOF
 }
 
-REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" BAKE=0 ZONAL_REDUNDANCY=0
+REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" ENGINE=pytorch BAKE=0 ZONAL_REDUNDANCY=0
 
 while (($#)); do
 	arg=$1
@@ -64,7 +69,7 @@ while (($#)); do
 		value=${arg#*=}
 		arg=${arg%%=*}
 		;;
-	--project | --regions | --model | --name | --min-instances | --max-instances | --concurrency | --canary | --domains | --model-id)
+	--project | --regions | --model | --name | --min-instances | --max-instances | --concurrency | --canary | --domains | --model-id | --engine)
 		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
 		value=$2
 		shift
@@ -81,6 +86,7 @@ while (($#)); do
 	--canary) CANARY=$value ;;
 	--domains) DOMAINS_ARG=$value ;;
 	--model-id) MODEL_ID=$value ;;
+	--engine) ENGINE=$value ;;
 	--bake-weights) BAKE=1 ;;
 	--zonal-redundancy) ZONAL_REDUNDANCY=1 ;;
 	--dry-run) DRY_RUN=1 ;;
@@ -141,6 +147,10 @@ if [[ -n $DOMAINS_ARG ]]; then
 	done
 fi
 [[ $MODEL_ID =~ ^[A-Za-z0-9_-]{0,64}$ ]] || usage_error "--model-id may only contain letters, digits, underscores and hyphens"
+case $ENGINE in
+pytorch | onnx | openvino | tensorrt | auto) ;;
+*) usage_error "--engine must be pytorch, onnx, openvino, tensorrt or auto, got '$ENGINE'" ;;
+esac
 
 set_names
 REGISTRY_REGION=${REGIONS[0]}
@@ -220,8 +230,8 @@ defaults_json() {
 	printf '{%s}' "${out%,}"
 }
 base_vars() { # base_vars GPU_IMAGE CPU_IMAGE -> the deployment's variables as one JSON object
-	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"gpu":"%s","cpu":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","gpu_defaults":%s,"cpu_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"lb_domains":%s}' \
-		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" \
+	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"gpu":"%s","cpu":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","engine":"%s","gpu_defaults":%s,"cpu_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"lb_domains":%s}' \
+		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" "$ENGINE" \
 		"$(defaults_json)" "$(defaults_json)" "$(bool $((!ZONAL_REDUNDANCY)))" "$(json_list "${DOMAINS[@]}")"
 }
 
@@ -293,6 +303,19 @@ fi
 
 # ---- 5. Every region --------------------------------------------------------------------------
 note "== 5/5 Cloud Run services in ${REGION_SPECS[*]}"
+case $ENGINE in
+pytorch) note "engine: pytorch (Ultralytics' exact answers; --engine auto for OpenVINO on CPU regions, TensorRT fp16 on GPU regions)" ;;
+auto) note "engine: auto (OpenVINO on CPU regions, TensorRT fp16 on GPU regions), built by the first instance; PyTorch serves until it is ready" ;;
+*) note "engine: $ENGINE, built by the first instance; PyTorch serves until it is ready" ;;
+esac
+if [[ $ENGINE != pytorch ]]; then
+	if ((BAKE)); then
+		note "engine: weights baked into the image, so each instance builds its own engine (on its disk)"
+	else
+		note "engine: stored at gs://${WEIGHTS_BUCKET_VAR:-$WEIGHTS_BUCKET}/$MODEL_OBJECT.engines/; the service account may create objects under that prefix only (an IAM condition)"
+		[[ -z $WEIGHTS_BUCKET_VAR ]] || note "engine: IAM conditions need uniform bucket-level access on gs://$WEIGHTS_BUCKET_VAR"
+	fi
+fi
 if [[ -n $CANARY ]]; then
 	note "canary: $CANARY% of every running region's traffic to the new release (revision tag 'canary', its own URL), $((100 - CANARY))% stays on the deployed one; then make promote or make rollback"
 	run python3 "$TFVARS_PY" canary "$VARFILE" "$CANARY" "$(base_vars "$GPU_IMAGE" "$CPU_IMAGE")"

@@ -24,6 +24,10 @@ module "yolo" {
   images       = { gpu = var.gpu_image, cpu = var.cpu_image }
   model_object = var.model_object
   model_id     = "best"
+  # "pytorch" (the default) answers exactly as Ultralytics does; "auto" serves OpenVINO in the CPU
+  # region and TensorRT fp16 on the L4, built once and cached next to the weights (README,
+  # Performance). A region may set its own: { accelerator = "none", engine = "openvino" }.
+  engine = "pytorch"
 
   gpu_zonal_redundancy_disabled = true
 
