@@ -271,3 +271,49 @@ report_outputs() {
 	terraform -chdir="$DEPLOY_DIR" output -json >"$WORK/outputs.json"
 	python3 "$SCRIPTS_DIR/report.py" "$WORK/outputs.json" "$PROJECT" "$SECRET"
 }
+
+# The arguments of the scripts that act on a whole deployment (status, promote, rollback): --project, --name,
+# --dry-run and --help (the calling script's own usage); then the names are checked and derived.
+parse_deployment_args() {
+	local arg value
+	while (($#)); do
+		arg=$1 value=""
+		case $arg in
+		--*=*) value=${arg#*=} arg=${arg%%=*} ;;
+		--project | --name)
+			if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
+			value=$2
+			shift
+			;;
+		esac
+		case $arg in
+		--project) PROJECT=$value ;;
+		--name) NAME=$value ;;
+		--dry-run) DRY_RUN=1 ;;
+		-h | --help)
+			usage
+			exit 0
+			;;
+		*) usage_error "unknown argument: $arg" ;;
+		esac
+		shift
+	done
+
+	valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
+	default_project
+	valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
+	set_names
+}
+
+end_canary() { # end_canary promote|rollback: Terraform owns traffic, so edit the canary variable and apply
+	require_tools gcloud terraform python3
+	check_project_access
+	make_workdir
+
+	fetch_tfvars || die "no deployment '$NAME' in project $PROJECT ($TFVARS_OBJECT not found): run make deploy first"
+	run python3 "$TFVARS_PY" "$1" "$WORK/deploy.tfvars.json"
+	tf_init
+	tf_apply "$WORK/deploy.tfvars.json"
+	push_tfvars
+	report_outputs
+}

@@ -22,41 +22,6 @@ Terraform owns traffic: this edits the deployment's variables (canary) and appli
 USAGE
 }
 
-while (($#)); do
-	arg=$1 value=""
-	case $arg in
-	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
-	--project | --name)
-		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-		value=$2
-		shift
-		;;
-	esac
-	case $arg in
-	--project) PROJECT=$value ;;
-	--name) NAME=$value ;;
-	--dry-run) DRY_RUN=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*) usage_error "unknown argument: $arg" ;;
-	esac
-	shift
-done
+parse_deployment_args "$@"
 
-valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
-default_project
-valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
-set_names
-
-require_tools gcloud terraform python3
-check_project_access
-make_workdir
-
-fetch_tfvars || die "no deployment '$NAME' in project $PROJECT ($TFVARS_OBJECT not found): run make deploy first"
-run python3 "$TFVARS_PY" promote "$WORK/deploy.tfvars.json"
-tf_init
-tf_apply "$WORK/deploy.tfvars.json"
-push_tfvars
-report_outputs
+end_canary promote

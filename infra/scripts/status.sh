@@ -20,33 +20,7 @@ then a canary in progress, if any, and where the dashboard is. Reads only; chang
 USAGE
 }
 
-while (($#)); do
-	arg=$1 value=""
-	case $arg in
-	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
-	--project | --name)
-		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-		value=$2
-		shift
-		;;
-	esac
-	case $arg in
-	--project) PROJECT=$value ;;
-	--name) NAME=$value ;;
-	--dry-run) DRY_RUN=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*) usage_error "unknown argument: $arg" ;;
-	esac
-	shift
-done
-
-valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
-default_project
-valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
-set_names
+parse_deployment_args "$@"
 
 require_tools gcloud python3 curl
 make_workdir
