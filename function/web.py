@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import time
+from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -100,8 +101,6 @@ class _Exchange:
 
 
 def _query_pairs(query_string: bytes) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, max_num_fields=256)
 
 
