@@ -70,6 +70,8 @@ def gunicorn_options(settings: Settings) -> dict:
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         "proc_name": "yolo-endpoint",
+        # gunicorn's control socket (for gunicornc) lives under $HOME, read-only on Cloud Run; nothing here uses it.
+        "control_socket_disable": True,
     }
 
 
