@@ -51,8 +51,9 @@ ARG TORCH_SOURCE=
 COPY --from=wheel /wheel/ /tmp/wheel/
 COPY tools/image/check.py /tmp/check.py
 # The check runs from /, on the installed package: every module imports and torch fits the accelerator.
+WORKDIR /
 RUN pip install --quiet --no-deps /tmp/wheel/*.whl \
- && cd / && python /tmp/check.py "${ACCELERATOR}" "${TORCH_SOURCE}" \
+ && python /tmp/check.py "${ACCELERATOR}" "${TORCH_SOURCE}" \
  && rm -rf /tmp/wheel /tmp/check.py
 # MALLOC_ARENA_MAX=2: glibc otherwise keeps one malloc arena per thread, and a threaded server's resident memory
 # creeps up with them. YOLO_OFFLINE: Ultralytics neither probes the network at import nor sends usage events; the

@@ -10,15 +10,16 @@ LOCK := tools/lock/torch.txt tools/lock/runtime.txt tools/lock/test.txt
 UV_VERSION := 0.13.9
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
-.PHONY: install lock serve test bench bench-reliability page-deps
+.PHONY: install lock serve image test bench bench-reliability page-deps
 
 install: $(STAMP)
 
-# Exactly the lock: every package by version and hash, nothing resolved here, and what the lock no longer names removed.
+# Exactly the lock: every package by version and hash, nothing resolved here, and what the lock no longer names removed
+# first (two distributions can share files: opencv-python and its headless twin both own cv2/).
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) freeze --exclude-editable | python3 tools/lock/lock.py strays | xargs -r $(PIP) uninstall -q -y
 	$(PIP) install -q --no-deps --require-hashes $(addprefix -r ,$(LOCK))
-	$(PIP) freeze --exclude-editable | $(PY) tools/lock/lock.py strays | xargs -r $(PIP) uninstall -q -y
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -31,11 +32,16 @@ lock:
 serve: install
 	MALLOC_ARENA_MAX=2 MODEL="$${MODEL:-$(DEFAULT_MODEL)}" PORT=$(PORT) $(PY) -m function
 
+# The image users deploy: ACCELERATOR=none (default, tagged yolo-cloud-run:cpu) | nvidia-l4 | nvidia-rtx-pro-6000,
+# IMAGE= to rename; Docker (BuildKit) where an engine answers, else podman (tools/image/build.sh says how).
+image:
+	ACCELERATOR=$(ACCELERATOR) IMAGE=$(IMAGE) tools/image/build.sh
+
 # Debian's Chromium for the Predict page's browser tests (Playwright drives it; it never downloads a browser).
 page-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install infra-deps page-deps
+test: install infra-deps page-deps image
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install

@@ -1,0 +1,231 @@
+"""The built image (`make image`, yolo-cloud-run:cpu), run the way Cloud Run runs it: a non-root uid, a read-only
+filesystem with /tmp writable, $PORT, MODEL=gs://... read from a real GCS emulator (fake-gcs-server) on loopback.
+
+Its answers are compared with `python -m function` from the venv (what `make serve` runs) on the same weights.
+IMAGE= names another tag; the container engine is Docker where one answers, else podman."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import free_port, local_summary
+from test_gcs import BUCKET, gcs  # noqa: F401  (the emulator fixture)
+
+pytestmark = pytest.mark.integration
+
+IMAGE = os.environ.get("IMAGE", "yolo-cloud-run:cpu")
+API_KEY = "image-test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def _engine() -> list[str]:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0:
+        return [docker]
+    # podman on this kind of machine: runc (crun refuses its cgroups) and limits the kernel accepts.
+    return ["podman", "--runtime", "runc"]
+
+
+ENGINE = _engine()
+RUN_LIMITS = [] if ENGINE[0].endswith("docker") else ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+# Cloud Run: any non-root uid, the image's filesystem read-only but the in-memory /tmp.
+CLOUD_RUN = ["--user", "10001:10001", "--read-only", "--tmpfs", "/tmp:rw,size=2g"]
+
+
+def engine(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([*ENGINE, *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+class Container:
+    """As Terraform deploys it: Cloud Run's variables, and the API keys in a file mounted from Secret Manager."""
+
+    def __init__(self, env: dict, keys_dir):
+        keys_dir.mkdir(exist_ok=True)
+        (keys_dir / "api-keys").write_text(API_KEY + "\n")
+        for path in (keys_dir, keys_dir / "api-keys"):
+            path.chmod(0o755 if path.is_dir() else 0o644)  # readable by uid 10001
+        self.name = f"yolo-test-{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        variables = {"PORT": str(self.port), "K_SERVICE": "yolo", "K_REVISION": "yolo-00001-abc",
+                     "K_CONFIGURATION": "yolo", "API_KEYS_FILE": "/secrets/api-keys",
+                     "STORAGE_EMULATOR_HOST": os.environ.get("STORAGE_EMULATOR_HOST", ""),
+                     **env}
+        env_args = [arg for key, value in variables.items() for arg in ("--env", f"{key}={value}")]
+        self.started = time.monotonic()
+        engine("run", "--detach", "--name", self.name, "--network", "host", *RUN_LIMITS, *CLOUD_RUN, *env_args,
+               "--volume", f"{keys_dir}:/secrets:ro", IMAGE)
+
+    def running(self) -> bool:
+        state = engine("inspect", "--format", "{{.State.Running}}", self.name, check=False).stdout.strip()
+        return state == "true"
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        """Seconds from `run` to /readyz 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"the container exited with {self.exit_code()}:\n{self.log_text()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=5).status_code == 200:
+                    return time.monotonic() - self.started
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"not ready after {timeout} s:\n{self.log_text()}")
+
+    def wait_exit(self, timeout: float) -> int:
+        engine("wait", self.name, timeout=timeout)
+        return self.exit_code()
+
+    def exit_code(self) -> int:
+        return int(engine("inspect", "--format", "{{.State.ExitCode}}", self.name).stdout.strip())
+
+    def log_text(self) -> str:
+        result = engine("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def log_entries(self) -> list[dict]:
+        entries = []
+        for line in self.log_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                entries.append({"unparsed": line})
+        return entries
+
+    def remove(self) -> None:
+        engine("rm", "--force", self.name, check=False)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if engine("image", "inspect", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{IMAGE} is not built: run `make image` (make test does)")
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def weights_in_gcs(gcs, weights):  # noqa: F811
+    gcs.bucket.blob("image/best.pt").upload_from_filename(str(weights["detect"]))
+    return f"gs://{BUCKET}/image/best.pt"
+
+
+@pytest.fixture(scope="module")
+def container(image, weights_in_gcs, tmp_path_factory):
+    started = Container({"MODEL": weights_in_gcs}, tmp_path_factory.mktemp("keys"))
+    started.ready_s = started.wait_ready()
+    print(f"\nimage {image}: ready {started.ready_s:.1f} s after `run`")
+    yield started
+    started.remove()
+
+
+@pytest.fixture(scope="module")
+def venv_server(start_server, weights):
+    """What `make serve` runs, on the same weights, for byte-for-byte comparisons."""
+    return start_server({"MODEL": str(weights["detect"]), "API_KEYS": API_KEY})
+
+
+def test_image_runs_as_cloud_run_expects(image):
+    config = json.loads(engine("image", "inspect", image).stdout)[0]["Config"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert config["User"] == "10001:10001"
+    assert config["Cmd"] == ["python", "-m", "function"]
+    assert env["PORT"] == "8080" and env["YOLO_OFFLINE"] == "1" and env["YOLO_AUTOINSTALL"] == "false"
+    assert env["MODEL_CACHE_DIR"].startswith("/tmp/") and env["YOLO_CONFIG_DIR"].startswith("/tmp/")
+    assert "MODEL" not in env, "weights are not baked in by default"
+
+
+def test_serves_from_gcs_with_the_answers_of_make_serve(container, venv_server, weights, bus_jpg):
+    for params in ({}, {"conf": "0.5", "imgsz": "320"}):
+        ours = requests.post(container.url + "/predict", files={"file": bus_jpg.open("rb")}, data=params,
+                             headers=AUTH, timeout=60)
+        theirs = requests.post(venv_server.url + "/predict", files={"file": bus_jpg.open("rb")}, data=params,
+                               headers=AUTH, timeout=60)
+        assert ours.status_code == theirs.status_code == 200
+        strip = lambda body: [{k: v for k, v in image.items() if k != "speed"} for image in body["images"]]  # noqa: E731
+        assert strip(ours.json()) == strip(theirs.json())
+        expected = local_summary(weights["detect"], str(bus_jpg), conf=float(params.get("conf", 0.25)),
+                                 imgsz=int(params.get("imgsz", 640)))
+        assert ours.json()["images"][0]["results"] == expected
+        metadata = ours.json()["metadata"]
+        assert metadata["model"] == "best.pt" and metadata["task"] == "detect"
+    drawn = [requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, data={"format": "image"},
+                           headers=AUTH, timeout=60) for server in (container, venv_server)]
+    assert drawn[0].headers["content-type"] == "image/jpeg"
+    assert drawn[0].content == drawn[1].content, "Ultralytics' plot with the shipped fonts, byte for byte"
+    for path in ("/", "/openapi.json", "/static/predict.js"):
+        page = [requests.get(server.url + path, headers=AUTH, timeout=30) for server in (container, venv_server)]
+        assert page[0].status_code == 200 and page[0].content == page[1].content, path
+
+
+def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
+    entries = container.log_entries()
+    assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL") or "unparsed" in e]
+    ready = [e for e in entries if e.get("message", "").startswith("ready:")]
+    assert ready and ready[0]["device"] == "cpu"
+    assert any(e.get("message", "").startswith("downloaded gs://") for e in entries)
+    changed = set(engine("diff", container.name).stdout.split()[1::2])
+    # Only the engine's own mount points (its /etc/hosts and resolv.conf, the secret's folder).
+    assert changed <= {"/etc", "/secrets"}, "the image's filesystem is read-only on Cloud Run: all goes to /tmp"
+
+
+def test_sigterm_with_requests_in_flight_answers_every_request_and_exits_0(image, weights_in_gcs, bus_jpg, tmp_path):
+    server = Container({"MODEL": weights_in_gcs}, tmp_path)
+    try:
+        server.wait_ready()
+        body = bus_jpg.read_bytes()
+
+        def predict(_):
+            response = requests.post(server.url + "/predict", files={"file": ("bus.jpg", body)}, headers=AUTH,
+                                     timeout=30)
+            return response.status_code, response.headers.get("retry-after"), response.json()
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(predict, i) for i in range(8)]
+            time.sleep(0.5)  # all eight sent, most still queued behind the model
+            engine("kill", "--signal", "TERM", server.name)
+            signalled = time.monotonic()
+            answers = [future.result() for future in futures]  # a cut connection would raise here
+        code = server.wait_exit(timeout=30)
+        elapsed = time.monotonic() - signalled
+    finally:
+        log = server.log_text()
+        server.remove()
+    assert code == 0 and elapsed < 10, (code, elapsed, log[-3000:])
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    for status, retry_after, payload in answers:
+        if status == 200:
+            assert len(payload["images"]) == 1 and payload["images"][0]["results"]
+        else:
+            assert retry_after == "1" and payload["error"]["code"] == 503
+    print(f"\nSIGTERM with 8 in flight: {statuses.count(200)} answered 200, {statuses.count(503)} 503, exit {code} "
+          f"in {elapsed:.1f} s")
+
+
+@pytest.mark.parametrize("case", ["missing", "not-weights"])
+def test_a_model_that_cannot_serve_stops_the_container_with_one_clear_line(image, gcs, bus_jpg, case, tmp_path):  # noqa: F811
+    if case == "not-weights":
+        gcs.bucket.blob("photos/best.pt").upload_from_filename(str(bus_jpg))
+    model = f"gs://{BUCKET}/{'nothing/here.pt' if case == 'missing' else 'photos/best.pt'}"
+    server = Container({"MODEL": model}, tmp_path)
+    try:
+        code = server.wait_exit(timeout=120)
+        entries = server.log_entries()
+    finally:
+        server.remove()
+    assert code != 0
+    critical = [e["message"] for e in entries if e.get("severity") == "CRITICAL"]
+    assert len(critical) == 1, entries
+    assert model.split("/", 3)[-1] in critical[0], critical[0]  # the object's path, in one line that says why
+    assert ("not found" if case == "missing" else "not a loadable YOLO model") in critical[0], critical[0]
