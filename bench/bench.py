@@ -48,6 +48,7 @@ GOALS = {  # from issue 9
     "memory_ratio": 1.1,
     "decode_ratio": 1.2,
     "soak_memory_growth": 0.05,
+    "container_start_overhead_s": 1.0,  # issue 15: the image's start → ready against the same start outside it
 }
 IN_PROCESS_FIRST_PREDICT = """
 import sys, time
@@ -205,6 +206,32 @@ def measure_cold_start(model: str, image: Path, log_dir: Path, pairs: int) -> di
             "overhead_s": round(p50(server_s) - p50(plain_s), 3)}
 
 
+def measure_container(model: str, log_dir: Path, pairs: int) -> dict:
+    """The built image (make image) started as Cloud Run starts it → /readyz, interleaved with the same model served by
+    `python -m function` outside the container; and the image's size, layer by layer."""
+    from containers import IMAGE, Container, engine
+
+    inside, outside = [], []
+    for i in range(pairs):
+        server = endpoint(f"outside-{i}", model, log_dir)
+        try:
+            outside.append(server.wait_ready())
+        finally:
+            server.stop()
+        container = Container({"MODEL": "/weights/best.pt"}, log_dir / f"keys-{i}",
+                              volumes=(f"{Path(model).resolve()}:/weights/best.pt:ro",))
+        try:
+            inside.append(container.wait_ready())
+        finally:
+            container.remove()
+    layers = json.loads(engine("image", "inspect", IMAGE).stdout)[0]
+    history = engine("history", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGE).stdout.splitlines()
+    return {"image": IMAGE, "image_mb": round(layers["Size"] / 2**20), "ready_s": round(p50(inside), 3),
+            "outside_ready_s": round(p50(outside), 3), "overhead_s": round(p50(inside) - p50(outside), 3),
+            "largest_layers": [line.split("\t")[0] + " " + line.split("\t")[1][:60] for line in history
+                               if line.split("\t")[0].endswith("GB")]}
+
+
 def measure_tolerance(model: str, artefact: str, images: list[Path]) -> dict:
     from ultralytics import YOLO
 
@@ -256,6 +283,7 @@ def main() -> None:
     parser.add_argument("--throughput-requests", type=int, default=32, help="requests per contender per round")
     parser.add_argument("--cold-starts", type=int, default=3)
     parser.add_argument("--soak", type=int, default=1000, help="soak requests (0: skip)")
+    parser.add_argument("--container-starts", type=int, default=3, help="image start → ready pairs (0: skip)")
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
     args = parser.parse_args()
 
@@ -271,6 +299,8 @@ def main() -> None:
 
     report["decode"] = measure_decode(data)
     report["cold_start"] = measure_cold_start(args.model, image, log_dir, args.cold_starts)
+    if args.container_starts:
+        report["container"] = measure_container(args.model, log_dir, args.container_starts)
 
     servers: dict[str, Endpoint] = {"naive": naive(args.model, log_dir)}
     engine_info: dict[str, dict] = {}
@@ -394,6 +424,9 @@ def goals(report: dict) -> dict:
         met[f"pytorch memory <= {GOALS['memory_ratio']}x in-process"] = rows["pytorch"]["memory_ratio"] <= GOALS["memory_ratio"]
     met[f"cold start overhead <= {GOALS['cold_start_overhead_s']} s"] = \
         report["cold_start"]["overhead_s"] <= GOALS["cold_start_overhead_s"]
+    if "container" in report:
+        met[f"container start overhead <= {GOALS['container_start_overhead_s']} s"] = \
+            report["container"]["overhead_s"] <= GOALS["container_start_overhead_s"]
     met[f"decode <= {GOALS['decode_ratio']}x cv2.imdecode"] = report["decode"]["ratio"] <= GOALS["decode_ratio"]
     if "soak" in report:
         met["soak: memory growth < 5%, zero 5xx"] = (report["soak"]["memory_growth"] < GOALS["soak_memory_growth"]
@@ -416,6 +449,11 @@ def table(report: dict) -> str:
               f"{cold['in_process_first_predict_s']} s, overhead {cold['overhead_s']} s",
               f"decode bus.jpg: decode_image {decode['decode_image_ms']} ms, cv2.imdecode {decode['cv2_imdecode_ms']} ms "
               f"({decode['ratio']}x)"]
+    if "container" in report:
+        box = report["container"]
+        lines.append(f"container {box['image']} ({box['image_mb']} MB): ready {box['ready_s']} s, the same start outside "
+                     f"it {box['outside_ready_s']} s, overhead {box['overhead_s']} s; "
+                     f"largest layers: {'; '.join(box['largest_layers'])}")
     for engine, info in report["engines"].items():
         lines.append(f"{engine}: export {info['export_s']} s; cached: ready {info['ready_s']} s, engine serving "
                      f"{info['serving_cached_engine_s']} s; vs .pt {report['tolerance_vs_pt'][engine]}")

@@ -8,103 +8,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import shutil
-import subprocess
 import time
-import uuid
 
 import pytest
 import requests
 
-from conftest import free_port, local_summary
+from conftest import local_summary
+from containers import API_KEY, AUTH, IMAGE, Container, engine
 from test_gcs import BUCKET, gcs  # noqa: F401  (the emulator fixture)
 
 pytestmark = pytest.mark.integration
-
-IMAGE = os.environ.get("IMAGE", "yolo-cloud-run:cpu")
-API_KEY = "image-test-key"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def _engine() -> list[str]:
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0:
-        return [docker]
-    # podman on this kind of machine: runc (crun refuses its cgroups) and limits the kernel accepts.
-    return ["podman", "--runtime", "runc"]
-
-
-ENGINE = _engine()
-RUN_LIMITS = [] if ENGINE[0].endswith("docker") else ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
-# Cloud Run: any non-root uid, the image's filesystem read-only but the in-memory /tmp.
-CLOUD_RUN = ["--user", "10001:10001", "--read-only", "--tmpfs", "/tmp:rw,size=2g"]
-
-
-def engine(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([*ENGINE, *args], capture_output=True, text=True, timeout=timeout, check=check)
-
-
-class Container:
-    """As Terraform deploys it: Cloud Run's variables, and the API keys in a file mounted from Secret Manager."""
-
-    def __init__(self, env: dict, keys_dir):
-        keys_dir.mkdir(exist_ok=True)
-        (keys_dir / "api-keys").write_text(API_KEY + "\n")
-        for path in (keys_dir, keys_dir / "api-keys"):
-            path.chmod(0o755 if path.is_dir() else 0o644)  # readable by uid 10001
-        self.name = f"yolo-test-{uuid.uuid4().hex[:10]}"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        variables = {"PORT": str(self.port), "K_SERVICE": "yolo", "K_REVISION": "yolo-00001-abc",
-                     "K_CONFIGURATION": "yolo", "API_KEYS_FILE": "/secrets/api-keys",
-                     "STORAGE_EMULATOR_HOST": os.environ.get("STORAGE_EMULATOR_HOST", ""),
-                     **env}
-        env_args = [arg for key, value in variables.items() for arg in ("--env", f"{key}={value}")]
-        self.started = time.monotonic()
-        engine("run", "--detach", "--name", self.name, "--network", "host", *RUN_LIMITS, *CLOUD_RUN, *env_args,
-               "--volume", f"{keys_dir}:/secrets:ro", IMAGE)
-
-    def running(self) -> bool:
-        state = engine("inspect", "--format", "{{.State.Running}}", self.name, check=False).stdout.strip()
-        return state == "true"
-
-    def wait_ready(self, timeout: float = 180) -> float:
-        """Seconds from `run` to /readyz 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise RuntimeError(f"the container exited with {self.exit_code()}:\n{self.log_text()}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=5).status_code == 200:
-                    return time.monotonic() - self.started
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"not ready after {timeout} s:\n{self.log_text()}")
-
-    def wait_exit(self, timeout: float) -> int:
-        engine("wait", self.name, timeout=timeout)
-        return self.exit_code()
-
-    def exit_code(self) -> int:
-        return int(engine("inspect", "--format", "{{.State.ExitCode}}", self.name).stdout.strip())
-
-    def log_text(self) -> str:
-        result = engine("logs", self.name, check=False)
-        return result.stdout + result.stderr
-
-    def log_entries(self) -> list[dict]:
-        entries = []
-        for line in self.log_text().splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                entries.append({"unparsed": line})
-        return entries
-
-    def remove(self) -> None:
-        engine("rm", "--force", self.name, check=False)
 
 
 @pytest.fixture(scope="module")
