@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -45,6 +46,7 @@ class Settings:
     engine: str = "pytorch"  # pytorch, onnx, openvino, tensorrt, or auto (engines.choose_engine)
     url_timeout_s: float = 10.0
     url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    allowed_source_buckets: tuple[str, ...] = ()  # buckets a gs:// `source` may name; none: gs:// sources are off
     gcs_chunk_mb: int = 32
     gcs_workers: int = 8
     log_level: str = "INFO"
@@ -138,6 +140,20 @@ def _networks(env: Mapping[str, str], name: str) -> tuple:
     return tuple(networks)
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+
+
+def _buckets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    buckets = []
+    for item in env.get(name, "").split(","):
+        bucket = item.strip().removeprefix("gs://").rstrip("/")
+        if bucket:
+            if not _BUCKET.fullmatch(bucket):
+                raise ConfigError(f"{name}: {item.strip()!r} is not a Cloud Storage bucket name")
+            buckets.append(bucket)
+    return tuple(dict.fromkeys(buckets))
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigError naming the bad variable."""
     env = os.environ if env is None else env
@@ -182,6 +198,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         engine=_choice(env, "ENGINE", "pytorch", ("pytorch", "onnx", "openvino", "tensorrt", "auto")),
         url_timeout_s=_float(env, "URL_TIMEOUT_S", 10.0, 0.1, 120.0),
         url_allowed_networks=_networks(env, "URL_ALLOWED_NETWORKS"),
+        allowed_source_buckets=_buckets(env, "ALLOWED_SOURCE_BUCKETS"),
         gcs_chunk_mb=_int(env, "GCS_CHUNK_MB", 32, 1, 1024),
         gcs_workers=_int(env, "GCS_WORKERS", 8, 1, 64),
         log_level=level,

@@ -42,7 +42,8 @@ JPEG = {"image/jpeg": {"schema": BINARY}}
 # -- request fields ----------------------------------------------------------------------------------------------------
 
 PLATFORM_FIELDS = {
-    "source": _str("An http(s) image URL the endpoint fetches, or base64 image data (a data: URL too); instead of `file`"),
+    "source": _str("An http(s) image URL the endpoint fetches, a gs://bucket/object from a bucket in "
+                   "ALLOWED_SOURCE_BUCKETS, or base64 image data (a data: URL too); instead of `file`"),
     "conf": _num("number", 0.01, 1.0, 0.25, "Minimum confidence (legacy name: `confidence`)"),
     "iou": _num("number", 0.0, 0.95, 0.7, "NMS IoU threshold"),
     "imgsz": _num("integer", 32, 1280, 640, "Inference size (legacy name: `size`)"),
@@ -165,7 +166,8 @@ SCHEMAS = {
 }
 
 ERROR_STATUSES = {
-    "400": "A parameter out of range, no image, an image or video that cannot be decoded, a refused `source` URL",
+    "400": "A parameter out of range, no image, an image or video that cannot be decoded, a refused `source` URL "
+           "or gs:// bucket, a `source` that is unreachable or missing",
     "401": "API keys are on and the request has none or a wrong one",
     "404": "Unknown path, or a model id other than MODEL_ID",
     "405": "Wrong method",

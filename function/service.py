@@ -80,7 +80,8 @@ class Service:
         self.loop: InferenceLoop | None = None
         self.ready = threading.Event()
         self.stopping = False
-        self.fetcher = SourceFetcher(settings.max_upload_bytes, settings.url_timeout_s, settings.url_allowed_networks)
+        self.fetcher = SourceFetcher(settings.max_upload_bytes, settings.url_timeout_s, settings.url_allowed_networks,
+                                     settings.allowed_source_buckets)
         self.admission = Admission(settings.max_queue)
         self.pixels = PixelBudget(settings.decode_budget_pixels)
         self.buffers = BufferBudget(settings.max_buffered_bytes)

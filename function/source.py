@@ -1,4 +1,5 @@
-"""The `source` field: an http(s) URL fetched without opening a way into the cloud network, or base64 image data."""
+"""The `source` field: an http(s) URL fetched without opening a way into the cloud network, a gs://bucket/object read
+with the service's own identity from a bucket the deployment allows (ALLOWED_SOURCE_BUCKETS), or base64 image data."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from .errors import BadImage, InferenceTimeout, SourceRefused, TooLarge
+from .errors import BadImage, InferenceTimeout, ServiceError, SourceRefused, TooLarge
 
 MAX_REDIRECTS = 5
 _BLOCKED_HOSTS = {"metadata", "metadata.google.internal", "metadata.google.internal."}
@@ -85,21 +86,25 @@ def _guarded_pools(allowed: tuple) -> dict:
 
 
 class SourceFetcher:
-    """Fetches image URLs: public addresses only, checked when each connection opens, after every redirect too."""
+    """Fetches image URLs: http(s) from public addresses only, checked when each connection opens, after every redirect
+    too; gs:// from the allowed buckets (GcsReader)."""
 
-    def __init__(self, max_bytes: int, timeout_s: float, allowed_networks: tuple = ()):
+    def __init__(self, max_bytes: int, timeout_s: float, allowed_networks: tuple = (), allowed_buckets: tuple = ()):
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.pool = urllib3.PoolManager(num_pools=8, maxsize=4, retries=False)
         self.pool.pool_classes_by_scheme = _guarded_pools(tuple(allowed_networks))
+        self.gcs = GcsReader(tuple(allowed_buckets), max_bytes, timeout_s)
 
     def fetch(self, url: str) -> bytes:
         """GET the image; the whole fetch (redirects, connect, every read) ends at `timeout_s` of wall-clock time."""
+        if url[:5].lower() == "gs://":
+            return self.gcs.read(url)
         deadline = time.monotonic() + self.timeout_s
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SourceRefused("source URL must be http:// or https:// with a host")
+                raise SourceRefused("source URL must be http:// or https:// with a host, or gs://bucket/object")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._too_slow()
@@ -167,6 +172,84 @@ class SourceFetcher:
         if time.monotonic() >= deadline:  # the watchdog's shutdown reads as an early end of the body
             raise self._too_slow()
         return b"".join(chunks)
+
+
+class GcsReader:
+    """gs://bucket/object sources, read with the service's own identity (Cloud Run's service account) through
+    google-cloud-storage, which retries transient errors and verifies the CRC32C of what arrived; the client honours
+    STORAGE_EMULATOR_HOST. Only the buckets the deployment names are read: none by default."""
+
+    def __init__(self, allowed_buckets: tuple[str, ...], max_bytes: int, timeout_s: float):
+        self.allowed_buckets = frozenset(allowed_buckets)
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self._client = None
+        self._lock = threading.Lock()
+
+    def client(self):
+        with self._lock:  # built on first use (the import and the credentials lookup are not free), then shared
+            if self._client is None:
+                from google.cloud import storage
+
+                self._client = storage.Client()
+            return self._client
+
+    def read(self, uri: str) -> bytes:
+        """The object's bytes: refused unless its bucket is allowed, 413 over `max_bytes` (from its metadata, before a
+        byte is read), 504 when the whole read (retries included) passes `timeout_s`."""
+        bucket, _, name = uri[5:].partition("/")
+        if not bucket or not name:
+            raise SourceRefused("a gs:// source must be gs://bucket/object")
+        if not self.allowed_buckets:
+            raise SourceRefused("gs:// sources are off: the deployment allows no bucket (ALLOWED_SOURCE_BUCKETS)")
+        if bucket not in self.allowed_buckets:
+            raise SourceRefused(f"bucket {bucket!r} is not allowed for gs:// sources (ALLOWED_SOURCE_BUCKETS)")
+        uri = f"gs://{bucket}/{name}"
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            from google.cloud.storage.retry import DEFAULT_RETRY
+
+            blob = self.client().bucket(bucket).blob(name)
+            blob.reload(timeout=self._remaining(deadline), retry=DEFAULT_RETRY.with_timeout(self._remaining(deadline)))
+            if blob.size is not None and blob.size > self.max_bytes:
+                raise TooLarge(f"source {uri} is {blob.size} bytes, over the {self.max_bytes // 2**20} MB limit")
+            # This generation, the one whose size was checked: an object replaced meanwhile is not read.
+            remaining = self._remaining(deadline)
+            data = blob.download_as_bytes(if_generation_match=blob.generation, checksum="crc32c", timeout=remaining,
+                                          retry=DEFAULT_RETRY.with_timeout(remaining))
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise self._error(uri, exc, deadline) from None
+        if len(data) > self.max_bytes:
+            raise TooLarge(f"source {uri} is over the {self.max_bytes // 2**20} MB limit")
+        if time.monotonic() > deadline:
+            raise self._too_slow(uri)
+        return data
+
+    @staticmethod
+    def _remaining(deadline: float) -> float:
+        return max(deadline - time.monotonic(), 0.001)
+
+    def _too_slow(self, uri: str) -> InferenceTimeout:
+        return InferenceTimeout(f"source {uri} was not read within URL_TIMEOUT_S={self.timeout_s:g} s")
+
+    def _error(self, uri: str, exc: Exception, deadline: float) -> ServiceError:
+        from google.api_core import exceptions as gexc
+        from google.cloud.storage.exceptions import DataCorruption
+
+        if isinstance(exc, gexc.NotFound):
+            return BadImage(f"source {uri} not found (no such object, or no such bucket)")
+        if isinstance(exc, gexc.Forbidden):
+            return BadImage(f"source {uri}: permission denied; the service account needs roles/storage.objectViewer "
+                            f"on the bucket")
+        if isinstance(exc, gexc.PreconditionFailed):
+            return BadImage(f"source {uri} changed while it was being read; retry")
+        if isinstance(exc, DataCorruption):
+            return BadImage(f"source {uri} arrived corrupt (CRC32C mismatch)")
+        if time.monotonic() >= deadline:
+            return self._too_slow(uri)
+        return BadImage(f"source {uri} could not be read: {type(exc).__name__}")
 
 
 def decode_base64(text: str, max_bytes: int) -> bytes:
