@@ -1,9 +1,10 @@
 # Deployment targets and the offline infra checks. Included from the top Makefile, which defines
 # VENV and PY; the defaults below let `make -f infra/infra.mk ...` work on its own too.
 #
-#   make deploy PROJECT=my-project REGIONS=us-central1:gpu,europe-west3 MODEL=runs/detect/train/weights/best.pt
-#   make deploy PROJECT=my-project REGIONS=us-central1:gpu,europe-west3 MODEL=new.pt CANARY=10
+#   make deploy PROJECT=my-project REGIONS=us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000,europe-west3 MODEL=runs/detect/train/weights/best.pt
+#   make deploy PROJECT=my-project REGIONS=us-central1:nvidia-l4,europe-west3 MODEL=new.pt CANARY=10
 #   make deploy ... ENGINE=auto          (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)
+#   make deploy ... HTTP2=0              (container port http1 instead of h2c: requests capped at 32 MiB)
 #   make promote PROJECT=my-project      (or: make rollback PROJECT=my-project)
 #   make stop   PROJECT=my-project REGION=europe-west4
 #   make start  PROJECT=my-project REGION=europe-west4
@@ -35,6 +36,7 @@ DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS
 	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--canary,$(CANARY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) \
 	$(call _opt,--engine,$(ENGINE)) \
 	$(if $(filter 1 yes true,$(BAKE_WEIGHTS)),--bake-weights) $(if $(filter 1 yes true,$(ZONAL_REDUNDANCY)),--zonal-redundancy) \
+	$(if $(filter 0 no false,$(HTTP2)),--http1) $(if $(filter 1 yes true,$(HTTP2)),--http2) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 PROJECT_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION)) $(call _opt,--name,$(NAME)) \
@@ -42,8 +44,10 @@ REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION))
 
 .PHONY: deploy promote rollback start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test infra-validate
 
-deploy: ## Build remotely and deploy to Cloud Run, CPU or GPU per region (PROJECT, REGIONS, MODEL; CANARY=N; DRY_RUN=1 to print)
-	$(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
+# deploy.sh loads MODEL with Ultralytics before anything is built (it refuses weights that cannot
+# serve), with the project's virtualenv: `make install` first.
+deploy: ## Build remotely and deploy to Cloud Run, CPU, L4 or RTX PRO 6000 per region (PROJECT, REGIONS, MODEL; CANARY=N; HTTP2=0; DRY_RUN=1 to print)
+	YOLO_PYTHON=$(PY) $(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
 
 promote: ## End a canary: all traffic to the new release (PROJECT)
 	$(INFRA_SCRIPTS)/promote.sh $(PROJECT_FLAGS)
@@ -103,6 +107,7 @@ infra-lint: infra-deps infra-fmt infra-validate ## hadolint, shellcheck and chec
 	$(CHECKOV) -d infra --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies
 	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint.tfvars
 	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint-cpu.tfvars
+	$(CHECKOV) -d infra/modules/endpoint --framework terraform --skip-download --compact --quiet --external-checks-dir infra/policies --var-file infra/policies/endpoint-rtx-pro-6000.tfvars
 
 infra-test: infra-deps ## the infra tests only
 	$(PY) -m pytest tests/test_infra.py tests/test_infra_validate.py tests/test_scripts.py tests/test_dockerfile.py

@@ -5,23 +5,42 @@ locals {
   # Cloud Run's CPU/memory table in MiB, by CPU count (https://cloud.google.com/run/docs/configuring/services/cpu).
   memory_limits_mib = { "1" = [512, 4096], "2" = [512, 8192], "4" = [2048, 16384], "6" = [4096, 24576], "8" = [4096, 32768] }
 
-  # Each region's effective settings: its own, else the defaults of its kind.
+  # What each accelerator value means: the flavour of image it runs (images[flavour]), a label for people, and the
+  # GPU's minimum instance size (https://cloud.google.com/run/docs/configuring/services/gpu: the L4, 24 GB, driver 535
+  # / CUDA 12.2, at least 4 CPU and 16 GiB; the RTX PRO 6000 Blackwell, 96 GB, driver 580 / CUDA 13.0, at least 20 CPU
+  # and 80 GiB). cpu_table: sizes follow Cloud Run's CPU table above (the RTX PRO 6000's 20+ CPUs are beyond it).
+  accelerators = {
+    "none"                = { flavour = "cpu", label = "CPU", min_cpu = 0, min_memory_mib = 0, cpu_table = true }
+    "nvidia-l4"           = { flavour = "nvidia-l4", label = "NVIDIA L4", min_cpu = 4, min_memory_mib = 16384, cpu_table = true }
+    "nvidia-rtx-pro-6000" = { flavour = "nvidia-rtx-pro-6000", label = "NVIDIA RTX PRO 6000", min_cpu = 20, min_memory_mib = 81920, cpu_table = false }
+  }
+  # Each accelerator's defaults. (Validations of var.regions read this and local.accelerators, never local.settings,
+  # which depends on var.regions itself.)
+  kind_defaults = {
+    "none"                = var.cpu_defaults
+    "nvidia-l4"           = var.gpu_defaults
+    "nvidia-rtx-pro-6000" = var.rtx_pro_6000_defaults
+  }
+
+  # Each region's effective settings: its own, else the defaults of its accelerator. kind is the image flavour: cpu,
+  # nvidia-l4 or nvidia-rtx-pro-6000.
   settings = { for region, v in var.regions : region => {
-    kind            = v.accelerator == "none" ? "cpu" : "gpu"
+    kind            = lookup(local.accelerators, v.accelerator, local.accelerators["none"]).flavour
+    label           = lookup(local.accelerators, v.accelerator, local.accelerators["none"]).label
     accelerator     = v.accelerator
-    cpu             = coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)
-    memory          = coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory)
-    min_instances   = coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)
-    max_instances   = coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances)
-    max_concurrency = coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency)
-    max_batch_size  = coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size)
+    cpu             = coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)
+    memory          = coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory)
+    min_instances   = coalesce(v.min_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).min_instances)
+    max_instances   = coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances)
+    max_concurrency = coalesce(v.max_concurrency, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_concurrency)
+    max_batch_size  = coalesce(v.max_batch_size, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_batch_size)
     engine          = v.engine == null ? var.engine : v.engine
   } }
 
-  gpu_regions_used = sort([for region, s in local.settings : region if s.kind == "gpu"])
-  # Regions that get a Cloud Run service now: their kind's image exists (none before the first
+  gpu_regions_used = sort([for region, s in local.settings : region if s.kind != "cpu"])
+  # Regions that get a Cloud Run service now: their flavour's image exists (none before the first
   # build, see var.images) and stop.sh has not stopped them.
-  running_regions = sort([for region, s in local.settings : region if var.images[s.kind] != "" && !contains(var.stopped_regions, region)])
+  running_regions = sort([for region, s in local.settings : region if lookup(var.images, s.kind, "") != "" && !contains(var.stopped_regions, region)])
 
   registry_region  = var.artifact_registry_location != "" ? var.artifact_registry_location : (length(local.gpu_regions_used) > 0 ? local.gpu_regions_used[0] : sort(keys(var.regions))[0])
   continent        = split("-", local.registry_region)[0]
@@ -48,9 +67,10 @@ locals {
         model_object        = var.model_object
         model_path_in_image = var.model_path_in_image
         model_id            = var.model_id
+        http2               = var.http2
       }
     },
-    var.canary == null ? {} : { stable = var.canary.stable },
+    var.canary == null ? {} : { stable = merge(var.canary.stable, { http2 = coalesce(var.canary.stable.http2, var.http2) }) },
   )
   release_buckets = { for name, r in local.releases : name => (r.weights_bucket != "" ? r.weights_bucket : local.default_weights_bucket) }
   release_models = { for name, r in local.releases : name => (
@@ -82,13 +102,17 @@ locals {
   # the revision from exactly this object, and its name is a hash of it: the same inputs give the
   # same revision name (so a re-apply or a rollback finds the existing revision), and any change
   # gives a new one (Cloud Run refuses an existing name with a different configuration).
-  revisions = { for region in local.running_regions : region => { for name, r in local.releases : name => {
-    image                         = r.images[local.settings[region].kind]
+  #
+  # The container port is named "h2c" (HTTP/2 end to end) when the release's http2 is true; the
+  # key is left out of an HTTP/1 revision, so the revisions deployed before this setting existed
+  # keep their names (and a canary's stable revision is still found by its name).
+  revisions = { for region in local.running_regions : region => { for name, r in local.releases : name => merge({
+    image                         = lookup(r.images, local.settings[region].kind, "")
     accelerator                   = local.settings[region].accelerator
     cpu                           = local.settings[region].cpu
     memory                        = local.settings[region].memory
     cpu_idle                      = local.settings[region].kind == "cpu" # request-based billing for CPU, instance-based for GPU
-    gpu_zonal_redundancy_disabled = local.settings[region].kind == "gpu" ? var.gpu_zonal_redundancy_disabled : null
+    gpu_zonal_redundancy_disabled = local.settings[region].kind == "cpu" ? null : var.gpu_zonal_redundancy_disabled
     max_concurrency               = local.settings[region].max_concurrency
     timeout_seconds               = var.request_timeout_seconds
     service_account               = local.runtime_service_account
@@ -115,7 +139,7 @@ locals {
       },
       r.model_id == "" ? {} : { MODEL_ID = r.model_id },
     )
-  } } }
+  }, r.http2 ? { http2 = true } : {}) } }
   revision_names = { for region, by_release in local.revisions : region => {
     for name, revision in by_release : name => "${var.name}-${substr(sha256(jsonencode(revision)), 0, 10)}"
   } }

@@ -23,12 +23,12 @@ resource "google_service_account" "runtime" {
 
   lifecycle {
     precondition {
-      condition     = (var.images.gpu == "" && var.images.cpu == "") || ((var.model_object != "") != (var.model_path_in_image != ""))
+      condition     = alltrue([for flavour, image in var.images : image == ""]) || ((var.model_object != "") != (var.model_path_in_image != ""))
       error_message = "Set exactly one of model_object (weights in the bucket) and model_path_in_image (weights baked into the image) once an image is given."
     }
     precondition {
-      condition     = length([for r in local.running_regions : r if var.images[local.settings[r].kind] == ""]) == 0
-      error_message = "Every running region needs the image of its kind (images.gpu for GPU regions, images.cpu for CPU regions)."
+      condition     = length([for r in local.running_regions : r if lookup(var.images, local.settings[r].kind, "") == ""]) == 0
+      error_message = "Every running region needs the image of its flavour (images.cpu for CPU regions, images[\"nvidia-l4\"] and images[\"nvidia-rtx-pro-6000\"] for the regions with that GPU)."
     }
     precondition {
       condition     = var.public_access || length(var.invoker_members) > 0
@@ -231,7 +231,7 @@ resource "google_project_iam_member" "build_writes_logs" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# One Cloud Run service per running region: an L4 GPU or CPU only, as var.regions says.
+# One Cloud Run service per running region: CPU only, an NVIDIA L4 or an RTX PRO 6000, as var.regions says.
 # ---------------------------------------------------------------------------------------------
 
 module "endpoint" {

@@ -39,13 +39,18 @@ output "build_service_account" {
 }
 
 output "images" {
-  description = "Images the services run: gpu for GPU regions, cpu for CPU regions."
+  description = "Images the services run, by flavour: cpu, nvidia-l4, nvidia-rtx-pro-6000."
   value       = var.images
 }
 
 output "regions" {
-  description = "Each region's effective settings: kind (gpu or cpu), accelerator, cpu, memory, min/max instances, concurrency."
+  description = "Each region's effective settings: kind (the image flavour: cpu, nvidia-l4 or nvidia-rtx-pro-6000), label (CPU, NVIDIA L4, NVIDIA RTX PRO 6000), accelerator, cpu, memory, min/max instances, concurrency, batch size, engine."
   value       = local.settings
+}
+
+output "http2" {
+  description = "true when the services' container port is h2c (HTTP/2 end to end, no 32 MiB request cap); false for http1."
+  value       = var.http2
 }
 
 output "revisions" {

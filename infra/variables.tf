@@ -20,13 +20,22 @@ variable "name" {
 }
 
 variable "gpu_regions" {
-  description = "Regions where Cloud Run offers the NVIDIA L4 GPU to services (https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions; asia-south1 is by invitation only). A region of `regions` with accelerator = \"nvidia-l4\" must be in this list; override it when Google adds one."
-  type        = list(string)
-  default     = ["us-central1", "us-east4", "europe-west1", "europe-west4", "asia-southeast1", "asia-south1"]
+  description = <<-EOT
+    Regions where Cloud Run offers each GPU to services, by accelerator
+    (https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions, and for the NVIDIA RTX PRO 6000
+    Blackwell https://docs.cloud.google.com/run/docs/configuring/workerpools/gpu, which lists the same GPUs; asia-south1
+    (L4) and asia-south2 (RTX PRO 6000) are by invitation only). A region of `regions` with a GPU accelerator must be in
+    that accelerator's list; override it when Google adds a region (a list given here replaces that GPU's default list).
+  EOT
+  type        = map(list(string))
+  default = {
+    "nvidia-l4"           = ["us-central1", "us-east4", "europe-west1", "europe-west4", "asia-southeast1", "asia-south1"]
+    "nvidia-rtx-pro-6000" = ["us-central1", "europe-west4", "asia-southeast1", "asia-south2"]
+  }
 
   validation {
-    condition     = length(var.gpu_regions) > 0 && alltrue([for r in var.gpu_regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))])
-    error_message = "gpu_regions must be a non-empty list of region names such as us-central1."
+    condition     = alltrue([for gpu, list in var.gpu_regions : contains(["nvidia-l4", "nvidia-rtx-pro-6000"], gpu) && alltrue([for r in list : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))])])
+    error_message = "gpu_regions maps \"nvidia-l4\" and/or \"nvidia-rtx-pro-6000\" to lists of region names such as us-central1."
   }
 }
 
@@ -49,7 +58,7 @@ variable "cloud_run_regions" {
 }
 
 variable "gpu_defaults" {
-  description = "Size and scaling of every GPU region (accelerator = \"nvidia-l4\") unless the region sets its own. One L4 per instance needs at least 4 CPU and 16 GiB; GPU services use instance-based billing, so each warm instance (min_instances) is billed every second it runs. max_batch_size is the server's MAX_BATCH_SIZE: 8 on the GPU, where batching pays; the server batches only images of equal shape and parameters and never waits for a batch to fill, so it costs nothing when traffic is light."
+  description = "Size and scaling of every NVIDIA L4 region (accelerator = \"nvidia-l4\") unless the region sets its own. One L4 (24 GB) per instance needs at least 4 CPU and 16 GiB (https://cloud.google.com/run/docs/configuring/services/gpu); GPU services use instance-based billing, so each warm instance (min_instances) is billed every second it runs. max_batch_size is the server's MAX_BATCH_SIZE: 8 on the GPU, where batching pays; the server batches only images of equal shape and parameters and never waits for a batch to fill, so it costs nothing when traffic is light."
   type = object({
     cpu             = optional(string, "4")
     memory          = optional(string, "16Gi")
@@ -57,6 +66,19 @@ variable "gpu_defaults" {
     max_instances   = optional(number, 3)
     max_concurrency = optional(number, 8)
     max_batch_size  = optional(number, 8)
+  })
+  default = {}
+}
+
+variable "rtx_pro_6000_defaults" {
+  description = "Size and scaling of every NVIDIA RTX PRO 6000 Blackwell region (accelerator = \"nvidia-rtx-pro-6000\") unless the region sets its own. One RTX PRO 6000 (96 GB, driver 580 / CUDA 13.0) per instance needs at least 20 CPU and 80 GiB (https://cloud.google.com/run/docs/configuring/services/gpu), billed per instance-second like the L4; the larger GPU and CPU take twice the L4's concurrent requests and batch."
+  type = object({
+    cpu             = optional(string, "20")
+    memory          = optional(string, "80Gi")
+    min_instances   = optional(number, 1)
+    max_instances   = optional(number, 3)
+    max_concurrency = optional(number, 16)
+    max_batch_size  = optional(number, 16)
   })
   default = {}
 }
@@ -76,12 +98,15 @@ variable "cpu_defaults" {
 
 variable "regions" {
   description = <<-EOT
-    Where the endpoint runs, by region: its accelerator ("nvidia-l4", one L4 per instance, or "none" for CPU only) and,
-    optionally, its own cpu, memory, min_instances, max_instances, max_concurrency and max_batch_size (else
-    gpu_defaults or cpu_defaults) and its own engine (else var.engine).
-    Example: { "us-central1" = { accelerator = "nvidia-l4" }, "europe-west3" = {} }.
-    CPU settings follow Cloud Run's table (https://cloud.google.com/run/docs/configuring/services/cpu): cpu 1, 2, 4, 6
-    or 8; memory up to 4Gi (1 CPU), 8Gi (2), 2-16Gi (4), 4-24Gi (6), 4-32Gi (8); at least 512Mi.
+    Where the endpoint runs, by region: its accelerator ("none" for CPU only, "nvidia-l4" for one NVIDIA L4 per instance,
+    or "nvidia-rtx-pro-6000" for one NVIDIA RTX PRO 6000 Blackwell per instance) and, optionally, its own cpu, memory,
+    min_instances, max_instances, max_concurrency and max_batch_size (else cpu_defaults, gpu_defaults or
+    rtx_pro_6000_defaults, by accelerator) and its own engine (else var.engine).
+    Example: { "us-central1" = { accelerator = "nvidia-l4" }, "europe-west4" = { accelerator = "nvidia-rtx-pro-6000" }, "europe-west3" = {} }.
+    CPU and L4 regions follow Cloud Run's CPU table (https://cloud.google.com/run/docs/configuring/services/cpu): cpu 1, 2,
+    4, 6 or 8; memory up to 4Gi (1 CPU), 8Gi (2), 2-16Gi (4), 4-24Gi (6), 4-32Gi (8); at least 512Mi. A GPU needs at least
+    its minimum (https://cloud.google.com/run/docs/configuring/services/gpu): the L4 4 CPU and 16Gi, the RTX PRO 6000 20
+    CPU and 80Gi.
   EOT
   type = map(object({
     accelerator     = optional(string, "none")
@@ -100,8 +125,8 @@ variable "regions" {
   }
 
   validation {
-    condition     = alltrue([for r, v in var.regions : contains(["nvidia-l4", "none"], v.accelerator)])
-    error_message = "regions: accelerator must be \"nvidia-l4\" or \"none\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.accelerator)}" if !contains(["nvidia-l4", "none"], v.accelerator)])})."
+    condition     = alltrue([for r, v in var.regions : contains(keys(local.accelerators), v.accelerator)])
+    error_message = "regions: accelerator must be \"none\", \"nvidia-l4\" or \"nvidia-rtx-pro-6000\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.accelerator)}" if !contains(keys(local.accelerators), v.accelerator)])})."
   }
 
   validation {
@@ -110,48 +135,39 @@ variable "regions" {
   }
 
   validation {
-    condition     = alltrue([for r, v in var.regions : v.accelerator == "none" || contains(var.gpu_regions, r)])
-    error_message = "regions: ${join(", ", [for r, v in var.regions : r if v.accelerator != "none" && !contains(var.gpu_regions, r)])} has no Cloud Run L4 GPU; set accelerator = \"none\" there (a CPU endpoint) or choose a GPU region: ${join(", ", var.gpu_regions)} (override gpu_regions if Google has added yours)."
+    condition     = alltrue([for r, v in var.regions : v.accelerator == "none" || !contains(keys(local.accelerators), v.accelerator) || contains(lookup(var.gpu_regions, v.accelerator, []), r)])
+    error_message = "regions: ${join("; ", [for r, v in var.regions : "${r} has no Cloud Run ${v.accelerator} GPU (${v.accelerator} regions: ${join(", ", lookup(var.gpu_regions, v.accelerator, []))})" if v.accelerator != "none" && contains(keys(local.accelerators), v.accelerator) && !contains(lookup(var.gpu_regions, v.accelerator, []), r)])}. Set accelerator = \"none\" there (a CPU endpoint), choose a region or GPU that has it, or extend gpu_regions if Google has added the region."
   }
 
   validation {
-    condition = alltrue([for r, v in var.regions : v.accelerator == "none" || (
-      contains(["4", "6", "8"], coalesce(v.cpu, var.gpu_defaults.cpu)) &&
-      try(tonumber(trimsuffix(coalesce(v.memory, var.gpu_defaults.memory), "Gi")) >= 16, false)
-    )])
-    error_message = "regions: ${join(", ", [for r, v in var.regions : r if v.accelerator != "none" && !(contains(["4", "6", "8"], coalesce(v.cpu, var.gpu_defaults.cpu)) && try(tonumber(trimsuffix(coalesce(v.memory, var.gpu_defaults.memory), "Gi")) >= 16, false))])} is below the L4 minimum: a GPU region needs cpu \"4\", \"6\" or \"8\" and memory of at least \"16Gi\"."
+    # Each GPU's minimum CPU and memory (local.accelerators, from https://cloud.google.com/run/docs/configuring/services/gpu).
+    condition     = alltrue([for r, v in var.regions : v.accelerator == "none" || !contains(keys(local.accelerators), v.accelerator) || try(floor(tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu))) == tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)) && tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)) >= local.accelerators[v.accelerator].min_cpu && (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[0]) * (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[1] == "Gi" ? 1024 : 1)) >= local.accelerators[v.accelerator].min_memory_mib, false)])
+    error_message = "regions: ${join("; ", [for r, v in var.regions : "${r} is below the ${v.accelerator} minimum of ${local.accelerators[v.accelerator].min_cpu} CPU and ${local.accelerators[v.accelerator].min_memory_mib / 1024}Gi (it has cpu ${coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)}, memory ${coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory)})" if v.accelerator != "none" && contains(keys(local.accelerators), v.accelerator) && !try(floor(tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu))) == tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)) && tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)) >= local.accelerators[v.accelerator].min_cpu && (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[0]) * (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[1] == "Gi" ? 1024 : 1)) >= local.accelerators[v.accelerator].min_memory_mib, false)])}; raise the region's cpu/memory (or gpu_defaults / rtx_pro_6000_defaults), written as a whole number of CPUs and Mi or Gi."
   }
 
   validation {
-    # Cloud Run's CPU/memory table, in MiB: https://cloud.google.com/run/docs/configuring/services/cpu
-    condition = alltrue([for r, v in var.regions : try(
-      contains(keys(local.memory_limits_mib), coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)) &&
-      (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[0]) *
-        (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[1] == "Gi" ? 1024 : 1)
-      ) >= local.memory_limits_mib[coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)][0] &&
-      (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[0]) *
-        (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory))[1] == "Gi" ? 1024 : 1)
-      ) <= local.memory_limits_mib[coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)][1],
-    false)])
-    error_message = "regions: ${join(", ", [for r, v in var.regions : "${r} (cpu ${coalesce(v.cpu, v.accelerator == "none" ? var.cpu_defaults.cpu : var.gpu_defaults.cpu)}, memory ${coalesce(v.memory, v.accelerator == "none" ? var.cpu_defaults.memory : var.gpu_defaults.memory)})"])}: Cloud Run accepts cpu \"1\", \"2\", \"4\", \"6\" or \"8\" with memory (Mi or Gi) of 512Mi-4Gi, 512Mi-8Gi, 2Gi-16Gi, 4Gi-24Gi and 4Gi-32Gi respectively; fix the region's cpu/memory (or gpu_defaults/cpu_defaults)."
+    # Cloud Run's CPU/memory table, in MiB (https://cloud.google.com/run/docs/configuring/services/cpu), for CPU and L4
+    # regions; the RTX PRO 6000's instances are larger than the table and are held to their GPU's minimum above.
+    condition     = alltrue([for r, v in var.regions : !try(local.accelerators[v.accelerator].cpu_table, false) || try(contains(keys(local.memory_limits_mib), coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)) && (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[0]) * (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[1] == "Gi" ? 1024 : 1)) >= local.memory_limits_mib[coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)][0] && (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[0]) * (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[1] == "Gi" ? 1024 : 1)) <= local.memory_limits_mib[coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)][1], false)])
+    error_message = "regions: ${join(", ", [for r, v in var.regions : "${r} (cpu ${coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)}, memory ${coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory)})" if try(local.accelerators[v.accelerator].cpu_table, false) && !try(contains(keys(local.memory_limits_mib), coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)) && (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[0]) * (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[1] == "Gi" ? 1024 : 1)) >= local.memory_limits_mib[coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)][0] && (tonumber(regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[0]) * (regex("^([0-9]+)(Mi|Gi)$", coalesce(v.memory, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).memory))[1] == "Gi" ? 1024 : 1)) <= local.memory_limits_mib[coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)][1], false)])}: Cloud Run accepts cpu \"1\", \"2\", \"4\", \"6\" or \"8\" with memory (Mi or Gi) of 512Mi-4Gi, 512Mi-8Gi, 2Gi-16Gi, 4Gi-24Gi and 4Gi-32Gi respectively; fix the region's cpu/memory (or cpu_defaults/gpu_defaults)."
   }
 
   validation {
     condition = alltrue([for r, v in var.regions : (
-      floor(coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)) == coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances) &&
-      coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances) >= 0 &&
-      floor(coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances)) == coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances) &&
-      coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances) >= max(1, coalesce(v.min_instances, v.accelerator == "none" ? var.cpu_defaults.min_instances : var.gpu_defaults.min_instances)) &&
-      coalesce(v.max_instances, v.accelerator == "none" ? var.cpu_defaults.max_instances : var.gpu_defaults.max_instances) <= 1000
+      floor(coalesce(v.min_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).min_instances)) == coalesce(v.min_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).min_instances) &&
+      coalesce(v.min_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).min_instances) >= 0 &&
+      floor(coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances)) == coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) &&
+      coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) >= max(1, coalesce(v.min_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).min_instances)) &&
+      coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) <= 1000
     )])
-    error_message = "regions: min_instances must be a whole number from 0 and max_instances a whole number from max(1, min_instances) to 1000, in every region (including gpu_defaults/cpu_defaults)."
+    error_message = "regions: min_instances must be a whole number from 0 and max_instances a whole number from max(1, min_instances) to 1000, in every region (including cpu_defaults, gpu_defaults and rtx_pro_6000_defaults)."
   }
 
   validation {
     condition = alltrue([for r, v in var.regions : (
-      floor(coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency)) == coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) &&
-      coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) >= 1 &&
-      coalesce(v.max_concurrency, v.accelerator == "none" ? var.cpu_defaults.max_concurrency : var.gpu_defaults.max_concurrency) <= 1000
+      floor(coalesce(v.max_concurrency, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_concurrency)) == coalesce(v.max_concurrency, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_concurrency) &&
+      coalesce(v.max_concurrency, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_concurrency) >= 1 &&
+      coalesce(v.max_concurrency, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_concurrency) <= 1000
     )])
     error_message = "regions: max_concurrency must be a whole number from 1 to 1000 in every region."
   }
@@ -159,11 +175,11 @@ variable "regions" {
   validation {
     # The server's own bounds for MAX_BATCH_SIZE (function/config.py).
     condition = alltrue([for r, v in var.regions : (
-      floor(coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size)) == coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size) &&
-      coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size) >= 1 &&
-      coalesce(v.max_batch_size, v.accelerator == "none" ? var.cpu_defaults.max_batch_size : var.gpu_defaults.max_batch_size) <= 256
+      floor(coalesce(v.max_batch_size, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_batch_size)) == coalesce(v.max_batch_size, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_batch_size) &&
+      coalesce(v.max_batch_size, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_batch_size) >= 1 &&
+      coalesce(v.max_batch_size, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_batch_size) <= 256
     )])
-    error_message = "regions: max_batch_size must be a whole number from 1 to 256 in every region (including gpu_defaults/cpu_defaults)."
+    error_message = "regions: max_batch_size must be a whole number from 1 to 256 in every region (including cpu_defaults, gpu_defaults and rtx_pro_6000_defaults)."
   }
 
   validation {
@@ -176,7 +192,7 @@ variable "engine" {
   description = <<-EOT
     The server's ENGINE in every region that does not set its own (regions[*].engine): "pytorch" (default: answers equal
     Ultralytics' own YOLO("best.pt").predict exactly), "onnx", "openvino", "tensorrt", or "auto", which picks OpenVINO
-    on CPU regions and TensorRT fp16 on L4 regions (PyTorch fp16 where the image has no TensorRT). An exported engine is
+    on CPU regions and TensorRT fp16 on GPU regions (PyTorch fp16 where the image has no TensorRT). An exported engine is
     built by the first instance that needs it, checked against PyTorch, and with weights in Cloud Storage uploaded next
     to them (gs://BUCKET/OBJECT.engines/) for every later cold start; PyTorch serves meanwhile. Any value but "pytorch"
     grants the runtime identity roles/storage.objectCreator on the weights bucket, limited by an IAM condition to
@@ -204,16 +220,18 @@ variable "stopped_regions" {
 }
 
 variable "images" {
-  description = "Container images to serve, by digest or tag (REGION-docker.pkg.dev/PROJECT/REPO/IMAGE:TAG): `gpu` (the Dockerfile's CUDA 12 target) for GPU regions, `cpu` (its CPU-only torch target, far smaller) for CPU regions. A region whose image is empty gets no service yet: leave both empty on the very first apply, which creates only the shared resources (repository, bucket, secret, service accounts) that building an image needs."
-  type = object({
-    gpu = optional(string, "")
-    cpu = optional(string, "")
-  })
-  default = {}
+  description = "Container images to serve, by flavour, each by digest or tag (REGION-docker.pkg.dev/PROJECT/REPO/IMAGE:TAG): `cpu` (the Dockerfile built with ACCELERATOR=none, CPU-only torch, far smaller) for CPU regions, `nvidia-l4` (ACCELERATOR=nvidia-l4, for the L4's driver 535 / CUDA 12.2) and `nvidia-rtx-pro-6000` (ACCELERATOR=nvidia-rtx-pro-6000, for driver 580 / CUDA 13.0) for the regions with that GPU. A region whose image is missing or empty gets no service yet: leave them all out on the very first apply, which creates only the shared resources (repository, bucket, secret, service accounts) that building an image needs."
+  type        = map(string)
+  default     = {}
 
   validation {
-    condition     = alltrue([for kind, image in var.images : image == "" || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", image))])
-    error_message = "images.gpu and images.cpu must each be a full image reference with a registry host and a tag or @sha256 digest, or empty."
+    condition     = alltrue([for flavour, image in var.images : contains(["cpu", "nvidia-l4", "nvidia-rtx-pro-6000"], flavour)])
+    error_message = "images: the keys are cpu, nvidia-l4 and nvidia-rtx-pro-6000 (got ${join(", ", [for flavour, image in var.images : flavour if !contains(["cpu", "nvidia-l4", "nvidia-rtx-pro-6000"], flavour)])}; the L4 image that was images.gpu is now images[\"nvidia-l4\"])."
+  }
+
+  validation {
+    condition     = alltrue([for flavour, image in var.images : image == "" || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", image))])
+    error_message = "images: each image must be a full image reference with a registry host and a tag or @sha256 digest, or empty."
   }
 }
 
@@ -273,9 +291,28 @@ variable "request_timeout_seconds" {
 }
 
 variable "gpu_zonal_redundancy_disabled" {
-  description = "true: no GPU zonal redundancy (cheaper per GPU-second, best-effort failover, its own quota). false: capacity is reserved for zonal failover at a higher price. Request the matching L4 quota either way."
+  description = "true: no GPU zonal redundancy (cheaper per GPU-second, best-effort failover, its own quota). false: capacity is reserved for zonal failover at a higher price (https://cloud.google.com/run/docs/configuring/services/gpu-zonal-redundancy). Applies to every GPU region, L4 or RTX PRO 6000; request the matching quota of each GPU either way."
   type        = bool
   default     = true
+}
+
+variable "http2" {
+  description = <<-EOT
+    true (default): the container port is named "h2c", so Cloud Run sends requests to the container as cleartext
+    HTTP/2 end to end (https://cloud.google.com/run/docs/configuring/http2); the server answers prior-knowledge h2c and
+    HTTP/1.1 on the same port. Over HTTP/1 Cloud Run refuses requests larger than 32 MiB
+    (https://cloud.google.com/run/quotas, request limits); end-to-end HTTP/2 has no such cap, so large images and videos
+    reach the server's own limits (MAX_UPLOAD_MB). false: the port is named "http1" and Cloud Run downgrades every request
+    to HTTP/1.1 (the 32 MiB cap applies); use it for an image built before the server spoke h2c. The startup and liveness
+    probes (GET /readyz, /healthz) are answered either way, since the server speaks both protocols on the port.
+  EOT
+  type        = bool
+  default     = true
+
+  validation {
+    condition     = var.http2 != null
+    error_message = "http2 must be true (h2c end to end, no request-size cap) or false (HTTP/1.1, requests up to 32 MiB)."
+  }
 }
 
 variable "startup_probe" {
@@ -368,7 +405,7 @@ variable "extra_env" {
   validation {
     # The module sets these from its own settings (and grants the engine upload only when ENGINE asks for it).
     condition     = !contains(keys(var.extra_env), "ENGINE") && !contains(keys(var.extra_env), "MAX_BATCH_SIZE")
-    error_message = "extra_env must not set ENGINE or MAX_BATCH_SIZE: use the engine variable (or regions[*].engine) and max_batch_size in gpu_defaults, cpu_defaults or a region."
+    error_message = "extra_env must not set ENGINE or MAX_BATCH_SIZE: use the engine variable (or regions[*].engine) and max_batch_size in cpu_defaults, gpu_defaults, rtx_pro_6000_defaults or a region."
   }
 }
 
@@ -419,7 +456,8 @@ variable "labels" {
 variable "canary" {
   description = <<-EOT
     A canary rollout in progress, or null (default: the release in images/model_* takes all traffic once ready).
-    `stable` is the release that was serving before (its images and weights, as in the variables of the same names);
+    `stable` is the release that was serving before (its images, weights and http2, as in the variables of the same
+    names; http2 defaults to var.http2);
     its revision keeps 100 - percent of the traffic (tag "stable") and the new release's revision gets `percent`
     (tag "canary", so it also has its own URL, https://canary---SERVICE-HASH.REGION.run.app). Revision names are a
     hash of everything in the revision, so the stable release's revision is found again by name. Owned by
@@ -428,11 +466,12 @@ variable "canary" {
   type = object({
     percent = number
     stable = object({
-      images              = optional(object({ gpu = optional(string, ""), cpu = optional(string, "") }), {})
+      images              = optional(map(string), {})
       weights_bucket      = optional(string, "")
       model_object        = optional(string, "")
       model_path_in_image = optional(string, "")
       model_id            = optional(string, "")
+      http2               = optional(bool)
     })
   })
   default = null

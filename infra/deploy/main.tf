@@ -7,6 +7,7 @@ module "yolo" {
   name                          = var.name
   regions                       = var.regions
   gpu_defaults                  = var.gpu_defaults
+  rtx_pro_6000_defaults         = var.rtx_pro_6000_defaults
   cpu_defaults                  = var.cpu_defaults
   engine                        = var.engine
   stopped_regions               = var.stopped_regions
@@ -16,6 +17,7 @@ module "yolo" {
   model_path_in_image           = var.model_path_in_image
   model_id                      = var.model_id
   gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
+  http2                         = var.http2
   artifact_registry_location    = var.artifact_registry_location
   lb_domains                    = var.lb_domains
   canary                        = var.canary

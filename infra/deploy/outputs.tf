@@ -34,8 +34,13 @@ output "build_service_account" {
 }
 
 output "images" {
-  description = "Images the services run (gpu, cpu)."
+  description = "Images the services run, by flavour (cpu, nvidia-l4, nvidia-rtx-pro-6000)."
   value       = module.yolo.images
+}
+
+output "http2" {
+  description = "true when the container port is h2c (HTTP/2 end to end)."
+  value       = module.yolo.http2
 }
 
 output "regions" {

@@ -13,7 +13,7 @@ variable "name" {
 }
 
 variable "regions" {
-  description = "Regions to serve from, each with its accelerator (\"nvidia-l4\" or \"none\") and optional own sizes, batch size and engine."
+  description = "Regions to serve from, each with its accelerator (\"none\", \"nvidia-l4\" or \"nvidia-rtx-pro-6000\") and optional own sizes, batch size and engine."
   type = map(object({
     accelerator     = optional(string, "none")
     cpu             = optional(string)
@@ -27,13 +27,19 @@ variable "regions" {
 }
 
 variable "engine" {
-  description = "The server's ENGINE where a region sets none: pytorch (default), onnx, openvino, tensorrt or auto (OpenVINO on CPU regions, TensorRT fp16 on L4 regions)."
+  description = "The server's ENGINE where a region sets none: pytorch (default), onnx, openvino, tensorrt or auto (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)."
   type        = string
   default     = "pytorch"
 }
 
 variable "gpu_defaults" {
-  description = "Sizes and scaling of GPU regions (the module's defaults where a key is absent)."
+  description = "Sizes and scaling of NVIDIA L4 regions (the module's defaults where a key is absent)."
+  type        = map(any)
+  default     = {}
+}
+
+variable "rtx_pro_6000_defaults" {
+  description = "Sizes and scaling of NVIDIA RTX PRO 6000 regions (the module's defaults where a key is absent)."
   type        = map(any)
   default     = {}
 }
@@ -51,7 +57,7 @@ variable "stopped_regions" {
 }
 
 variable "images" {
-  description = "Images to serve (gpu, cpu); empty on the first apply, which creates only the shared resources."
+  description = "Images to serve, by flavour (cpu, nvidia-l4, nvidia-rtx-pro-6000); empty on the first apply, which creates only the shared resources."
   type        = map(string)
   default     = {}
 }
@@ -82,6 +88,12 @@ variable "model_id" {
 
 variable "gpu_zonal_redundancy_disabled" {
   description = "Turn GPU zonal redundancy off (cheaper)."
+  type        = bool
+  default     = true
+}
+
+variable "http2" {
+  description = "Name the container port h2c: HTTP/2 end to end, so requests over 32 MiB (Cloud Run's HTTP/1 cap) reach the server (deploy.sh --http1 sets false). The module validates it."
   type        = bool
   default     = true
 }

@@ -79,10 +79,15 @@ class CloudRunV2Check(BaseResourceCheck):
 
 
 class GpuResources(CloudRunV2Check):
-    """A GPU revision needs the nvidia.com/gpu limit, >= 4 CPU, >= 16 GiB and instance-based billing."""
+    """A GPU revision asks for one GPU Cloud Run offers, at least that GPU's CPU and memory, and instance-based
+    billing (https://cloud.google.com/run/docs/configuring/services/gpu: the L4 needs 4 CPU and 16 GiB, the
+    RTX PRO 6000 Blackwell 20 CPU and 80 GiB)."""
+
+    # accelerator -> (minimum CPU, minimum GiB)
+    MINIMUMS = {"nvidia-l4": (4, 16), "nvidia-rtx-pro-6000": (20, 80)}
 
     def __init__(self) -> None:
-        super().__init__("Cloud Run v2 GPU service has an L4 limit, >= 4 CPU, >= 16 GiB and cpu_idle = false", "CKV_YOLO_1")
+        super().__init__("Cloud Run v2 GPU service has one L4 or RTX PRO 6000, at least its minimum CPU and memory, and cpu_idle = false", "CKV_YOLO_1")
 
     def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
         selectors = node_selectors(conf)
@@ -93,8 +98,9 @@ class GpuResources(CloudRunV2Check):
             return CheckResult.UNKNOWN  # an expression checkov could not evaluate
         if accelerator == "none":
             return CheckResult.UNKNOWN  # a CPU service that checkov rendered a dynamic selector for
-        if accelerator != "nvidia-l4":
+        if accelerator not in self.MINIMUMS:
             return CheckResult.FAILED
+        min_cpu, min_gib = self.MINIMUMS[accelerator]
         for container in blocks(conf, "template", "containers"):
             for resources in blocks(container, "resources"):
                 limits = first(resources.get("limits")) or {}
@@ -103,15 +109,37 @@ class GpuResources(CloudRunV2Check):
                 cpu = str(first(limits.get("cpu", "")))
                 if str(first(limits.get("nvidia.com/gpu", ""))) != "1":
                     return CheckResult.FAILED
-                if not cpu.isdigit() or int(cpu) < 4:
+                if not cpu.isdigit() or int(cpu) < min_cpu:
                     return CheckResult.FAILED
                 gib = memory_gib(limits.get("memory", ""))
-                if gib is None or gib < 16:
+                if gib is None or gib < min_gib:
                     return CheckResult.FAILED
                 if truthy(resources.get("cpu_idle", [True])):
                     return CheckResult.FAILED
                 return CheckResult.PASSED
         return CheckResult.FAILED
+
+
+class IngressPortProtocol(CloudRunV2Check):
+    """The ingress container's port is named h2c (HTTP/2 end to end, no 32 MiB request cap) or http1; any other
+    name is refused by Cloud Run (https://cloud.google.com/run/docs/configuring/http2)."""
+
+    def __init__(self) -> None:
+        super().__init__("Cloud Run v2 service names its container port h2c or http1", "CKV_YOLO_8")
+
+    def scan_resource_conf(self, conf: dict[str, list[Any]]) -> CheckResult:
+        ports = [p for c in blocks(conf, "template", "containers") for p in blocks(c, "ports")]
+        if not ports:
+            return CheckResult.UNKNOWN  # Cloud Run's default port (8080, http1)
+        for port in ports:
+            name = first(port.get("name"))
+            if name is None:
+                continue  # Cloud Run's default name, http1
+            if unresolved(name) or not re.fullmatch(r"[a-z0-9-]+", str(name)):
+                return CheckResult.UNKNOWN  # an expression checkov could not (fully) evaluate
+            if name not in ("h2c", "http1"):
+                return CheckResult.FAILED
+        return CheckResult.PASSED
 
 
 class Probes(CloudRunV2Check):
@@ -237,6 +265,7 @@ class CpuServiceHasNoGpu(CloudRunV2Check):
 
 
 gpu_resources = GpuResources()
+ingress_port_protocol = IngressPortProtocol()
 cpu_service_has_no_gpu = CpuServiceHasNoGpu()
 probes = Probes()
 dedicated_service_account = DedicatedServiceAccount()

@@ -22,6 +22,7 @@ revision = {
   liveness_probe                = { period_seconds = 30, timeout_seconds = 5, failure_threshold = 3 }
   labels                        = {}
   prometheus_sidecar_image      = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+  http2                         = false
   env = {
     MODEL   = "gs://my-proj-123-yolo-weights/models/0123456789abcdef/best.pt"
     THREADS = "8"

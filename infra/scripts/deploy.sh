@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command from a trained best.pt to an endpoint in one or more Cloud Run regions, each on an
-# NVIDIA L4 or on CPU; with --canary, a new model takes only part of the traffic until promoted.
+# One command from a trained best.pt to an endpoint in one or more Cloud Run regions, each on CPU,
+# an NVIDIA L4 or an NVIDIA RTX PRO 6000; with --canary, a new model takes only part of the traffic
+# until promoted.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -8,17 +9,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
 	cat <<EOF
-Usage: $(basename "$0") --project PROJECT --regions REGION[:gpu][,REGION[:gpu]...] --model PATH|gs://BUCKET/OBJECT [options]
+Usage: $(basename "$0") --project PROJECT --regions REGION[:ACCELERATOR][,...] --model PATH|gs://BUCKET/OBJECT.pt [options]
 
 Deploys the YOLO endpoint to Cloud Run, in each region on CPU (default: scale to zero, billed per
-request) or, with :gpu, on one NVIDIA L4 per instance:
+request) or on one GPU per instance: REGION:nvidia-l4 (or REGION:gpu) for an NVIDIA L4,
+REGION:nvidia-rtx-pro-6000 for an NVIDIA RTX PRO 6000 Blackwell:
+  0. refuses weights the endpoint could not serve: it loads them with Ultralytics on this
+     machine's CPU (the project's virtualenv, make install), dry run included;
   1. creates the Terraform state bucket gs://PROJECT-NAME-tfstate if missing;
   2. applies Terraform for the shared resources (APIs, service accounts, weights bucket,
      API-key secret, Artifact Registry) on a first deployment, and stores the first API key;
   3. uploads a local weights file to gs://PROJECT-NAME-weights/models/SHA256/ unless it is there;
-  4. builds the images the regions need (CUDA 12 for GPU regions, CPU-only torch for CPU
-     regions) remotely with Cloud Build (no local Docker), unless that exact source was built
-     before (the tag is a hash of the build context);
+  4. builds one image per flavour the regions need (endpoint-cpu, endpoint-nvidia-l4,
+     endpoint-nvidia-rtx-pro-6000: each GPU's driver has its own CUDA build) remotely with Cloud
+     Build (no local Docker), unless that exact source was built before (the tag is a hash of the
+     build context);
   5. applies Terraform for every region, then prints each URL and a ready-to-paste curl.
 Re-running with the same inputs changes nothing; a new model or new code rolls a new revision,
 which takes traffic only once its startup probe (/readyz) passes: no downtime. With --canary N
@@ -27,10 +32,16 @@ promote.sh or rollback.sh. Regions stopped with stop.sh stay stopped.
 
 Required:
   --project ID           Google Cloud project ID
-  --regions LIST         comma-separated Cloud Run regions, each REGION (CPU) or REGION:gpu (L4),
-                         e.g. us-central1:gpu,europe-west3,asia-northeast1. The first hosts the
-                         image repository and Cloud Build. GPU regions: ${GPU_REGIONS[*]}
-  --model PATH|GS_URI    local weights file (uploaded), or gs://bucket/path/best.pt (used as is)
+  --regions LIST         comma-separated Cloud Run regions, each REGION or REGION:cpu (CPU),
+                         REGION:nvidia-l4 or REGION:gpu (one L4: 4+ vCPU, 16+ GiB) or
+                         REGION:nvidia-rtx-pro-6000 (one RTX PRO 6000: 20+ vCPU, 80+ GiB), e.g.
+                         us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000,europe-west3.
+                         The first hosts the image repository and Cloud Build.
+                         L4 regions: ${L4_REGIONS[*]}
+                         RTX PRO 6000 regions: ${RTX_PRO_6000_REGIONS[*]}
+                         A GPU region needs that GPU's Cloud Run quota (README).
+  --model PATH|GS_URI    local weights file (uploaded), or gs://bucket/path/best.pt (used as is);
+                         PyTorch weights (.pt) that Ultralytics loads, with a task and class names
 
 Options:
   --name NAME            base name of every resource (default: yolo)
@@ -50,16 +61,26 @@ Options:
                          service account may then create objects under OBJECT.engines/ only
   --bake-weights         copy the weights into the image (fastest cold start, bigger image)
   --zonal-redundancy     keep GPU zonal redundancy on (dearer; default: off)
+  --http1                name the container port http1: Cloud Run downgrades requests to
+                         HTTP/1.1 and refuses those over 32 MiB (default: h2c, HTTP/2 end to
+                         end with no such cap; --http2 says so explicitly)
   --dry-run              print the exact commands instead of running them; needs neither
                          gcloud nor terraform nor a login, and touches no cloud resource
   -h, --help             show this help
 
 Needs gcloud (logged in: gcloud auth login), Application Default Credentials for Terraform
-(gcloud auth application-default login), terraform >= 1.9 and python3.
+(gcloud auth application-default login), terraform >= 1.9, python3, and the project's virtualenv
+with Ultralytics for the model check (make install; YOLO_PYTHON=/path/to/python to use another).
 EOF
 }
 
-REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" ENGINE=pytorch BAKE=0 ZONAL_REDUNDANCY=0
+# refuse_model REASON: the one line that says why MODEL cannot be served, and what to give instead.
+refuse_model() {
+	printf "error: --model %s cannot be served: %s; give the best.pt your training wrote (e.g. runs/detect/train/weights/best.pt)\n" "$MODEL" "$1" >&2
+	exit 2
+}
+
+REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" ENGINE=pytorch BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
 
 while (($#)); do
 	arg=$1
@@ -89,6 +110,8 @@ while (($#)); do
 	--engine) ENGINE=$value ;;
 	--bake-weights) BAKE=1 ;;
 	--zonal-redundancy) ZONAL_REDUNDANCY=1 ;;
+	--http1) HTTP2=0 ;;
+	--http2) HTTP2=1 ;;
 	--dry-run) DRY_RUN=1 ;;
 	-h | --help)
 		usage
@@ -103,33 +126,43 @@ done
 [[ -n $PROJECT ]] || usage_error "--project is required (make deploy PROJECT=...)"
 valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID (6-30 lowercase letters, digits, hyphens; starts with a letter)"
 valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens, starting with a letter"
-[[ -n $REGIONS_ARG ]] || usage_error "--regions is required, e.g. --regions us-central1:gpu,europe-west3 (make deploy REGIONS=...)"
+[[ -n $REGIONS_ARG ]] || usage_error "--regions is required, e.g. --regions us-central1:nvidia-l4,europe-west3 (make deploy REGIONS=...)"
 [[ ! $REGIONS_ARG =~ (^,|,,|,$) ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
 IFS=',' read -r -a REGION_SPECS <<<"$REGIONS_ARG"
-REGIONS=() KINDS=()
+# ACCELERATORS[i] is REGIONS[i]'s: none, nvidia-l4 or nvidia-rtx-pro-6000. REGION:gpu (an L4) and
+# REGION:cpu are kept from when the L4 was the only GPU, for the scripts that use them.
+REGIONS=() ACCELERATORS=()
 seen=" "
 for spec in "${REGION_SPECS[@]}"; do
 	[[ -n $spec ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
-	r=${spec%%:*} kind=cpu
+	r=${spec%%:*} accelerator=none
 	if [[ $spec == *:* ]]; then
-		kind=${spec#*:}
-		[[ $kind == gpu || $kind == cpu ]] || usage_error "--regions: '$spec' must be REGION, REGION:gpu or REGION:cpu"
+		case ${spec#*:} in
+		cpu | none) accelerator=none ;;
+		gpu | nvidia-l4) accelerator=nvidia-l4 ;;
+		nvidia-rtx-pro-6000) accelerator=nvidia-rtx-pro-6000 ;;
+		*) usage_error "--regions: '$spec' must be REGION or REGION:cpu (CPU), REGION:nvidia-l4 or REGION:gpu (NVIDIA L4), or REGION:nvidia-rtx-pro-6000 (NVIDIA RTX PRO 6000)" ;;
+		esac
 	fi
 	check_region "$r"
-	[[ $kind == cpu ]] || check_gpu_region "$r"
+	[[ $accelerator == none ]] || check_gpu_region "$accelerator" "$r"
 	[[ $seen != *" $r "* ]] || usage_error "region $r is given twice"
 	seen+="$r "
 	REGIONS+=("$r")
-	KINDS+=("$kind")
+	ACCELERATORS+=("$accelerator")
 done
 [[ -n $MODEL ]] || usage_error "--model is required: a local weights file or gs://bucket/path/best.pt (make deploy MODEL=...)"
 if [[ $MODEL == gs://* ]]; then
 	[[ $MODEL =~ ^gs://([a-z0-9][a-z0-9._-]{1,61}[a-z0-9])/(.*[^/])$ ]] || usage_error "--model '$MODEL' is not a gs://bucket/object URI"
 	MODEL_GS_BUCKET=${BASH_REMATCH[1]}
 	MODEL_GS_OBJECT=${BASH_REMATCH[2]}
+	# What can be known without downloading: the server loads the object with YOLO(path), which
+	# takes PyTorch weights by their suffix, and an exported engine (ENGINE) starts from a .pt.
+	[[ $MODEL_GS_OBJECT == *.pt ]] || refuse_model "${MODEL_GS_OBJECT##*/} is not PyTorch weights (.pt)"
 else
 	[[ -f $MODEL ]] || usage_error "--model '$MODEL' is not a file (give a local weights file or a gs:// URI)"
 	[[ -r $MODEL && -s $MODEL ]] || usage_error "--model '$MODEL' is empty or unreadable"
+	[[ $MODEL == *.pt ]] || refuse_model "$(basename "$MODEL") is not PyTorch weights (.pt)"
 fi
 for pair in "min-instances:$MIN_INSTANCES" "max-instances:$MAX_INSTANCES" "concurrency:$CONCURRENCY" "canary:$CANARY"; do
 	[[ -z ${pair#*:} || ${pair#*:} =~ ^[0-9]+$ ]] || usage_error "--${pair%%:*} must be a whole number, got '${pair#*:}'"
@@ -164,6 +197,38 @@ require_tools gcloud terraform python3
 check_project_access
 make_workdir
 VARFILE="$WORK/deploy.tfvars.json"
+
+# ---- 0. The weights can be served ----------------------------------------------------------------
+# Loaded here as the server will load them (Ultralytics' YOLO(path)), on the CPU and offline, before
+# anything is built or applied: weights that cannot serve are refused now, not at a cold start.
+# gs:// weights: a dry run has checked the suffix only (above); a real run downloads them first.
+MODEL_PYTHON=${YOLO_PYTHON:-$REPO_ROOT/.venv/bin/python}
+[[ -x $MODEL_PYTHON ]] || env_error "the model check needs the project's virtualenv with Ultralytics ($MODEL_PYTHON not found): run make install, or set YOLO_PYTHON to a Python that has ultralytics"
+CHECKED_MODEL=$MODEL
+if [[ $MODEL == gs://* ]]; then
+	CHECKED_MODEL="$WORK/model/${MODEL_GS_OBJECT##*/}"
+	mkdir -p "$WORK/model"
+	if ((DRY_RUN)); then
+		printf '%s  # a real run downloads them and loads them with Ultralytics before anything else\n' "$(shell_quote gcloud storage cp "$MODEL" "$CHECKED_MODEL" --project="$PROJECT")"
+	else
+		run gcloud storage cp "$MODEL" "$CHECKED_MODEL" --project="$PROJECT" >&2 || die "could not download $MODEL to check it (gcloud storage cp failed)"
+	fi
+fi
+if [[ $MODEL != gs://* ]] || ((!DRY_RUN)); then
+	mkdir -p "$WORK/ultralytics"
+	verdict=$(env YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false YOLO_CONFIG_DIR="$WORK/ultralytics" CUDA_VISIBLE_DEVICES="" \
+		"$MODEL_PYTHON" "$SCRIPTS_DIR/check_model.py" "$CHECKED_MODEL" 2>"$WORK/model-check.log") && status=0 || status=$?
+	verdict=${verdict##*$'\n'} # its last line
+	if [[ -z $verdict && -s "$WORK/model-check.log" ]]; then
+		verdict=$(<"$WORK/model-check.log")
+		verdict=${verdict##*$'\n'}
+	fi
+	case $status in
+	0) note "model: $MODEL ($verdict)" ;;
+	1) refuse_model "$verdict" ;;
+	*) env_error "the model check could not run with $MODEL_PYTHON: $verdict (run make install, or set YOLO_PYTHON)" ;;
+	esac
+fi
 
 json_list() { # json_list ITEM... -> ["a","b"]
 	local out="" item
@@ -206,22 +271,26 @@ else
 	MODEL_OBJECT="models/$sha/$base"
 fi
 
-HAS_GPU=0 HAS_CPU=0
-for kind in "${KINDS[@]}"; do
-	if [[ $kind == gpu ]]; then HAS_GPU=1; else HAS_CPU=1; fi
+# The image flavours the regions need: one image each (cloudbuild.yaml), named endpoint-FLAVOUR.
+HAS_CPU=0 HAS_L4=0 HAS_RTX=0
+for accelerator in "${ACCELERATORS[@]}"; do
+	case $accelerator in
+	nvidia-l4) HAS_L4=1 ;;
+	nvidia-rtx-pro-6000) HAS_RTX=1 ;;
+	*) HAS_CPU=1 ;;
+	esac
 done
 
 regions_json() { # {"us-central1":{"accelerator":"nvidia-l4"},"europe-west3":{"accelerator":"none"}}
-	local out="" i accelerator
+	local out="" i
 	for i in "${!REGIONS[@]}"; do
-		accelerator=none
-		[[ ${KINDS[$i]} == gpu ]] && accelerator=nvidia-l4
-		out+="\"${REGIONS[$i]}\":{\"accelerator\":\"$accelerator\"},"
+		out+="\"${REGIONS[$i]}\":{\"accelerator\":\"${ACCELERATORS[$i]}\"},"
 	done
 	printf '{%s}' "${out%,}"
 }
 # --min-instances, --max-instances, --concurrency apply to every region when given; otherwise
-# each kind keeps its own defaults (infra/variables.tf gpu_defaults, cpu_defaults).
+# each accelerator keeps its own defaults (infra/variables.tf cpu_defaults, gpu_defaults,
+# rtx_pro_6000_defaults).
 defaults_json() {
 	local out=""
 	[[ -z $MIN_INSTANCES ]] || out+="\"min_instances\":$MIN_INSTANCES,"
@@ -229,16 +298,16 @@ defaults_json() {
 	[[ -z $CONCURRENCY ]] || out+="\"max_concurrency\":$CONCURRENCY,"
 	printf '{%s}' "${out%,}"
 }
-base_vars() { # base_vars GPU_IMAGE CPU_IMAGE -> the deployment's variables as one JSON object
-	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"gpu":"%s","cpu":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","engine":"%s","gpu_defaults":%s,"cpu_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"lb_domains":%s}' \
-		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" "$ENGINE" \
-		"$(defaults_json)" "$(defaults_json)" "$(bool $((!ZONAL_REDUNDANCY)))" "$(json_list "${DOMAINS[@]}")"
+base_vars() { # base_vars CPU_IMAGE L4_IMAGE RTX_IMAGE -> the deployment's variables as one JSON object
+	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"cpu":"%s","nvidia-l4":"%s","nvidia-rtx-pro-6000":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","engine":"%s","cpu_defaults":%s,"gpu_defaults":%s,"rtx_pro_6000_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"http2":%s,"lb_domains":%s}' \
+		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$3" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" "$ENGINE" \
+		"$(defaults_json)" "$(defaults_json)" "$(defaults_json)" "$(bool $((!ZONAL_REDUNDANCY)))" "$(bool "$HTTP2")" "$(json_list "${DOMAINS[@]}")"
 }
 
 # ---- 2. Shared resources, first deployment only ---------------------------------------------
 if ((!DEPLOYED)); then
 	note "== 2/5 shared resources (first deployment): APIs, service accounts, buckets, secret, repository"
-	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "" "")"
+	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "" "" "")"
 	tf_apply "$VARFILE"
 	push_tfvars
 else
@@ -265,10 +334,10 @@ CONTEXT="$WORK/context"
 mkdir -p "$CONTEXT"
 if ((BAKE)); then
 	mkdir -p "$CONTEXT/weights"
-	if [[ $MODEL == gs://* ]]; then
+	if [[ $MODEL == gs://* ]] && ((DRY_RUN)); then
 		run gcloud storage cp "$MODEL" "$CONTEXT/weights/best.pt" --project="$PROJECT"
 	else
-		cp "$MODEL" "$CONTEXT/weights/best.pt"
+		cp "$CHECKED_MODEL" "$CONTEXT/weights/best.pt" # the very file the model check loaded
 	fi
 	note "baking $MODEL into the image at $MODEL_PATH_IN_IMAGE"
 elif [[ $MODEL == gs://* ]]; then
@@ -288,17 +357,19 @@ tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - function | tar
 TAG=$(cd "$CONTEXT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 "${SHA256[@]}" | sha256 | cut -c1-16)
 cp "$INFRA_DIR/cloudbuild.yaml" "$CONTEXT/"
 REPOSITORY="${REGISTRY_REGION}-docker.pkg.dev/${PROJECT}/${NAME}"
-GPU_IMAGE="" CPU_IMAGE="" BUILD_GPU="" BUILD_CPU=""
-((HAS_GPU)) && GPU_IMAGE="$REPOSITORY/endpoint-gpu:${TAG}"
+CPU_IMAGE="" L4_IMAGE="" RTX_IMAGE="" BUILD_CPU="" BUILD_L4="" BUILD_RTX=""
 ((HAS_CPU)) && CPU_IMAGE="$REPOSITORY/endpoint-cpu:${TAG}"
-if [[ -n $GPU_IMAGE ]] && ! exists gcloud artifacts docker images describe "$GPU_IMAGE" --project="$PROJECT"; then BUILD_GPU=$GPU_IMAGE; fi
+((HAS_L4)) && L4_IMAGE="$REPOSITORY/endpoint-nvidia-l4:${TAG}"
+((HAS_RTX)) && RTX_IMAGE="$REPOSITORY/endpoint-nvidia-rtx-pro-6000:${TAG}"
 if [[ -n $CPU_IMAGE ]] && ! exists gcloud artifacts docker images describe "$CPU_IMAGE" --project="$PROJECT"; then BUILD_CPU=$CPU_IMAGE; fi
-if [[ -n $BUILD_GPU$BUILD_CPU ]]; then
+if [[ -n $L4_IMAGE ]] && ! exists gcloud artifacts docker images describe "$L4_IMAGE" --project="$PROJECT"; then BUILD_L4=$L4_IMAGE; fi
+if [[ -n $RTX_IMAGE ]] && ! exists gcloud artifacts docker images describe "$RTX_IMAGE" --project="$PROJECT"; then BUILD_RTX=$RTX_IMAGE; fi
+if [[ -n $BUILD_CPU$BUILD_L4$BUILD_RTX ]]; then
 	run gcloud builds submit "$CONTEXT" --project="$PROJECT" --region="$REGISTRY_REGION" \
-		--config="$CONTEXT/cloudbuild.yaml" --substitutions="_GPU_IMAGE=$BUILD_GPU,_CPU_IMAGE=$BUILD_CPU,_WEIGHTS=$WEIGHTS_MODE" \
+		--config="$CONTEXT/cloudbuild.yaml" --substitutions="_CPU_IMAGE=$BUILD_CPU,_NVIDIA_L4_IMAGE=$BUILD_L4,_NVIDIA_RTX_PRO_6000_IMAGE=$BUILD_RTX,_WEIGHTS=$WEIGHTS_MODE" \
 		--service-account="projects/$PROJECT/serviceAccounts/$BUILD_SA" --gcs-source-staging-dir="gs://$BUILD_BUCKET/source"
 else
-	note "images already built: ${GPU_IMAGE:-} ${CPU_IMAGE:-}"
+	note "images already built: ${CPU_IMAGE:-} ${L4_IMAGE:-} ${RTX_IMAGE:-}"
 fi
 
 # ---- 5. Every region --------------------------------------------------------------------------
@@ -316,11 +387,19 @@ if [[ $ENGINE != pytorch ]]; then
 		[[ -z $WEIGHTS_BUCKET_VAR ]] || note "engine: IAM conditions need uniform bucket-level access on gs://$WEIGHTS_BUCKET_VAR"
 	fi
 fi
+if ((HTTP2)); then
+	note "protocol: HTTP/2 end to end (container port h2c: no 32 MiB request cap; --http1 for HTTP/1.1)"
+else
+	note "protocol: HTTP/1.1 (container port http1: Cloud Run refuses requests over 32 MiB)"
+fi
+if ((HAS_L4 + HAS_RTX)); then
+	note "GPU regions need that GPU's Cloud Run quota in each region (README, The project, GPU quota); without it Terraform's apply fails with a quota error"
+fi
 if [[ -n $CANARY ]]; then
 	note "canary: $CANARY% of every running region's traffic to the new release (revision tag 'canary', its own URL), $((100 - CANARY))% stays on the deployed one; then make promote or make rollback"
-	run python3 "$TFVARS_PY" canary "$VARFILE" "$CANARY" "$(base_vars "$GPU_IMAGE" "$CPU_IMAGE")"
+	run python3 "$TFVARS_PY" canary "$VARFILE" "$CANARY" "$(base_vars "$CPU_IMAGE" "$L4_IMAGE" "$RTX_IMAGE")"
 else
-	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "$GPU_IMAGE" "$CPU_IMAGE")"
+	run python3 "$TFVARS_PY" merge "$VARFILE" "$(base_vars "$CPU_IMAGE" "$L4_IMAGE" "$RTX_IMAGE")"
 fi
 tf_apply "$VARFILE"
 push_tfvars

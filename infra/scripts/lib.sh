@@ -14,10 +14,13 @@ DEPLOY_DIR="$INFRA_DIR/deploy"
 SCRIPTS_DIR="$INFRA_DIR/scripts"
 TFVARS_PY="$SCRIPTS_DIR/tfvars.py"
 
-# Cloud Run regions with NVIDIA L4 GPUs for services. Keep equal to the default of `gpu_regions`
-# in infra/variables.tf (tests/test_scripts.py checks); YOLO_GPU_REGIONS="a b" overrides both.
-# https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions
-read -r -a GPU_REGIONS <<<"${YOLO_GPU_REGIONS:-us-central1 us-east4 europe-west1 europe-west4 asia-southeast1 asia-south1}"
+# Cloud Run regions with each GPU for services. Keep equal to the default of `gpu_regions` in
+# infra/variables.tf (tests/test_scripts.py checks). YOLO_GPU_REGIONS="a b" overrides the L4's list
+# (its name from when the L4 was the only GPU), YOLO_RTX_PRO_6000_REGIONS="a b" the RTX PRO 6000's;
+# override the Terraform variable too. https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions
+# and, for both lists, https://docs.cloud.google.com/run/docs/configuring/workerpools/gpu
+read -r -a L4_REGIONS <<<"${YOLO_GPU_REGIONS:-us-central1 us-east4 europe-west1 europe-west4 asia-southeast1 asia-south1}"
+read -r -a RTX_PRO_6000_REGIONS <<<"${YOLO_RTX_PRO_6000_REGIONS:-us-central1 europe-west4 asia-southeast1 asia-south2}"
 # Every Cloud Run region, for CPU endpoints. Keep equal to the default of `cloud_run_regions` in
 # infra/variables.tf (tests/test_scripts.py checks); YOLO_CLOUD_RUN_REGIONS="a b" overrides both.
 # https://cloud.google.com/run/docs/locations
@@ -93,9 +96,24 @@ sha256() { "${SHA256[@]}" | cut -d' ' -f1; }
 
 valid_project() { [[ $1 =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]]; }
 valid_name() { [[ $1 =~ ^[a-z][a-z0-9-]{0,18}[a-z0-9]$ ]]; }
-is_gpu_region() {
+# gpu_regions ACCELERATOR: the regions that offer it, space-separated.
+gpu_regions() {
+	case $1 in
+	nvidia-l4) printf '%s' "${L4_REGIONS[*]}" ;;
+	nvidia-rtx-pro-6000) printf '%s' "${RTX_PRO_6000_REGIONS[*]}" ;;
+	esac
+}
+# gpu_label ACCELERATOR: what people call it.
+gpu_label() {
+	case $1 in
+	nvidia-l4) printf 'NVIDIA L4' ;;
+	nvidia-rtx-pro-6000) printf 'NVIDIA RTX PRO 6000' ;;
+	*) printf 'CPU' ;;
+	esac
+}
+is_gpu_region() { # is_gpu_region ACCELERATOR REGION
 	local r
-	for r in "${GPU_REGIONS[@]}"; do [[ $r == "$1" ]] && return 0; done
+	for r in $(gpu_regions "$1"); do [[ $r == "$2" ]] && return 0; done
 	return 1
 }
 is_cloud_run_region() {
@@ -106,8 +124,10 @@ is_cloud_run_region() {
 check_region() {
 	is_cloud_run_region "$1" || usage_error "'$1' is not a Cloud Run region; see https://cloud.google.com/run/docs/locations (set YOLO_CLOUD_RUN_REGIONS to override the list)"
 }
-check_gpu_region() {
-	is_gpu_region "$1" || usage_error "region '$1' has no Cloud Run L4 GPUs: write $1 (a CPU endpoint) or choose a GPU region: ${GPU_REGIONS[*]} (set YOLO_GPU_REGIONS to override the list)"
+check_gpu_region() { # check_gpu_region ACCELERATOR REGION
+	local override=YOLO_GPU_REGIONS
+	[[ $1 == nvidia-l4 ]] || override=YOLO_RTX_PRO_6000_REGIONS
+	is_gpu_region "$1" "$2" || usage_error "region '$2' has no Cloud Run $(gpu_label "$1") GPUs ($1): write $2 (a CPU endpoint) or choose a region that has them: $(gpu_regions "$1") (set $override to override the list)"
 }
 
 # Names shared with the Terraform module (infra/main.tf, infra/locals.tf) — same formulas.

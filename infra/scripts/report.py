@@ -20,16 +20,24 @@ def traffic_line(targets: list[dict]) -> str:
     return ", ".join(parts)
 
 
+# What people call each accelerator value (infra/locals.tf local.accelerators).
+LABELS = {"none": "CPU", "nvidia-l4": "NVIDIA L4", "nvidia-rtx-pro-6000": "NVIDIA RTX PRO 6000"}
+
+
+def label(accelerator: str) -> str:
+    return LABELS.get(accelerator, accelerator)
+
+
 def report(outputs: dict, project: str, secret: str) -> str:
     urls = outputs.get("endpoint_urls") or {}
     regions = outputs.get("regions") or {}
     traffic = outputs.get("traffic") or {}
     lines = ["", "Endpoints:"]
     for region, url in sorted(urls.items()):
-        kind = "L4 GPU" if (regions.get(region) or {}).get("kind") == "gpu" else "CPU"
-        lines.append(f"  {region:<24} {kind:<7} {url}")
+        kind = label((regions.get(region) or {}).get("accelerator", "none"))
+        lines.append(f"  {region:<24} {kind:<20} {url}")
         if region in traffic:
-            lines.append(f"  {'':<24} {'':<7} traffic: {traffic_line(traffic[region])}")
+            lines.append(f"  {'':<24} {'':<20} traffic: {traffic_line(traffic[region])}")
     for region in outputs.get("stopped_regions") or []:
         lines.append(f"  {region:<24} stopped (make start REGION={region})")
     canary = {r: u for r, u in (outputs.get("canary_urls") or {}).items() if u}
@@ -38,6 +46,8 @@ def report(outputs: dict, project: str, secret: str) -> str:
         lines += [f"  {region:<24} {url}" for region, url in sorted(canary.items())]
     if outputs.get("load_balancer_url"):
         lines.append(f"  {'all regions':<24} {outputs['load_balancer_url']}  (point DNS at {outputs['load_balancer_ip']}; the certificate activates after DNS resolves)")
+    if "http2" in outputs:
+        lines.append("\nProtocol: " + ("HTTP/2 end to end (h2c; no 32 MiB request cap)" if outputs["http2"] else "HTTP/1.1 (requests up to 32 MiB; deploy without --http1 for h2c)"))
     if outputs.get("dashboard_url"):
         lines.append(f"\nDashboard: {outputs['dashboard_url']}")
     target = outputs.get("load_balancer_url") or (sorted(urls.values()) or ["<url>"])[0]

@@ -9,8 +9,8 @@ usage() {
 	cat <<USAGE
 Usage: $(basename "$0") [--project PROJECT] [--name NAME] [--dry-run]
 
-Prints one line per region of the deployment: stopped, or running with its kind (L4 GPU or
-CPU), URL, the revision serving traffic, the model it serves and what GET /readyz answers now;
+Prints one line per region of the deployment: stopped, or running with its kind (CPU, L4-GPU
+or RTX-PRO-6000), URL, the revision serving traffic, the model it serves and what GET /readyz answers now;
 then a canary in progress, if any, and where the dashboard is. Reads only; changes nothing.
 
   --project ID     Google Cloud project (default: gcloud config get-value project)
@@ -40,28 +40,31 @@ regions=$(python3 "$TFVARS_PY" get "$VARFILE" regions)
 stopped=" $(python3 "$TFVARS_PY" get "$VARFILE" stopped_regions | tr '\n' ' ') "
 model=$(python3 "$TFVARS_PY" get "$VARFILE" model_object)
 [[ -n $model ]] || model=$(python3 "$TFVARS_PY" get "$VARFILE" model_path_in_image)
-gpu_regions=" $(python3 - "$VARFILE" <<'PY'
+# "REGION KIND" per region: CPU, L4-GPU or RTX-PRO-6000 (a file of the L4-only version lists regions).
+kinds=$(python3 - "$VARFILE" <<'PY'
 import json, sys
+labels = {"none": "CPU", "nvidia-l4": "L4-GPU", "nvidia-rtx-pro-6000": "RTX-PRO-6000"}
 regions = json.load(open(sys.argv[1])).get("regions", {})
 regions = {r: {"accelerator": "nvidia-l4"} for r in regions} if isinstance(regions, list) else regions
-print(" ".join(r for r, v in regions.items() if (v or {}).get("accelerator", "none") != "none"))
+for r, v in regions.items():
+    accelerator = (v or {}).get("accelerator", "none")
+    print(r, labels.get(accelerator, accelerator))
 PY
-) "
-printf '%-24s %-8s %-7s %-56s %-22s %-6s %s\n' REGION STATE KIND URL REVISION READYZ MODEL
+)
+printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' REGION STATE KIND URL REVISION READYZ MODEL
 for region in $regions; do
-	kind=CPU
-	[[ $gpu_regions != *" $region "* ]] || kind="L4 GPU"
+	kind=$(awk -v r="$region" '$1 == r {print $2}' <<<"$kinds")
 	if [[ $stopped == *" $region "* ]]; then
-		printf '%-24s %-8s %-7s %s\n' "$region" stopped "$kind" "(no service, nothing billed; make start REGION=$region)"
+		printf '%-24s %-8s %-13s %s\n' "$region" stopped "$kind" "(no service, nothing billed; make start REGION=$region)"
 		continue
 	fi
 	if ! line=$("${describe[@]}" --region="$region" 2>/dev/null); then
-		printf '%-24s %-8s %-7s %s\n' "$region" missing "$kind" "(no Cloud Run service; run make deploy)"
+		printf '%-24s %-8s %-13s %s\n' "$region" missing "$kind" "(no Cloud Run service; run make deploy)"
 		continue
 	fi
 	read -r url revision <<<"$line"
 	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
-	printf '%-24s %-8s %-7s %-56s %-22s %-6s %s\n' "$region" running "$kind" "$url" "${revision:-none}" "$code" "$model"
+	printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' "$region" running "$kind" "$url" "${revision:-none}" "$code" "$model"
 done
 canary=$(python3 "$TFVARS_PY" get "$VARFILE" canary)
 if [[ -n $canary ]]; then

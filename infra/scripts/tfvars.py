@@ -14,8 +14,10 @@ terraform, not in the project's virtualenv.
     tfvars.py get FILE KEY               print a value (lists and map keys one per line);
                                          KEY "deployed" prints "yes" when an image is deployed
 
-Files written by earlier versions (regions as a list of GPU regions, one `image`, instance
-settings at the top level) are read in today's shape.
+Files written by earlier versions are read in today's shape: regions as a list of GPU regions (all
+L4), one `image` or images keyed gpu/cpu (the L4's image is images["nvidia-l4"] now), instance
+settings at the top level, and no http2 (their images answer HTTP/1.1 only, so a deployed one keeps
+http2 = false until the next deploy builds new images).
 """
 
 from __future__ import annotations
@@ -30,26 +32,51 @@ class UsageError(Exception):
 
 
 # What a release is: the variables a canary keeps for the stable revision (infra/variables.tf canary.stable).
-RELEASE_KEYS = ("images", "weights_bucket", "model_object", "model_path_in_image", "model_id")
+RELEASE_KEYS = ("images", "weights_bucket", "model_object", "model_path_in_image", "model_id", "http2")
 CANARY_IN_PROGRESS = "a canary is in progress: run make promote (all traffic to the new release) or make rollback first"
 
 
+def upgrade_images(images: dict) -> dict:
+    """images keyed gpu/cpu (the L4 was the only GPU) -> keyed by flavour."""
+    images = dict(images or {})
+    if "gpu" in images:
+        gpu = images.pop("gpu")
+        images.setdefault("nvidia-l4", gpu)
+    return images
+
+
 def upgrade(data: dict) -> dict:
-    """Today's shape of a file an earlier version wrote, where every region was a GPU region."""
+    """Today's shape of a file an earlier version wrote."""
     data = dict(data)
-    if isinstance(data.get("regions"), list):
+    if isinstance(data.get("regions"), list):  # every region was an L4 region
         data["regions"] = {r: {"accelerator": "nvidia-l4"} for r in data["regions"]}
     if "image" in data:
         image = data.pop("image")
-        data["images"] = {"gpu": image, "cpu": ""} if image else {}
+        data["images"] = {"nvidia-l4": image, "cpu": ""} if image else {}
+    if "images" in data:
+        data["images"] = upgrade_images(data["images"])
     moved = {k: data.pop(k) for k in ("min_instances", "max_instances", "max_concurrency") if k in data}
     if moved:
         data["gpu_defaults"] = {**moved, **data.get("gpu_defaults", {})}
+    if data.get("canary"):
+        stable = dict(data["canary"].get("stable") or {})
+        stable["images"] = upgrade_images(stable.get("images"))
+        data["canary"] = {**data["canary"], "stable": stable}
+    if "http2" not in data and deployed(data):
+        # Deployed before the container port could be h2c: those images speak HTTP/1.1 only, so a start, stop,
+        # promote or rollback must keep the port http1; the next deploy builds new images and sets http2 itself.
+        data["http2"] = False
+        if data.get("canary"):
+            data["canary"]["stable"].setdefault("http2", False)
     return data
 
 
 def release(data: dict) -> dict:
-    return {k: data.get(k, {} if k == "images" else "") for k in RELEASE_KEYS}
+    """What a revision serves: the images (the flavours that have one), the weights, the protocol."""
+    defaults = {"images": {}, "http2": True}
+    found = {k: data.get(k, defaults.get(k, "")) for k in RELEASE_KEYS}
+    found["images"] = {flavour: image for flavour, image in (found["images"] or {}).items() if image}
+    return found
 
 
 def deployed(data: dict) -> bool:

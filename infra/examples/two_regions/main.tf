@@ -1,15 +1,16 @@
 # Two regions behind one global HTTPS load balancer that sends each client to the nearer one: an
 # NVIDIA L4 in Iowa (one warm instance, up to 4) and a CPU-only endpoint in Frankfurt that scales
-# to zero and is billed per request. Alerts go to one notification channel.
+# to zero and is billed per request. Alerts go to one notification channel. Requests reach the
+# container as HTTP/2 end to end (http2 = true, the default), so uploads over 32 MiB get through.
 #
 #   terraform init
 #   terraform apply -var project_id=my-project -var domain=yolo.example.com          # shared resources
 #   gcloud storage cp best.pt gs://my-project-yolo-weights/models/v1/best.pt
 #   gcloud builds submit ../../.. --config=../../cloudbuild.yaml --region=us-central1 \
-#     --substitutions=_GPU_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint-gpu:v1,_CPU_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint-cpu:v1,_WEIGHTS=none
+#     --substitutions=_NVIDIA_L4_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint-nvidia-l4:v1,_CPU_IMAGE=us-central1-docker.pkg.dev/my-project/yolo/endpoint-cpu:v1,_WEIGHTS=none
 #   echo -n "$(openssl rand -hex 24)" | gcloud secrets versions add yolo-api-keys --data-file=-
 #   terraform apply -var project_id=my-project -var domain=yolo.example.com \
-#     -var gpu_image=us-central1-docker.pkg.dev/my-project/yolo/endpoint-gpu:v1 \
+#     -var gpu_image=us-central1-docker.pkg.dev/my-project/yolo/endpoint-nvidia-l4:v1 \
 #     -var cpu_image=us-central1-docker.pkg.dev/my-project/yolo/endpoint-cpu:v1
 module "yolo" {
   # From another repository: source = "github.com/OWNER/REPO//infra?ref=v1.0.0" (pin a tag).
@@ -21,7 +22,7 @@ module "yolo" {
     "us-central1"  = { accelerator = "nvidia-l4", max_instances = 4 }
     "europe-west3" = { accelerator = "none", cpu = "2", memory = "4Gi" }
   }
-  images       = { gpu = var.gpu_image, cpu = var.cpu_image }
+  images       = { "nvidia-l4" = var.gpu_image, cpu = var.cpu_image }
   model_object = var.model_object
   model_id     = "best"
   # "pytorch" (the default) answers exactly as Ultralytics does; "auto" serves OpenVINO in the CPU
@@ -30,6 +31,8 @@ module "yolo" {
   engine = "pytorch"
 
   gpu_zonal_redundancy_disabled = true
+  # h2c end to end (no 32 MiB request cap); false names the port http1, for an image that speaks HTTP/1.1 only.
+  http2 = true
 
   lb_domains            = [var.domain]
   labels                = { env = "prod" }

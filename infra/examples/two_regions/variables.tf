@@ -4,13 +4,13 @@ variable "project_id" {
 }
 
 variable "gpu_image" {
-  description = "GPU endpoint image built from this repository's Dockerfile (target gpu), e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint-gpu:TAG. Leave both images empty for the first apply, build and push them, then apply again."
+  description = "L4 endpoint image built from this repository's Dockerfile with --build-arg ACCELERATOR=nvidia-l4, e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint-nvidia-l4:TAG. Leave both images empty for the first apply, build and push them, then apply again."
   type        = string
   default     = ""
 }
 
 variable "cpu_image" {
-  description = "CPU endpoint image built from this repository's Dockerfile (target cpu), e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint-cpu:TAG."
+  description = "CPU endpoint image built from this repository's Dockerfile with --build-arg ACCELERATOR=none, e.g. us-central1-docker.pkg.dev/PROJECT/yolo/endpoint-cpu:TAG."
   type        = string
   default     = ""
 }

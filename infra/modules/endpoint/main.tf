@@ -8,7 +8,7 @@ resource "google_cloud_run_v2_service" "this" {
   project     = var.project_id
   name        = var.name
   location    = var.region
-  description = var.revision.accelerator == "none" ? "YOLO inference endpoint on CPU" : "YOLO inference endpoint on an NVIDIA L4"
+  description = lookup({ "none" = "YOLO inference endpoint on CPU", "nvidia-l4" = "YOLO inference endpoint on an NVIDIA L4", "nvidia-rtx-pro-6000" = "YOLO inference endpoint on an NVIDIA RTX PRO 6000 Blackwell" }, var.revision.accelerator, "YOLO inference endpoint")
   ingress     = var.ingress
   labels      = var.labels
 
@@ -50,8 +50,11 @@ resource "google_cloud_run_v2_service" "this" {
       name  = "yolo"
       image = var.revision.image
 
+      # "h2c": Cloud Run forwards requests as cleartext HTTP/2 end to end, with no 32 MiB request cap;
+      # "http1": it downgrades them to HTTP/1.1 (https://cloud.google.com/run/docs/configuring/http2).
+      # The server answers both protocols on this port, so the probes below work with either name.
       ports {
-        name           = "http1"
+        name           = var.revision.http2 ? "h2c" : "http1"
         container_port = local.port
       }
 

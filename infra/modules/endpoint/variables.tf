@@ -19,7 +19,7 @@ variable "name" {
 }
 
 variable "revision" {
-  description = "Everything the revision is built from (the root module's local.revisions[region].candidate); revision_name must be a hash of it, so that equal inputs always mean the same revision."
+  description = "Everything the revision is built from (the root module's local.revisions[region].candidate); revision_name must be a hash of it, so that equal inputs always mean the same revision. http2 = true names the container port h2c (HTTP/2 end to end, no 32 MiB request cap), false (default) http1."
   type = object({
     image                         = string
     accelerator                   = string
@@ -46,11 +46,12 @@ variable "revision" {
     labels                   = map(string)
     prometheus_sidecar_image = string
     env                      = map(string)
+    http2                    = optional(bool, false)
   })
 
   validation {
-    condition     = var.revision.image != "" && contains(["nvidia-l4", "none"], var.revision.accelerator)
-    error_message = "revision.image must not be empty and revision.accelerator must be \"nvidia-l4\" or \"none\"."
+    condition     = var.revision.image != "" && contains(["none", "nvidia-l4", "nvidia-rtx-pro-6000"], var.revision.accelerator)
+    error_message = "revision.image must not be empty and revision.accelerator must be \"none\", \"nvidia-l4\" or \"nvidia-rtx-pro-6000\"."
   }
 
   validation {
