@@ -76,6 +76,7 @@ def test_gunicorn_options_are_one_uvicorn_worker_with_a_graceful_stop():
         "loglevel": "warning",
         "logger_class": "function.server.JsonGunicornLogger",
         "proc_name": "yolo-endpoint",
+        "control_socket_disable": True,
     }
 
 
