@@ -103,6 +103,8 @@ class InferenceLoop:
         self.threads: list[threading.Thread] = []
         self._started = False
         self._lock = threading.Lock()
+        self._closed = False  # past the shutdown deadline: nothing new is queued
+        self.seconds_per_image = 0.0  # a moving average of model time, for shedding at shutdown
         self._add_threads()
 
     @property
@@ -147,8 +149,36 @@ class InferenceLoop:
             if thread.ident is not None:  # started
                 thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
 
+    def shed(self, within_s: float) -> int:
+        """Shutting down: refuse now (ModelNotReady: a 503 with Retry-After) the queued images that cannot be done
+        within `within_s`, from the back of the queue; with 0, every queued image and all that would come. Returns how
+        many were refused."""
+        if within_s <= 0:
+            keep = 0
+        elif not self.seconds_per_image:  # no measure yet: keep all, the call with 0 at the deadline refuses the rest
+            keep = self.jobs.maxsize
+        else:  # each model works through the queue one image at a time; the one it is running now takes a turn too
+            keep = max(int(within_s / self.seconds_per_image) - 1, 0) * self.models
+        with self.jobs.mutex:
+            if within_s <= 0:
+                self._closed = True
+            jobs = [item for item in self.jobs.queue if item is not _STOP]
+            refused = jobs[keep:]
+            gone = {id(job) for job in refused}
+            kept = [item for item in self.jobs.queue if id(item) not in gone]
+            self.jobs.queue.clear()
+            self.jobs.queue.extend(kept)
+            self.jobs.not_full.notify_all()
+        for job in refused:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ModelNotReady("the server is shutting down; retry on another instance"))
+        metrics.QUEUE_DEPTH.set(self.jobs.qsize())
+        return len(refused)
+
     def submit(self, images: list[np.ndarray], params: PredictParams) -> list[Future]:
         """Queue the images (all or none); each future resolves to its Ultralytics Results."""
+        if self._closed:
+            raise ModelNotReady("the server is shutting down; retry on another instance")
         jobs = [Job(image, params) for image in images]
         with self.jobs.mutex:
             if len(self.jobs.queue) + len(jobs) > self.jobs.maxsize:
@@ -178,6 +208,7 @@ class InferenceLoop:
             self.jobs.not_empty.notify()
 
     def _run(self, index: int) -> None:
+        timed = False  # a model's first call (warm-up, lazy initialisation) says nothing of the next ones
         while True:
             batch, stop = collect_batch(self.jobs, self.max_batch_size, self.max_batch_wait_s)
             predict = self._predict_for(index)
@@ -186,7 +217,13 @@ class InferenceLoop:
                 return
             metrics.QUEUE_DEPTH.set(self.jobs.qsize())
             if batch:
+                t0 = time.monotonic()
                 run_batch(predict, batch)
+                per_image = (time.monotonic() - t0) / len(batch)
+                if timed:
+                    self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * per_image \
+                        if self.seconds_per_image else per_image
+                timed = True
             # Not kept while waiting for the next jobs: a huge image would stay in memory for as long as this thread
             # is idle (once per thread: replicas would multiply it).
             del batch

@@ -73,6 +73,11 @@ class Prediction:
     process_started: float = 0.0  # time.monotonic() when the service started (the Platform's functionTimeAlive)
 
 
+# After SIGTERM, queued work has the graceful limit minus this: the batch then running, its encoding and the answer's
+# bytes fit in what is left before uvicorn cancels what has not answered (graceful_timeout_s - 1).
+SHED_BEFORE_LIMIT_S = 3.0
+
+
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -176,6 +181,21 @@ class Service:
         self.model = exported
         log.info(f"serving with {engine}: {info['artefact']} ({info['source']})",
                  extra={"fields": {**info, "seconds": round(time.monotonic() - started, 3)}})
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM (on the event loop): new requests get 503 at once; queued images that cannot be done before the
+        server must answer get their 503 now, and whatever is still queued SHED_AFTER_S before the graceful limit
+        gets it then, so every request has a complete answer before Cloud Run's 10 s are up."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.loop is None:
+            return
+        budget_s = max(self.settings.graceful_timeout_s - SHED_BEFORE_LIMIT_S, 0.5)
+        refused = self.loop.shed(budget_s)
+        asyncio.get_running_loop().call_later(budget_s, self.loop.shed, 0.0)
+        log.info(f"shutting down: {refused} queued images refused with 503, the rest have {budget_s:g} s",
+                 extra={"fields": {"refused": refused}})
 
     def stop(self) -> None:
         self.stopping = True

@@ -47,7 +47,9 @@ import json
 import sys
 
 import h11
+import uvicorn
 import zttp
+from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.zttp_h2_impl import ZttpH2Protocol
 from uvicorn_worker import UvicornWorker
@@ -384,9 +386,33 @@ class Protocol(asyncio.Protocol):
         protocol.data_received(self.buffer)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the service the moment SIGTERM arrives (before uvicorn stops listening), so that work
+    which cannot finish in the grace period is answered 503 at once instead of being cut when the period ends."""
+
+    def __init__(self, config, on_exit) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig, frame) -> None:
+        if not self.should_exit:  # a signal handler: the service's part runs on the event loop
+            asyncio.get_event_loop().call_soon_threadsafe(self._on_exit)
+        super().handle_exit(sig, frame)
+
+
+class _Worker(UvicornWorker):
+    async def _serve(self) -> None:  # UvicornWorker._serve, with _Server
+        self.config.app = self.wsgi
+        server = _Server(self.config, self.wsgi.state.service.begin_shutdown)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+
 def worker_class(settings) -> type:
     """Gunicorn's worker class, configured from the settings (uvicorn reads its options from the class)."""
-    return type("YoloWorker", (UvicornWorker,), {"CONFIG_KWARGS": {
+    return type("YoloWorker", (_Worker,), {"CONFIG_KWARGS": {
         "loop": "asyncio",
         # HTTP/1.1 and h2c on one port, chosen per connection (Protocol above).
         "http": Protocol,
