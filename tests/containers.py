@@ -41,7 +41,7 @@ def engine(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 class Container:
     """As Terraform deploys it: Cloud Run's variables, and the API keys in a file mounted from Secret Manager."""
 
-    def __init__(self, env: dict, keys_dir: Path, volumes: tuple[str, ...] = ()):
+    def __init__(self, env: dict, keys_dir: Path, volumes: tuple[str, ...] = (), network: str = "host"):
         keys_dir.mkdir(exist_ok=True)
         (keys_dir / "api-keys").write_text(API_KEY + "\n")
         for path in (keys_dir, keys_dir / "api-keys"):
@@ -55,7 +55,7 @@ class Container:
                      **env}
         env_args = [arg for key, value in variables.items() for arg in ("--env", f"{key}={value}")]
         self.started = time.monotonic()
-        engine("run", "--detach", "--name", self.name, "--network", "host", *RUN_LIMITS, *CLOUD_RUN, *env_args,
+        engine("run", "--detach", "--name", self.name, "--network", network, *RUN_LIMITS, *CLOUD_RUN, *env_args,
                "--volume", f"{keys_dir}:/secrets:ro", *(arg for volume in volumes for arg in ("--volume", volume)), IMAGE)
 
     def running(self) -> bool:

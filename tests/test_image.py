@@ -139,6 +139,35 @@ def test_sigterm_with_requests_in_flight_answers_every_request_and_exits_0(image
           f"exit {code} {elapsed:.1f} s after SIGTERM")
 
 
+def test_with_no_network_at_all_it_starts_and_answers(image, weights, bus_jpg, tmp_path):
+    """Nothing but MODEL is fetched: with no network (local weights), start-up and predict do not wait on one."""
+    server = Container({"MODEL": "/weights/best.pt"}, tmp_path, network="none",
+                       volumes=(f"{weights['detect']}:/weights/best.pt:ro", f"{bus_jpg}:/images/bus.jpg:ro"))
+    probe = f"""
+import json, time, urllib.request
+url = "http://127.0.0.1:{server.port}"
+for _ in range(600):
+    try:
+        urllib.request.urlopen(url + "/readyz", timeout=5)
+        break
+    except OSError:
+        time.sleep(0.2)
+body = (b'--b\\r\\nContent-Disposition: form-data; name="file"; filename="bus.jpg"\\r\\n\\r\\n'
+        + open("/images/bus.jpg", "rb").read() + b"\\r\\n--b--\\r\\n")
+request = urllib.request.Request(url + "/predict", data=body, headers={{
+    "Content-Type": "multipart/form-data; boundary=b", "Authorization": "Bearer {API_KEY}"}})
+print(json.dumps(json.load(urllib.request.urlopen(request, timeout=60))["images"][0]["results"]))
+"""
+    try:
+        answer = engine("exec", server.name, "python", "-c", probe, timeout=180, check=False)
+        assert answer.returncode == 0, answer.stderr + server.log_text()[-2000:]
+        entries = server.log_entries()
+    finally:
+        server.remove()
+    assert json.loads(answer.stdout) == local_summary(weights["detect"], str(bus_jpg))
+    assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL")], entries
+
+
 @pytest.mark.parametrize("case", ["missing", "not-weights"])
 def test_a_model_that_cannot_serve_stops_the_container_with_one_clear_line(image, gcs, bus_jpg, case, tmp_path):  # noqa: F811
     if case == "not-weights":
