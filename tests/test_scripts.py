@@ -506,6 +506,29 @@ def test_model_check_needs_the_virtualenv(basic_path, weights):
     assert "the model check needs the project's virtualenv with Ultralytics (/nonexistent/python not found): run make install" in result.stderr
 
 
+def test_build_context_holds_everything_the_dockerfile_copies(basic_path, weights, tmp_path):
+    """deploy.sh sends what .dockerignore lets through; every COPY source of the Dockerfile must be in it."""
+    keep = tmp_path / "work"
+    keep.mkdir()
+    for extra in ([], ["--bake-weights"]):
+        result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west3", "--model", str(weights), "--dry-run", *extra,
+                     path=basic_path, env={"TMPDIR": str(keep), "YOLO_KEEP_WORKDIR": "1"})
+        assert result.returncode == 0, result.stderr
+    contexts = sorted(keep.glob("yolo-yolo.*/context"), key=lambda c: (c / "weights").exists())
+    assert len(contexts) == 2
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [s for line in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M) for s in line.split()]
+    assert sources, "the Dockerfile copies something"
+    for context in contexts:
+        baked = (context / "weights" / "best.pt").exists()
+        for source in sources:
+            if source.startswith("weights/") and not baked:
+                continue
+            assert (context / source).exists(), f"{source} is not in the build context {context}"
+        assert not list(context.rglob("__pycache__")), "no bytecode in the context (it would change the tag)"
+    assert (contexts[1] / "weights" / "best.pt").read_bytes() == weights.read_bytes(), "the baked file is the checked one"
+
+
 def test_cloudbuild_builds_one_image_per_flavour_with_its_accelerator():
     """The image contract (Dockerfile, owned beside this): --build-arg ACCELERATOR=none|nvidia-l4|nvidia-rtx-pro-6000,
     one image per flavour; deploy.sh fills the substitutions it declares."""

@@ -351,8 +351,18 @@ fi
 
 # ---- 4. Images --------------------------------------------------------------------------------
 note "== 4/5 images"
-for f in Dockerfile .dockerignore pyproject.toml; do cp "$REPO_ROOT/$f" "$CONTEXT/"; done
-tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - function | tar -C "$CONTEXT" -xf -
+# The build context is what .dockerignore lets through (its "!" lines: the Dockerfile's own list of
+# what the image needs), so it follows the Dockerfile; the weights are added above when baked.
+CONTEXT_PATHS=(.dockerignore)
+while IFS= read -r line || [[ -n $line ]]; do
+	[[ $line == '!'* ]] || continue
+	path=${line#!}
+	path=${path%/}
+	[[ $path == weights/* ]] && continue
+	[[ -e $REPO_ROOT/$path ]] || die "$path (named in .dockerignore) is missing from $REPO_ROOT: the image cannot be built"
+	CONTEXT_PATHS+=("$path")
+done <"$REPO_ROOT/.dockerignore"
+tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - "${CONTEXT_PATHS[@]}" | tar -C "$CONTEXT" -xf -
 # The tag is a hash of the build context's contents: the same sources are built once.
 TAG=$(cd "$CONTEXT" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 "${SHA256[@]}" | sha256 | cut -c1-16)
 cp "$INFRA_DIR/cloudbuild.yaml" "$CONTEXT/"
