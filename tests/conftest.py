@@ -27,6 +27,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def json_lines(text: str) -> list[dict]:
+    """A JSON log, one entry a line; a line that is not JSON is kept as {"unparsed": line}."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            entries.append({"unparsed": line})
+    return entries
+
+
 class Server:
     """`python -m function` — the container's CMD — on a loopback port, with its JSON log kept in a file."""
 
@@ -73,13 +84,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def log_entries(self) -> list[dict]:
-        entries = []
-        for line in self.log_text().splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                entries.append({"unparsed": line})
-        return entries
+        return json_lines(self.log_text())
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ podman; IMAGE= names another tag than yolo-cloud-run:cpu."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import free_port
+from conftest import free_port, json_lines
 
 IMAGE = os.environ.get("IMAGE", "yolo-cloud-run:cpu")
 API_KEY = "image-test-key"
@@ -88,13 +87,7 @@ class Container:
         return result.stdout + result.stderr
 
     def log_entries(self) -> list[dict]:
-        entries = []
-        for line in self.log_text().splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                entries.append({"unparsed": line})
-        return entries
+        return json_lines(self.log_text())
 
     def remove(self) -> None:
         engine("rm", "--force", self.name, check=False)
