@@ -175,7 +175,7 @@ def measure_decode(data: bytes, rounds: int = 5, n: int = 20) -> dict:
     import cv2
     import numpy as np
 
-    from function.images import decode_image
+    from function.core.images import decode_image
 
     ours, opencv = [], []
     for _ in range(rounds):
@@ -235,7 +235,7 @@ def measure_container(model: str, log_dir: Path, pairs: int) -> dict:
 def measure_tolerance(model: str, artefact: str, images: list[Path]) -> dict:
     from ultralytics import YOLO
 
-    from function import engines
+    from function.models import engines
 
     pt = YOLO(model)
     exported = YOLO(artefact, task=pt.task)

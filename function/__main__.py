@@ -1,5 +1,5 @@
 """`python -m function`: the container's command. Reads the environment, then serves with gunicorn."""
 
-from function.server import main
+from .http.server import main
 
 main()

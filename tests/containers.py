@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import requests
-
 from conftest import free_port, json_lines
 
 IMAGE = os.environ.get("IMAGE", "yolo-cloud-run:cpu")

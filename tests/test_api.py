@@ -15,9 +15,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from conftest import local_summary
+from PIL import Image
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
-from function.inference import InferenceLoop, Job, collect_batch, run_batch
-from function.params import PredictParams
+from function.core.requests import PredictParams
+from function.models.batcher import InferenceLoop, Job, collect_batch, run_batch
 
 
 def test_a_lone_job_runs_at_once_and_a_busy_queue_is_taken_whole():
@@ -45,7 +45,7 @@ def test_equal_shapes_keep_the_single_image_letterbox_and_answers(weights, bus_j
     import cv2
     from ultralytics import YOLO
 
-    from function import engines
+    from function.models import engines
 
     model = YOLO(str(weights["pose"]))
     bus = cv2.imread(str(bus_jpg))

@@ -8,9 +8,8 @@ import io
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from conftest import local_summary
+from PIL import Image
 
 # Every format Ultralytics reads from a path (OpenCV, or Pillow for HEIC/AVIF), written the way a camera or an
 # editor would; the EXIF ones are stored sideways (orientation 6) and must come out upright.
@@ -68,7 +67,7 @@ def files(bus_jpg, tmp_path_factory) -> dict:
 def test_pixels_equal_ultralytics_imread(files, name):
     from ultralytics.utils.patches import imread
 
-    from function.images import decode_image
+    from function.core.images import decode_image
 
     path = files[name]
     decoded = decode_image(path.read_bytes(), 10**8)
@@ -80,8 +79,8 @@ def test_pixels_equal_ultralytics_imread(files, name):
 
 
 def test_corrupt_files_are_400_and_print_nothing(bus_jpg, capfd):
+    from function.core.images import decode_image
     from function.errors import BadImage
-    from function.images import decode_image
 
     for fmt in ("PNG", "TIFF", "JPEG2000", "BMP", "GIF"):
         buffer = io.BytesIO()

@@ -11,13 +11,12 @@ from functools import lru_cache
 import pytest
 from PIL import Image
 
-from function.annotate import FONTS, FONTS_DIR, install_fonts
-from function.config import load_settings
+from function.core.requests import Frame, Prediction, PredictParams, PredictRequest
 from function.dialects import Incoming, hub, platform, roboflow, roboflow_server
+from function.encode.annotate import FONTS, FONTS_DIR, install_fonts
 from function.errors import BadParameter, ModelNotFound, TooLarge, Unauthorized
-from function.model import LoadedModel
-from function.params import PredictParams
-from function.service import Frame, Prediction, PredictRequest
+from function.models.loaded import LoadedModel
+from function.settings import load_settings
 
 TASKS = ["detect", "segment", "pose", "classify", "obb"]
 
@@ -111,7 +110,7 @@ def test_hub_v1_file_requests_get_the_platform_shape_and_errors_carry_both_shape
 
 
 def test_hub_v1_parse_tells_the_generations_apart():
-    from function.body import Form, Upload
+    from function.http.body import Form, Upload
 
     old = incoming(form=Form(fields=[("size", "320"), ("confidence", "0.5")], files=[Upload("image", "a.jpg", "", b"x")]))
     new = incoming(form=Form(fields=[("imgsz", "320")], files=[Upload("file", "a.jpg", "", b"x")]))
@@ -251,9 +250,8 @@ def test_every_dialect_draws_with_ultralytics_plot(weights, zidane_jpg, task):
 
 
 def test_the_fonts_ship_with_the_package_and_go_where_ultralytics_looks(tmp_path):
+    import function.encode.annotate as annotate
     from ultralytics.utils.checks import check_font
-
-    import function.annotate as annotate
 
     annotate._installed = False
     install_fonts(tmp_path)
@@ -269,7 +267,7 @@ def test_the_fonts_ship_with_the_package_and_go_where_ultralytics_looks(tmp_path
 
 
 def test_classes_and_max_det_parse_for_every_dialect_and_hub_defaults_apply_underneath():
-    from function.params import parse_params
+    from function.dialects.params import parse_params
 
     params = parse_params([("classes", " person, car ,person"), ("max_det", "5")], [("iou", "0.5")],
                           defaults=PredictParams(iou=0.45))
@@ -300,6 +298,6 @@ def test_video_and_hub_settings():
     (b"GIF89a", False), (b"just text", False),
 ])
 def test_videos_are_told_from_images_by_their_leading_bytes(head, video):
-    from function.video import looks_like_a_video
+    from function.core.video import looks_like_a_video
 
     assert looks_like_a_video(head + bytes(64)) is video

@@ -18,9 +18,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 import requests
-from PIL import Image
-
 from conftest import local_summary
+from PIL import Image
 from test_api import IMAGE_HOST, _ImageHost
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import local_summary
 from test_gcs import BUCKET, gcs  # noqa: F401 - the emulator fixture, shared
 
-from function import engines
+from function.models import engines
 
 pytestmark = pytest.mark.integration
 
@@ -193,8 +192,8 @@ def test_compare_allows_float_noise_and_borderline_detections_only(weights, bus_
 
 
 def test_engine_setting_is_one_of_the_engines_or_auto():
-    from function.config import load_settings
     from function.errors import ConfigError
+    from function.settings import load_settings
 
     assert load_settings({"MODEL": "m.pt"}).engine == "pytorch", "exact Ultralytics answers unless asked otherwise"
     assert load_settings({"MODEL": "m.pt", "ENGINE": " Auto "}).engine == "auto"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import local_summary
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 import requests
 import zttp
 
-from function.worker import H2_MAX_STREAMS, HEADER_TIMEOUT_S, LINGER_BYTES, LINGER_S
+from function.http.protocol import H2_MAX_STREAMS, HEADER_TIMEOUT_S, LINGER_BYTES, LINGER_S
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import requests
-
 from conftest import local_summary
 from containers import API_KEY, AUTH, IMAGE, Container, engine
 from test_gcs import BUCKET, gcs  # noqa: F401  (the emulator fixture)

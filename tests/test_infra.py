@@ -260,7 +260,7 @@ def test_engine_is_pytorch_by_default_and_exported_engines_get_the_least_upload_
     ok, out = evaluate(BASE | {"engine": "auto"})
     assert ok, out
     assert {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()} == dict.fromkeys(BASE["regions"], "auto")
-    # objectCreator on the weights bucket, only under the weights' .engines/ prefix (what function/engines.py writes).
+    # objectCreator on the weights bucket, only under the weights' .engines/ prefix (what function/models/engines.py writes).
     assert out["engine_upload_conditions"] == {"my-proj-123-yolo-weights": f'resource.name.startsWith("{ENGINE_PREFIX}")'}
     # Per region: one region exporting is enough for the grant; the others keep PyTorch.
     ok, out = evaluate(BASE | {"regions": BASE["regions"] | {"europe-west3": {"engine": "openvino"}}})

@@ -17,7 +17,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from function.openapi import document
+from function.http.openapi import document
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def server(start_server, weights):
 
 
 def test_the_document_describes_every_route_of_every_dialect(server):
-    from function.routes import ROUTES
+    from function.http.routes import ROUTES
 
     document = requests.get(server.url + "/openapi.json", timeout=10).json()
     served = {route.template.replace(":int", "").replace(":path", "") for route in ROUTES}

@@ -5,6 +5,7 @@ missing from the wheel (the image once shipped without function/dialects/ and co
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -30,9 +31,14 @@ def run_check(site: Path, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    """Built as the image builds it: from pyproject.toml and the tracked files of function/ only (a build/ folder
+    left in the checkout by an earlier build would otherwise leak stale modules into the wheel)."""
+    context, out = tmp_path_factory.mktemp("context"), tmp_path_factory.mktemp("wheel")
+    for name in ["pyproject.toml", *source_files()]:
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, context / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(ROOT)], check=True, timeout=300)
+                    "--wheel-dir", str(out), str(context)], check=True, timeout=300)
     (built,) = out.glob("yolo_cloud_run-*.whl")
     return built
 

@@ -15,9 +15,8 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ARTIFACTS, ROOT
+from PIL import Image
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from conftest import local_summary
+from PIL import Image
 
 pytestmark = pytest.mark.integration
 

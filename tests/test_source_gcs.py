@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from function.config import load_settings
+from function.core.sources import GcsReader
 from function.errors import ConfigError, SourceRefused
-from function.source import GcsReader
+from function.settings import load_settings
 
 BUCKET = "team-images"
 OTHER = "someone-elses-images"

@@ -132,9 +132,8 @@ def test_weights_from_an_https_style_url_and_an_exported_torchscript_model(start
     import shutil
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from ultralytics import YOLO
-
     from conftest import local_summary
+    from ultralytics import YOLO
 
     source = tmp_path / "fall.pt"  # export writes beside its input: keep it out of site-packages
     shutil.copy(weights["detect"], source)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-
 from conftest import local_summary
 
 pytestmark = pytest.mark.integration

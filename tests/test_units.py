@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from function.config import load_settings
+from function.core.requests import PredictParams
+from function.core.service import Service
+from function.core.sources import is_forbidden_address
+from function.dialects.params import parse_params
 from function.errors import BadParameter, ConfigError, InferenceTimeout, ModelNotReady, Overloaded
-from function.inference import InferenceLoop, Job, collect_batch, run_batch
-from function.params import PredictParams, parse_params
-from function.server import create_app, gunicorn_options
-from function.service import Service
-from function.source import is_forbidden_address
-
+from function.http.server import create_app, gunicorn_options
+from function.models.batcher import InferenceLoop, Job, collect_batch, run_batch
+from function.settings import load_settings
 
 # -- settings ------------------------------------------------------------------------------------------------------
 
@@ -53,7 +53,7 @@ def test_cloud_run_may_serve_unauthenticated_when_told_to():
 def test_gunicorn_options_are_one_uvicorn_worker_with_a_graceful_stop():
     from uvicorn_worker import UvicornWorker
 
-    from function.worker import Protocol
+    from function.http.protocol import Protocol
 
     settings = load_settings({"MODEL": "m.pt", "PORT": "9000", "MAX_CONNECTIONS": "500"})
     options = gunicorn_options(settings)
@@ -74,7 +74,7 @@ def test_gunicorn_options_are_one_uvicorn_worker_with_a_graceful_stop():
         "max_requests": 0,
         "accesslog": None,
         "loglevel": "warning",
-        "logger_class": "function.server.JsonGunicornLogger",
+        "logger_class": "function.http.server.JsonGunicornLogger",
         "proc_name": "yolo-endpoint",
         "control_socket_disable": True,
     }
@@ -131,7 +131,7 @@ def _job(conf=0.25):
 
 
 def test_collect_batch_gathers_up_to_the_size_and_stops_on_the_sentinel():
-    from function.inference import _STOP
+    from function.models.batcher import _STOP
 
     jobs = queue.Queue()
     for _ in range(5):

@@ -10,7 +10,6 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import requests
-
 from conftest import local_summary
 
 pytestmark = pytest.mark.integration

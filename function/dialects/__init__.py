@@ -3,7 +3,7 @@
 A dialect is one small module at the edge. It says where its clients put the API key and the model id, turns an
 `Incoming` request (plain values, no web types) into the core's `PredictRequest`, and turns the core's `Prediction`
 (Ultralytics `Results`) or a `ServiceError` into its own `Reply`. Reading bodies, auth, limits, decoding, the model,
-errors and logging are the core's; a dialect knows none of them. Routes are in `function/routes.py`.
+errors and logging are the core's; a dialect knows none of them. Routes are in `function/http/routes.py`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol
 
-from ..body import Form
+from ..core.requests import Prediction, PredictRequest
 from ..errors import BadParameter, ServiceError
-from ..service import Prediction, PredictRequest
+from ..http.body import Form
 
 
 @dataclass

@@ -15,9 +15,8 @@ body says which generation the client is (a missing key, an oversized upload).
 
 from __future__ import annotations
 
+from ..core.requests import Prediction, PredictParams, PredictRequest
 from ..errors import BadParameter, ServiceError
-from ..params import PredictParams
-from ..service import Prediction, PredictRequest
 from . import Incoming, Reply, bearer_or_x_api_key, platform, retry_headers
 
 name = "hub"

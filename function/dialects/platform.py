@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from functools import partial
 
-from ..annotate import annotated_jpeg
+from ..core.requests import Prediction, PredictParams, PredictRequest
+from ..core.video import looks_like_a_video
+from ..encode.annotate import annotated_jpeg
 from ..errors import BadParameter, ServiceError
-from ..params import PredictParams, lookup, parse_bool, parse_number, parse_params
-from ..video import looks_like_a_video
-from ..service import Prediction, PredictRequest
 from . import Incoming, Reply, bearer_or_x_api_key
+from .params import lookup, parse_bool, parse_number, parse_params
 
 name = "platform"
 key_in_body = False

@@ -24,11 +24,11 @@ import base64
 import time
 import uuid
 
-from ..annotate import annotated_jpeg
+from ..core.requests import Prediction, PredictParams, PredictRequest
+from ..encode.annotate import annotated_jpeg
 from ..errors import BadImage, BadParameter, ServiceError
-from ..params import PredictParams, lookup, parse_bool, parse_class_names, parse_number
-from ..service import Prediction, PredictRequest
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
+from .params import lookup, parse_bool, parse_class_names, parse_number
 
 name = "roboflow"
 key_in_body = False

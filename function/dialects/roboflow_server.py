@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import base64
 
+from ..core.requests import Prediction, PredictRequest
+from ..core.service import Service
 from ..errors import BadParameter, ModelNotFound, ServiceError
-from ..params import parse_class_names, parse_number
-from ..service import Prediction, PredictRequest, Service
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
+from .params import parse_class_names, parse_number
 from .roboflow import draw, inference_response, roboflow_params
 
 name = "roboflow-server"

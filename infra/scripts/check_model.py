@@ -3,7 +3,7 @@
 
     check_model.py PATH
 
-Loads PATH exactly as the server does (Ultralytics' `YOLO(path)`, function/model.py), on the CPU and offline
+Loads PATH exactly as the server does (Ultralytics' `YOLO(path)`, function/models/loaded.py), on the CPU and offline
 (deploy.sh sets YOLO_OFFLINE=1, YOLO_AUTOINSTALL=false and hides every GPU), and asks for what serving needs: a task
 the server serves and class names. Prints one line and exits 0 when they are there ("detect, 2 classes: Normal,
 Fall"); otherwise prints the reason on one line and exits 1. Run with the project's virtualenv, which has Ultralytics;
@@ -17,7 +17,7 @@ import io
 import sys
 from pathlib import Path
 
-# The tasks the server serves (function/model.py TASKS); kept here so this script needs nothing from function/.
+# The tasks the server serves (function/models/loaded.py TASKS); kept here so this script needs nothing from function/.
 TASKS = ("detect", "segment", "pose", "classify", "obb")
 
 

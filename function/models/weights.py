@@ -12,8 +12,8 @@ from urllib.parse import unquote, urlsplit
 
 import google_crc32c
 
-from .errors import WeightsError
-from .logs import log
+from ..errors import WeightsError
+from ..logs import log
 
 _PROGRESS_EVERY_S = 2.0
 

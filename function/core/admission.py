@@ -8,8 +8,8 @@ import math
 from collections import deque
 from contextlib import contextmanager
 
-from . import metrics
-from .errors import Overloaded
+from .. import metrics
+from ..errors import Overloaded
 
 
 class Admission:

@@ -11,13 +11,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import metrics, openapi
-from .dialects import Incoming, Reply
-from .dialects import hub, platform, roboflow, roboflow_server
-from .errors import MethodNotAllowed, NotFound
-from .service import Service
+from .. import metrics
+from ..core.service import Service
+from ..dialects import Incoming, Reply, hub, platform, roboflow, roboflow_server
+from ..errors import MethodNotAllowed, NotFound
+from . import openapi
 
-STATIC_DIR = Path(__file__).with_name("static").resolve()
+STATIC_DIR = (Path(__file__).parent.parent / "static").resolve()
 
 
 async def healthz(incoming: Incoming, service: Service) -> Reply:

@@ -19,7 +19,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from .errors import BadImage, InferenceTimeout, ServiceError, SourceRefused, TooLarge
+from ..errors import BadImage, InferenceTimeout, ServiceError, SourceRefused, TooLarge
 
 MAX_REDIRECTS = 5
 _BLOCKED_HOSTS = {"metadata", "metadata.google.internal", "metadata.google.internal."}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BadImage, BadParameter, TooLarge
+from ..errors import BadImage, BadParameter, TooLarge
 
 # MP4/MOV/M4V/3GP brands (ISO base media); HEIF/AVIF share the container but are still images.
 _IMAGE_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}

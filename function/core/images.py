@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImage, NotAnImage, TooLarge
+from ..errors import BadImage, NotAnImage, TooLarge
 
 if TYPE_CHECKING:
     import numpy as np

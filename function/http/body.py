@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import BadParameter, Overloaded, TooLarge
+from ..errors import BadParameter, Overloaded, TooLarge
 
 # One part's headers (Content-Disposition, Content-Type): generous for any filename, tiny against memory.
 MAX_PART_HEADER_BYTES = 16 * 1024

@@ -6,36 +6,12 @@ field. A field given twice in the same place is refused (400), because which one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Iterable, Mapping
 
-from .errors import BadParameter
-from .numbers import strict_float, strict_int
-
-
-@dataclass(frozen=True)
-class PredictParams:
-    conf: float = 0.25
-    iou: float = 0.7
-    imgsz: int = 640
-    normalize: bool = False
-    decimals: int = 5
-    max_det: int = 300
-    # Class ids to keep (Ultralytics' `classes`), None for all. Requests carry names or ids as the client wrote them
-    # (`class_names`); the service resolves them against the model's names (`Service.resolve_classes`).
-    classes: tuple[int, ...] | None = None
-    class_names: tuple[str, ...] = ()
-
-    @property
-    def model_args(self) -> dict:
-        """The keyword arguments `YOLO.predict` takes; requests with equal args can share a batch."""
-        args = {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz}
-        if self.max_det != 300:
-            args["max_det"] = self.max_det
-        if self.classes is not None:
-            args["classes"] = self.classes
-        return args
-
+from ..core.requests import PredictParams
+from ..errors import BadParameter
+from ..numbers import strict_float, strict_int
 
 # name -> (legacy alias, kind, low, high)
 _FIELDS = {

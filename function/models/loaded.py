@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
-from .errors import WeightsError
-from .params import PredictParams
+from ..core.requests import PredictParams
+from ..errors import WeightsError
 
 if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
     import numpy as np
@@ -89,7 +88,7 @@ def load_model(weights: str, device: str, task: str | None = None, engine: str =
     """Load weights with Ultralytics' YOLO(); anything that is not a usable YOLO model becomes a WeightsError."""
     from ultralytics import YOLO
 
-    from .logs import adopt_logger
+    from ..logs import adopt_logger
 
     adopt_logger("ultralytics", "WARNING")  # Ultralytics installs its own plain-text handler on import
 

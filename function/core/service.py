@@ -13,64 +13,29 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Mapping
 
 from PIL import Image
 
-from . import metrics
+from .. import metrics
+from ..errors import BadImage, BadParameter, ModelNotReady, TooLarge, Unauthorized, WeightsError
+from ..http.body import BufferBudget
+from ..logs import log
+from ..memory import TRIM_AFTER_PIXELS, trim_heap
+from ..models.batcher import InferenceLoop
+from ..models.loaded import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
+from ..models.weights import resolve_weights
+from ..settings import Settings
 from .admission import Admission, PixelBudget
-from .body import BufferBudget
-from .config import Settings
-from .errors import BadImage, BadParameter, ModelNotReady, TooLarge, Unauthorized, WeightsError
 from .images import decode_image, image_pixels
-from .inference import InferenceLoop
-from .logs import log
-from .memory import TRIM_AFTER_PIXELS, trim_heap
-from .model import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
-from .params import PredictParams
-from .source import SourceFetcher, decode_base64, is_url
-from .weights import resolve_weights
+from .requests import Frame, Prediction, PredictParams, PredictRequest
+from .sources import SourceFetcher, decode_base64, is_url
 
 # Gunicorn halts (no respawn) when a worker exits with its APP_LOAD_ERROR code.
 EXIT_MODEL_FAILED = 4
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.
 FETCH_THREADS = 16
-
-
-@dataclass(frozen=True)
-class PredictRequest:
-    """What every dialect's request becomes: images as the client sent them (or one video), the model's parameters,
-    and the dialect's own options, which the core carries untouched to the dialect's encoder.
-
-    An image is bytes (an upload) or text: an http(s) URL to fetch, or base64 data (a data: URL too)."""
-
-    images: tuple[bytes | str, ...]
-    params: PredictParams
-    video: bytes | None = None
-    vid_stride: int = 1
-    # For a video: what to keep of each frame's Results, called in the CPU pool as each frame is answered, so a long
-    # video's Results (each holding its frame) never pile up in memory. None keeps the Results.
-    reduce: Callable | None = None
-    options: Mapping = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """Where a video frame's result came from."""
-
-    index: int  # 0-based, in the video's own frame count
-    timestamp: float  # seconds from the start
-
-
-@dataclass(frozen=True)
-class Prediction:
-    results: list  # Ultralytics Results, one per image (or per processed video frame, reduced), in request order
-    model: LoadedModel
-    started: float  # time.monotonic() when the request arrived
-    frames: list[Frame] | None = None  # a video's processed frames, parallel to `results`
-    process_started: float = 0.0  # time.monotonic() when the service started (the Platform's functionTimeAlive)
 
 
 # After SIGTERM, queued work has the graceful limit minus this: the batch then running, its encoding and the answer's
@@ -115,7 +80,7 @@ class Service:
             model = load_model(weights, device, s.model_task)
             t2 = time.monotonic()
             reference = model.warm_up()
-            from .engines import choose_engine  # the worker's: it needs numpy
+            from ..models.engines import choose_engine  # the worker's: it needs numpy
 
             engine = choose_engine(s.engine, device)
             # CPU replicas are part of start-up (ready means all of them); an exported engine is built after it,
@@ -160,7 +125,7 @@ class Service:
     def _swap_in_engine(self, engine: str, weights: str, reference: list) -> None:
         """Build or fetch the exported engine and swap it in once verified; when it cannot be had, say why and keep
         PyTorch (with its CPU replicas). Never fatal."""
-        from . import engines
+        from ..models import engines
 
         s, model, started = self.settings, self.model, time.monotonic()
         try:

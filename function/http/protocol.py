@@ -11,7 +11,7 @@ HTTP/1.1:
    Transfer-Encoding) is our JSON error with the status h11 names (400, 431, 501), not a bare text line.
 2. A request's line and headers must arrive within HEADER_TIMEOUT_S of its first byte (or of the connection opening):
    a client that sends them a byte at a time cannot hold a connection slot for ever. The body's deadline is the
-   request's own (REQUEST_TIMEOUT_S, in web.py); idle keep-alive connections are uvicorn's (timeout_keep_alive).
+   request's own (REQUEST_TIMEOUT_S, in edge.py); idle keep-alive connections are uvicorn's (timeout_keep_alive).
 3. A connection answered before its request body arrived (a refused upload) is closed without reading that body, but
    not abruptly: the answer is sent, the sending side is shut (FIN), and what the client is still sending is discarded
    for at most LINGER_S or LINGER_BYTES. Closing at once would make the kernel reset the connection, and a client
@@ -22,7 +22,7 @@ HTTP/2 (what zttp 0.0.35 and uvicorn's protocol on it lack, added by `Http2Proto
    other than DATA (a request's HEADERS and CONTINUATIONs above all) within HEADER_TIMEOUT_S of its first byte. A
    connection with no stream open is closed (GOAWAY) timeout_keep_alive after its last stream ended; PING, SETTINGS
    and WINDOW_UPDATE frames do not keep it open (uvicorn's timer restarts on every frame).
-5. Bodies stream with the same caps as HTTP/1.1 (web.py, body.py). zttp advertises the RFC's 64 KiB flow-control
+5. Bodies stream with the same caps as HTTP/1.1 (edge.py, body.py). zttp advertises the RFC's 64 KiB flow-control
    windows and cannot be told otherwise, so larger ones are announced beside its own (a second SETTINGS frame and a
    connection WINDOW_UPDATE): zttp neither enforces its receive windows nor minds the extra SETTINGS ack, and it
    returns credit as frames are parsed, so the client's windows never grow past what is announced here. Memory is
@@ -54,12 +54,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.zttp_h2_impl import ZttpH2Protocol
 from uvicorn_worker import UvicornWorker
 
-from .errors import from_http_status
+from ..errors import from_http_status
 
 HEADER_TIMEOUT_S = 10.0
 LINGER_S = 2.0
 LINGER_BYTES = 4 * 2**20
-# h11's hard limit on a request line plus headers; the app refuses smaller excesses itself (414/431, see web.py).
+# h11's hard limit on a request line plus headers; the app refuses smaller excesses itself (414/431, see edge.py).
 MAX_INCOMPLETE_EVENT_BYTES = 64 * 1024
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

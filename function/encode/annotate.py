@@ -13,7 +13,7 @@ import shutil
 import threading
 from pathlib import Path
 
-FONTS_DIR = Path(__file__).with_name("fonts")
+FONTS_DIR = Path(__file__).parent.parent / "fonts"
 # Ultralytics' name -> the file shipped in its place.
 FONTS = {"Arial.ttf": "Arimo.ttf", "Arial.Unicode.ttf": "DejaVuSans.ttf"}
 JPEG_QUALITY = 90

@@ -19,11 +19,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-
-from . import metrics
-from .errors import InferenceTimeout, ModelNotReady, Overloaded
-from .logs import log
-from .params import PredictParams
+from .. import metrics
+from ..core.requests import PredictParams
+from ..errors import InferenceTimeout, ModelNotReady, Overloaded
+from ..logs import log
 
 if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
     import numpy as np

@@ -14,20 +14,20 @@ from pathlib import Path
 import gunicorn.app.base
 import gunicorn.glogging
 
-from .config import Settings, load_settings
-from .errors import ConfigError, from_http_status
-from .logs import log, setup_logging
-from .memory import limit_malloc_arenas
-from .worker import worker_class
+from ..errors import ConfigError, from_http_status
+from ..logs import log, setup_logging
+from ..memory import limit_malloc_arenas
+from ..settings import Settings, load_settings
+from .protocol import worker_class
 
-ENTRY_SOURCE = Path(__file__).with_name("main.py")
+ENTRY_SOURCE = Path(__file__).with_name("app.py")
 ENTRY_TARGET = "endpoint"
 def create_app(settings: Settings, service=None):
     """The ASGI app: functions-framework's Starlette app for our HTTP function, with the service attached."""
     import functions_framework.aio
     from starlette.exceptions import HTTPException
 
-    from .service import Service
+    from ..core.service import Service
 
     app = functions_framework.aio.create_asgi_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
     app.state.service = service or Service(settings)
@@ -66,7 +66,7 @@ def gunicorn_options(settings: Settings) -> dict:
         "max_requests": 0,
         "accesslog": None,  # the entry module writes one structured line per request
         "loglevel": "warning",
-        "logger_class": "function.server.JsonGunicornLogger",
+        "logger_class": "function.http.server.JsonGunicornLogger",
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         "proc_name": "yolo-endpoint",
@@ -80,7 +80,7 @@ class JsonGunicornLogger(gunicorn.glogging.Logger):
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
-        from .logs import JsonFormatter
+        from ..logs import JsonFormatter
 
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
@@ -98,7 +98,7 @@ class Application(gunicorn.app.base.BaseApplication):
 
     def load(self):
         """Called in the worker (gunicorn does not preload): the service and the app live only there."""
-        from .service import Service
+        from ..core.service import Service
 
         self.service = Service(self.settings)
         return create_app(self.settings, self.service)

@@ -12,22 +12,21 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from . import metrics, routes
-from .body import BodyLimits, parse_urlencoded, read_body, read_multipart, multipart_boundary
-from .dialects import Dialect, Incoming, Reply
-from .dialects import platform
-from .errors import (
+from .. import metrics
+from ..core.service import Service
+from ..dialects import Dialect, Incoming, Reply, platform
+from ..errors import (
     ClientGone,
     HeadersTooLarge,
     InferenceTimeout,
     ModelNotFound,
     RequestTimeout,
     ServiceError,
-    TooLarge,
     UriTooLong,
 )
-from .logs import log, trace_fields
-from .service import Service
+from ..logs import log, trace_fields
+from . import routes
+from .body import BodyLimits, multipart_boundary, parse_urlencoded, read_body, read_multipart
 
 # What a request line and headers may take before the request is refused (414, 431) by us, in our JSON; the server's
 # own hard limit (h11) is set above these, so only a grossly oversized request gets the server's bare answer.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .dialects import roboflow_server
+from ..dialects import roboflow_server
 
 
 def _num(kind: str, low, high, default, description: str) -> dict:
