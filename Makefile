@@ -28,7 +28,7 @@ lock:
 	test -x .venv-uv/bin/uv || { python3 -m venv .venv-uv && .venv-uv/bin/pip install -q uv==$(UV_VERSION); }
 	.venv-uv/bin/python tools/lock/lock.py .venv-uv/bin/uv
 
-# MALLOC_ARENA_MAX=2: glibc keeps freed memory in per-thread arenas otherwise (see README, Limits and timeouts).
+# MALLOC_ARENA_MAX=2: glibc keeps freed memory in per-thread arenas otherwise (see docs/limits.md).
 serve: install
 	MALLOC_ARENA_MAX=2 MODEL="$${MODEL:-$(DEFAULT_MODEL)}" PORT=$(PORT) $(PY) -m function
 

@@ -32,7 +32,7 @@ from ..logs import log
 from .loaded import LoadedModel, load_model
 
 ENGINES = ("pytorch", "onnx", "openvino", "tensorrt")
-# What `ENGINE=auto` means, per device: measured by `make bench` (README, Performance).
+# What `ENGINE=auto` means, per device: measured by `make bench` (docs/performance.md).
 AUTO_CPU = "openvino"
 AUTO_CUDA = "tensorrt"
 EXPORT_IMGSZ = 640
@@ -50,7 +50,7 @@ class EngineError(Exception):
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far an engine's results on the warm-up image may be from PyTorch's (measured: README, Performance)."""
+    """How far an engine's results on the warm-up image may be from PyTorch's (measured: docs/performance.md)."""
 
     conf: float = 0.02  # confidence, and classification probabilities
     coords: float = 0.01  # box corners and keypoints, as a fraction of the image's longer side

@@ -39,7 +39,7 @@ Required:
                          The first hosts the image repository and Cloud Build.
                          L4 regions: ${L4_REGIONS[*]}
                          RTX PRO 6000 regions: ${RTX_PRO_6000_REGIONS[*]}
-                         A GPU region needs that GPU's Cloud Run quota (README).
+                         A GPU region needs that GPU's Cloud Run quota (docs/deploy.md).
   --model PATH|GS_URI    local weights file (uploaded), or gs://bucket/path/best.pt (used as is);
                          PyTorch weights (.pt) that Ultralytics loads, with a task and class names
 
@@ -403,7 +403,7 @@ else
 	note "protocol: HTTP/1.1 (container port http1: Cloud Run refuses requests over 32 MiB)"
 fi
 if ((HAS_L4 + HAS_RTX)); then
-	note "GPU regions need that GPU's Cloud Run quota in each region (README, The project, GPU quota); without it Terraform's apply fails with a quota error"
+	note "GPU regions need that GPU's Cloud Run quota in each region (docs/deploy.md, GPU quota); without it Terraform's apply fails with a quota error"
 fi
 if [[ -n $CANARY ]]; then
 	note "canary: $CANARY% of every running region's traffic to the new release (revision tag 'canary', its own URL), $((100 - CANARY))% stays on the deployed one; then make promote or make rollback"
