@@ -8,19 +8,17 @@ model's queue are all here, once, for every dialect.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
 from .. import metrics
-from ..errors import BadImage, BadParameter, ModelNotReady, TooLarge, Unauthorized, WeightsError
-from ..http.body import BufferBudget
+from ..errors import BadImage, BadParameter, ModelNotReady, TooLarge, WeightsError
 from ..logs import log
 from ..memory import TRIM_AFTER_PIXELS, trim_heap
 from ..models.batcher import InferenceLoop
@@ -32,8 +30,6 @@ from .images import decode_image, image_pixels
 from .requests import Frame, Prediction, PredictParams, PredictRequest
 from .sources import SourceFetcher, decode_base64, is_url
 
-# Gunicorn halts (no respawn) when a worker exits with its APP_LOAD_ERROR code.
-EXIT_MODEL_FAILED = 4
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.
 FETCH_THREADS = 16
 
@@ -54,17 +50,16 @@ class Service:
                                      settings.allowed_source_buckets)
         self.admission = Admission(settings.max_queue)
         self.pixels = PixelBudget(settings.decode_budget_pixels)
-        self.buffers = BufferBudget(settings.max_buffered_bytes)
         self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="cpu")
         self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
-        self._api_keys = tuple(key.encode() for key in settings.api_keys)
         self.started_at = time.monotonic()
 
     # -- start-up -------------------------------------------------------------------------------------------------
 
-    def start(self, on_failure=None) -> threading.Thread:
-        """Load in the background so /healthz answers at once; on failure call on_failure (default: exit the process)."""
-        thread = threading.Thread(target=self._load, args=(on_failure or _exit_process,), name="model-loader", daemon=True)
+    def start(self, on_failure: Callable[[str], None]) -> threading.Thread:
+        """Load in the background so /healthz answers at once; on failure call on_failure with the reason (the server
+        ends the process: the core never does)."""
+        thread = threading.Thread(target=self._load, args=(on_failure,), name="model-loader", daemon=True)
         thread.start()
         return thread
 
@@ -170,17 +165,6 @@ class Service:
         self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- requests -------------------------------------------------------------------------------------------------
-
-    def check_api_key(self, given: str | None) -> None:
-        if not self._api_keys:
-            return
-        given_bytes = (given or "").encode()
-        # Compare against every key, always, so timing says nothing about which key or how much matched.
-        matched = False
-        for key in self._api_keys:
-            matched |= hmac.compare_digest(key, given_bytes)
-        if not given or not matched:
-            raise Unauthorized("Unauthorized: send a valid API key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'")
 
     def require_ready(self) -> LoadedModel:
         if self.stopping:
@@ -326,10 +310,3 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
         loop.call_soon_threadsafe(fn, *args)
     except RuntimeError:  # the loop has closed: the process is exiting and nothing waits for the release
         pass
-
-
-def _exit_process(reason: str) -> None:
-    log.critical(f"cannot serve: {reason}")
-    for handler in log.handlers:
-        handler.flush()
-    os._exit(EXIT_MODEL_FAILED)

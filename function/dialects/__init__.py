@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 from ..core.requests import Prediction, PredictRequest
 from ..errors import BadParameter, ServiceError
@@ -30,6 +30,9 @@ class Incoming:
     form: Form | None = None  # a multipart or urlencoded body, parsed
     body: bytes | None = None  # any other body, and the raw bytes of an urlencoded one
     settings: object = None  # the service's Settings (read-only): a dialect's own switches, e.g. HUB_V1_DATA
+    # The edge's API-key check, for a system route whose key is in the body (Roboflow's /model/add): raises
+    # Unauthorized. Predict routes never call it: the edge checks their key before the dialect parses.
+    authorize: Callable[[str | None], None] | None = None
     _json: object = field(default=None, repr=False)
 
     def query_values(self, name: str) -> list[str]:

@@ -164,7 +164,7 @@ async def registry(incoming: Incoming, service: Service) -> Reply:
 
 async def add_model(incoming: Incoming, service: Service) -> Reply:
     try:
-        service.check_api_key(api_key(incoming))
+        incoming.authorize(api_key(incoming))
         body = incoming.json()
         if not isinstance(body, dict):
             raise BadParameter("The request body must be a JSON object")

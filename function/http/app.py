@@ -15,4 +15,4 @@ from function.http.edge import handle  # absolute: functions-framework loads thi
 
 @functions_framework.aio.http
 async def endpoint(request: Request) -> Response:
-    return await handle(request, request.app.state.service)
+    return await handle(request, request.app.state.edge)

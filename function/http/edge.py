@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import time
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
@@ -26,7 +27,8 @@ from ..errors import (
 )
 from ..logs import log, trace_fields
 from . import routes
-from .body import BodyLimits, multipart_boundary, parse_urlencoded, read_body, read_multipart
+from .auth import ApiKeys
+from .body import BodyLimits, BufferBudget, multipart_boundary, parse_urlencoded, read_body, read_multipart
 
 # What a request line and headers may take before the request is refused (414, 431) by us, in our JSON; the server's
 # own hard limit (h11) is set above these, so only a grossly oversized request gets the server's bare answer.
@@ -47,13 +49,28 @@ def body_limits(settings) -> BodyLimits:
     )
 
 
+@dataclass(frozen=True)
+class Edge:
+    """What the edge keeps for the process: the core's service, the API keys, and the budget of bodies in memory."""
+
+    service: Service
+    api_keys: ApiKeys
+    buffers: BufferBudget
+
+    @classmethod
+    def around(cls, service: Service) -> "Edge":
+        settings = service.settings
+        return cls(service, ApiKeys(settings.api_keys), BufferBudget(settings.max_buffered_bytes))
+
+
 class _Exchange:
     """One request's state on its way through: the Starlette request, what was read, when it started."""
 
-    def __init__(self, request: Request, service: Service, started: float):
-        self.request, self.service, self.started = request, service, started
+    def __init__(self, request: Request, edge: Edge, started: float):
+        self.request, self.edge, self.started = request, edge, started
+        self.service = edge.service
         self.body_read = False
-        self.deadline = asyncio.get_running_loop().time() + service.settings.request_timeout_s
+        self.deadline = asyncio.get_running_loop().time() + edge.service.settings.request_timeout_s
 
     def incoming(self, path_params: dict) -> Incoming:
         request = self.request
@@ -66,6 +83,7 @@ class _Exchange:
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]},
             content_type=media_type,
             settings=self.service.settings,
+            authorize=self.edge.api_keys.check,
         )
 
     def refuse_declared_length(self, limits: BodyLimits) -> None:
@@ -80,9 +98,9 @@ class _Exchange:
             async with asyncio.timeout_at(self.deadline):
                 if incoming.content_type == "multipart/form-data":
                     boundary = multipart_boundary(self.request.headers.get("content-type", ""))
-                    incoming.form = await read_multipart(stream, boundary, limits, self.service.buffers)
+                    incoming.form = await read_multipart(stream, boundary, limits, self.edge.buffers)
                 else:
-                    incoming.body = await read_body(stream, limits, self.service.buffers)
+                    incoming.body = await read_body(stream, limits, self.edge.buffers)
                     if incoming.content_type == "application/x-www-form-urlencoded":
                         # Off the loop: a 13 MB base64 `source` takes tens of milliseconds to unquote.
                         incoming.form = await self.service.run_cpu(parse_urlencoded, incoming.body, limits)
@@ -111,7 +129,7 @@ async def serve_predict(dialect: Dialect, exchange: _Exchange, incoming: Incomin
         exchange.refuse_declared_length(limits)
         await exchange.read(incoming, limits)
         key = dialect.api_key(incoming)
-    service.check_api_key(key)
+    exchange.edge.api_keys.check(key)
     wanted = dialect.model_id(incoming)
     if wanted is not None and settings.model_id and wanted != settings.model_id:
         raise ModelNotFound("Model not found")
@@ -136,9 +154,10 @@ def _check_request_size(request: Request) -> None:
         raise HeadersTooLarge(f"The request headers are over {MAX_HEADER_BYTES} bytes")
 
 
-async def handle(request: Request, service: Service) -> Response:
+async def handle(request: Request, edge: Edge) -> Response:
     started = time.monotonic()
-    exchange = _Exchange(request, service, started)
+    service = edge.service
+    exchange = _Exchange(request, edge, started)
     route_name, dialect = routes.UNMATCHED, platform
     try:
         _check_request_size(request)

@@ -20,6 +20,8 @@ from ..memory import limit_malloc_arenas
 from ..settings import Settings, load_settings
 from .protocol import worker_class
 
+# Gunicorn halts (no respawn) when a worker exits with its APP_LOAD_ERROR code.
+EXIT_MODEL_FAILED = 4
 ENTRY_SOURCE = Path(__file__).with_name("app.py")
 ENTRY_TARGET = "endpoint"
 def create_app(settings: Settings, service=None):
@@ -28,9 +30,11 @@ def create_app(settings: Settings, service=None):
     from starlette.exceptions import HTTPException
 
     from ..core.service import Service
+    from .edge import Edge
 
     app = functions_framework.aio.create_asgi_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
     app.state.service = service or Service(settings)
+    app.state.edge = Edge.around(app.state.service)
     # The few answers functions-framework's own routes give (robots.txt, favicon.ico, a method no route takes) are
     # Starlette HTTPExceptions: give them our JSON error shape too.
     app.add_exception_handler(HTTPException, _http_exception_as_json)
@@ -44,11 +48,21 @@ async def _http_exception_as_json(request, exc):
     return Response(json.dumps(error.body()), exc.status_code, headers=exc.headers, media_type="application/json")
 
 
+def _exit_worker(reason: str) -> None:
+    """The model cannot serve: say why in one line and end the worker with the code that makes gunicorn halt (no
+    respawn, which would fail the same way) rather than restart it."""
+    log.critical(f"cannot serve: {reason}")
+    for handler in log.handlers:
+        handler.flush()
+    os._exit(EXIT_MODEL_FAILED)
+
+
 def gunicorn_options(settings: Settings) -> dict:
     """Every gunicorn setting, as data: one uvicorn worker process (the model and the GPU are its)."""
 
     def post_worker_init(worker) -> None:
-        worker.app.service.start()  # the worker's own Application, which built the service after the fork
+        # The worker's own Application, which built the service after the fork.
+        worker.app.service.start(on_failure=_exit_worker)
 
     def worker_exit(server, worker) -> None:
         if worker.app.service is not None:
