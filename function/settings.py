@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .core.requests import TASKS
 from .errors import ConfigError
 from .numbers import strict_float, strict_int
 
@@ -162,8 +163,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("MODEL is not set: give gs://bucket/path/best.pt, a local path, an https URL or a name like yolo26n.pt")
     device = env.get("DEVICE", "").strip() or None
     task = env.get("MODEL_TASK", "").strip() or None
-    if task and task not in {"detect", "segment", "pose", "classify", "obb"}:
-        raise ConfigError(f"MODEL_TASK={task!r} must be one of detect, segment, pose, classify, obb")
+    if task and task not in TASKS:
+        raise ConfigError(f"MODEL_TASK={task!r} must be one of {', '.join(TASKS)}")
     on_cloud_run = bool(env.get("K_SERVICE"))
     max_pixels = _int(env, "MAX_IMAGE_PIXELS", 89_478_485, 1024, 2**31 - 1)
     level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"

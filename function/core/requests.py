@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Callable, Mapping
 if TYPE_CHECKING:
     from ..models.loaded import LoadedModel
 
+# The tasks this service serves: the one list (MODEL_TASK, the loader, the dialects' views and the deploy check use it).
+TASKS = ("detect", "segment", "pose", "classify", "obb")
+
 
 @dataclass(frozen=True)
 class PredictParams:

@@ -16,6 +16,7 @@ body says which generation the client is (a missing key, an oversized upload).
 from __future__ import annotations
 
 from ..core.requests import Prediction, PredictParams, PredictRequest
+from ..encode.views import View
 from ..errors import BadParameter, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, platform, retry_headers
 
@@ -56,31 +57,27 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
         return platform.encode(request, prediction)
     result = prediction.results[0]
     params = request.params
-    data = result.summary(normalize=params.normalize, decimals=params.decimals) if envelope == "tojson" else hub_data(result)
+    data = result.summary(normalize=params.normalize, decimals=params.decimals) if envelope == "tojson" else \
+        hub_data(View(result, prediction.model.task))
     return Reply(200, {"success": True, "message": "Inference complete.", "data": data})
 
 
-def hub_data(result) -> list[dict]:
+def hub_data(view: View) -> list[dict]:
     """Seed 001's `data`: per detection `class`, `name`, `confidence` and, by task, the normalized box centre and
     size, a flat `obb` (4 corners), a flat `segment` polygon or flat `keypoints` (x, y, confidence triples)."""
-    names = result.names
-    if result.probs is not None:
-        probs = result.probs
-        return [{"class": int(i), "name": names[int(i)], "confidence": float(probs.data[int(i)])} for i in probs.top5]
-    boxes = result.obb if result.obb is not None else result.boxes
+    if view.task == "classify":
+        return [{"class": cls, "name": name, "confidence": conf} for cls, name, conf in view.top5()]
     entries = []
-    for i, (cls, conf) in enumerate(zip(boxes.cls.tolist(), boxes.conf.tolist())):
-        entry = {"class": int(cls), "name": names[int(cls)], "confidence": float(conf)}
-        if result.obb is not None:
-            entry["obb"] = [float(v) for v in result.obb.xyxyxyxyn[i].reshape(-1).tolist()]
-        elif result.masks is not None:
-            entry["segment"] = [float(v) for v in result.masks.xyn[i].reshape(-1).tolist()]
-        elif result.keypoints is not None:
-            xyn = result.keypoints.xyn[i].tolist()
-            kconf = result.keypoints.conf[i].tolist() if result.keypoints.conf is not None else [1.0] * len(xyn)
-            entry["keypoints"] = [float(v) for (x, y), c in zip(xyn, kconf) for v in (x, y, c)]
+    for row, cls, name, conf in view.detections():
+        entry = {"class": cls, "name": name, "confidence": conf}
+        if view.task == "obb":
+            entry["obb"] = [float(v) for point in view.points(row, normalized=True) for v in point]
+        elif view.task == "segment":
+            entry["segment"] = [float(v) for point in view.points(row, normalized=True) for v in point]
+        elif view.task == "pose":
+            entry["keypoints"] = [float(v) for keypoint in view.keypoints(row, normalized=True) for v in keypoint]
         else:
-            x, y, w, h = result.boxes.xywhn[i].tolist()
+            x, y, w, h = view.xywhn(row)
             entry.update(width=float(w), height=float(h), xcenter=float(x), ycenter=float(y))
         entries.append(entry)
     return entries

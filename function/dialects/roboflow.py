@@ -26,6 +26,7 @@ import uuid
 
 from ..core.requests import Prediction, PredictParams, PredictRequest
 from ..encode.annotate import annotated_jpeg
+from ..encode.views import View
 from ..errors import BadImage, BadParameter, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
 from .params import lookup, parse_bool, parse_class_names, parse_number
@@ -108,7 +109,7 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     result = prediction.results[0]
     if options["format"] == "image":
         return Reply(200, draw(result, options), "image/jpeg")
-    body = inference_response(result, request.params, prediction.started)
+    body = inference_response(View(result, prediction.model.task), request.params, prediction.started)
     if options["format"] == "image_and_json":
         body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
     return Reply(200, body)
@@ -118,23 +119,23 @@ def draw(result, options: dict) -> bytes:
     return annotated_jpeg(result, labels=options["labels"], conf=options["labels"], line_width=options["stroke"])
 
 
-def inference_response(result, params: PredictParams, started: float) -> dict:
+def inference_response(view: View, params: PredictParams, started: float) -> dict:
     """One image's Roboflow response for an Ultralytics Results."""
-    height, width = (int(v) for v in result.orig_shape)
+    height, width = view.height_width()
     body = {
         "inference_id": str(uuid.uuid4()),
         "time": round(time.monotonic() - started, 6),
         "image": {"width": width, "height": height},
     }
-    if result.probs is not None:
-        body.update(classification(result, params))
+    if view.task == "classify":
+        body.update(classification(view, params))
     else:
-        body["predictions"] = detections(result)
+        body["predictions"] = detections(view)
     return body
 
 
-def classification(result, params: PredictParams) -> dict:
-    names, scores = result.names, result.probs.data.tolist()
+def classification(view: View, params: PredictParams) -> dict:
+    names, scores = view.names, view.scores()
     order = sorted(range(len(scores)), key=lambda i: -scores[i])
     if params.classes is not None:  # Ultralytics filters detections itself; a classifier's scores are filtered here
         order = [i for i in order if i in params.classes]
@@ -143,34 +144,30 @@ def classification(result, params: PredictParams) -> dict:
     return {"predictions": predictions, "top": top["class"], "confidence": top["confidence"]}
 
 
-def detections(result) -> list[dict]:
+def detections(view: View) -> list[dict]:
     """Detections with centre-point pixel boxes; rotated boxes as their enclosing box plus their 4 corners."""
-    names = result.names
-    boxes = result.obb if result.obb is not None else result.boxes
-    xyxy = boxes.xyxy.tolist()  # for rotated boxes: the axis-aligned box around them
+    xyxy = view.xyxy()
     predictions = []
-    for i, (cls, conf) in enumerate(zip(boxes.cls.tolist(), boxes.conf.tolist())):
-        x1, y1, x2, y2 = xyxy[i]
+    for row, cls, name, conf in view.detections():
+        x1, y1, x2, y2 = xyxy[row]
         entry = {"x": (x1 + x2) / 2, "y": (y1 + y2) / 2, "width": x2 - x1, "height": y2 - y1,
-                 "confidence": float(conf), "class": names[int(cls)], "class_id": int(cls),
-                 "detection_id": str(uuid.uuid4())}
-        if result.obb is not None:
-            entry["points"] = [{"x": x, "y": y} for x, y in result.obb.xyxyxyxy[i].tolist()]
-        elif result.masks is not None:
-            entry["points"] = [{"x": float(x), "y": float(y)} for x, y in result.masks.xy[i].tolist()]
+                 "confidence": conf, "class": name, "class_id": cls, "detection_id": str(uuid.uuid4())}
+        if view.task == "obb":
+            entry["points"] = [{"x": x, "y": y} for x, y in view.points(row)]
+        elif view.task == "segment":
+            entry["points"] = [{"x": float(x), "y": float(y)} for x, y in view.points(row)]
             entry["mask_format"] = "polygon"
-        elif result.keypoints is not None:
-            entry["keypoints"] = keypoints(result, i)
+        elif view.task == "pose":
+            entry["keypoints"] = keypoints(view, row)
         predictions.append(entry)
     return predictions
 
 
-def keypoints(result, i: int) -> list[dict]:
-    xy = result.keypoints.xy[i].tolist()
-    conf = result.keypoints.conf[i].tolist() if result.keypoints.conf is not None else [1.0] * len(xy)
-    labels = COCO_KEYPOINTS if len(xy) == len(COCO_KEYPOINTS) else tuple(str(k) for k in range(len(xy)))
+def keypoints(view: View, row: int) -> list[dict]:
+    points = view.keypoints(row)
+    labels = COCO_KEYPOINTS if len(points) == len(COCO_KEYPOINTS) else tuple(str(k) for k in range(len(points)))
     return [{"x": float(x), "y": float(y), "confidence": float(c), "class_id": k, "class": labels[k]}
-            for k, ((x, y), c) in enumerate(zip(xy, conf))]
+            for k, (x, y, c) in enumerate(points)]
 
 
 def error(error: ServiceError) -> Reply:

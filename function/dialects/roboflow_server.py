@@ -19,6 +19,7 @@ import base64
 
 from ..core.requests import Prediction, PredictRequest
 from ..core.service import Service
+from ..encode.views import View
 from ..errors import BadParameter, ModelNotFound, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
 from .params import parse_class_names, parse_number
@@ -129,7 +130,7 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
         raise BadParameter(f"This endpoint's model is {task}: use /infer/{route}")
     bodies = []
     for result in prediction.results:
-        body = inference_response(result, request.params, prediction.started)
+        body = inference_response(View(result, prediction.model.task), request.params, prediction.started)
         if options["visualize"]:
             body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
         bodies.append(body)

@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.requests import PredictParams
+from ..core.requests import TASKS, PredictParams
 from ..errors import WeightsError
 
 if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
     import numpy as np
 
-TASKS = ("detect", "segment", "pose", "classify", "obb")
 
 
 def pick_device(override: str | None) -> str:

@@ -17,8 +17,7 @@ import io
 import sys
 from pathlib import Path
 
-# The tasks the server serves (function/models/loaded.py TASKS); kept here so this script needs nothing from function/.
-TASKS = ("detect", "segment", "pose", "classify", "obb")
+from function.core.requests import TASKS  # the project's venv has the package (make install)
 
 
 def first_line(text: str, limit: int = 200) -> str:
