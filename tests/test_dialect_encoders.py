@@ -194,20 +194,25 @@ def test_roboflow_server_parse_takes_json_fractions_lists_and_checks_the_model_i
     body = (b'{"model_id": "fall/3", "api_key": "k", "image": [{"type": "base64", "value": "QUJD"}, '
             b'{"type": "url", "value": "https://example.com/a.jpg"}], "confidence": 0.5, "iou_threshold": 0.4, '
             b'"class_filter": ["Fall"], "max_detections": 7, "visualize_predictions": true, "unknown": 1}')
-    request = roboflow_server.parse(incoming(path="/infer/object_detection", body=body, settings=settings))
+    request = roboflow_server.parse(incoming(path="/infer/object_detection", model_task="detect", body=body, settings=settings))
     assert request.images == ("QUJD", "https://example.com/a.jpg")
     params = request.params
     assert (params.conf, params.iou, params.class_names, params.max_det) == (0.5, 0.4, ("Fall",), 7)
-    assert request.options["many"] and request.options["visualize"] and request.options["task"] == "object-detection"
+    assert request.options["many"] and request.options["visualize"]
     assert roboflow_server.api_key(incoming(body=body)) == "k"
     with pytest.raises(ModelNotFound):
-        roboflow_server.parse(incoming(path="/infer/object_detection", settings=settings,
+        roboflow_server.parse(incoming(path="/infer/object_detection", model_task="detect", settings=settings,
                                        body=b'{"model_id": "other/1", "image": {"type": "base64", "value": "QUJD"}}'))
     for bad in (b'{"model_id": "fall/1"}', b'[1]', b'not json', b'{"model_id": "fall/1", "image": {"type": "numpy", "value": "x"}}',
                 b'{"model_id": "fall/1", "image": {"type": "base64", "value": "QUJD"}, "confidence": "high"}',
                 b'{"model_id": "fall/1", "image": {"type": "base64", "value": "QUJD"}, "confidence": 4}'):
         with pytest.raises(BadParameter):
-            roboflow_server.parse(incoming(path="/infer/object_detection", body=bad, settings=settings))
+            roboflow_server.parse(incoming(path="/infer/object_detection", model_task="detect", body=bad, settings=settings))
+    # The route's task against the loaded model's, at parse: a pose model on /infer/object_detection is refused before
+    # anything is fetched or run; an OBB model is Roboflow's object detection.
+    with pytest.raises(BadParameter, match="keypoint-detection: use /infer/keypoints_detection"):
+        roboflow_server.parse(incoming(path="/infer/object_detection", model_task="pose", body=body, settings=settings))
+    assert roboflow_server.parse(incoming(path="/infer/object_detection", model_task="obb", body=body, settings=settings))
 
 
 # -- Platform ---------------------------------------------------------------------------------------------------------

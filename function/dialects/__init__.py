@@ -33,6 +33,8 @@ class Incoming:
     # The edge's API-key check, for a system route whose key is in the body (Roboflow's /model/add): raises
     # Unauthorized. Predict routes never call it: the edge checks their key before the dialect parses.
     authorize: Callable[[str | None], None] | None = None
+    # The loaded model's task, set by the edge before parse: a route made for one task refuses another before inference.
+    model_task: str | None = None
     _json: object = field(default=None, repr=False)
 
     def query_values(self, name: str) -> list[str]:

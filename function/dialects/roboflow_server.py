@@ -112,8 +112,11 @@ def parse(incoming: Incoming) -> PredictRequest:
         _number(body, "max_detections", int, 1, 1000, None),
         parse_class_names("class_filter", ",".join(class_filter)) if class_filter else (),
     )
+    wanted, served = ROUTE_TASKS[incoming.path.rstrip("/").rsplit("/", 1)[-1]], TASK_TYPES[incoming.model_task]
+    if wanted != served:  # refused before any image is fetched, decoded or run
+        route = next(route for route, kind in ROUTE_TASKS.items() if kind == served)
+        raise BadParameter(f"This endpoint's model is {served}: use /infer/{route}")
     options = {
-        "task": ROUTE_TASKS[incoming.path.rstrip("/").rsplit("/", 1)[-1]],
         "many": many,
         "visualize": _flag(body, "visualize_predictions"),
         "labels": _flag(body, "visualization_labels"),
@@ -124,10 +127,6 @@ def parse(incoming: Incoming) -> PredictRequest:
 
 def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     options = request.options
-    task = TASK_TYPES[prediction.model.task]
-    if options["task"] != task:
-        route = next(route for route, kind in ROUTE_TASKS.items() if kind == task)
-        raise BadParameter(f"This endpoint's model is {task}: use /infer/{route}")
     bodies = []
     for result in prediction.results:
         body = inference_response(View(result, prediction.model.task), request.params, prediction.started)

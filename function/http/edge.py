@@ -133,7 +133,7 @@ async def serve_predict(dialect: Dialect, exchange: _Exchange, incoming: Incomin
     wanted = dialect.model_id(incoming)
     if wanted is not None and settings.model_id and wanted != settings.model_id:
         raise ModelNotFound("Model not found")
-    service.require_ready()
+    incoming.model_task = service.require_ready().task
     if not exchange.body_read and incoming.form is None and incoming.body is None:
         exchange.refuse_declared_length(limits)
         await exchange.read(incoming, limits)
