@@ -53,3 +53,6 @@ bench-reliability: install
 
 # deploy / start / stop / status, and the infra checks' tools (infra-deps).
 include infra/infra.mk
+
+# make deploy checks MODEL with the venv's Ultralytics before anything is built.
+deploy: install

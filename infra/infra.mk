@@ -46,7 +46,7 @@ REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION))
 
 # deploy.sh loads MODEL with Ultralytics before anything is built (it refuses weights that cannot
 # serve), with the project's virtualenv: `make install` first.
-deploy: install ## Build remotely and deploy to Cloud Run, CPU, L4 or RTX PRO 6000 per region (PROJECT, REGIONS, MODEL; CANARY=N; HTTP2=0; DRY_RUN=1 to print)
+deploy: ## Build remotely and deploy to Cloud Run, CPU, L4 or RTX PRO 6000 per region (PROJECT, REGIONS, MODEL; CANARY=N; HTTP2=0; DRY_RUN=1 to print)
 	YOLO_PYTHON=$(PY) $(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
 
 promote: ## End a canary: all traffic to the new release (PROJECT)
