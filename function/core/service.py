@@ -46,6 +46,7 @@ class Service:
         self.loop: InferenceLoop | None = None
         self.ready = threading.Event()
         self.stopping = False
+        self.draining = False  # SIGTERM arrived: queued work is shed (begin_shutdown)
         self.fetcher = SourceFetcher(settings.max_upload_bytes, settings.url_timeout_s, settings.url_allowed_networks,
                                      settings.allowed_source_buckets)
         self.admission = Admission(settings.max_queue)
@@ -143,14 +144,12 @@ class Service:
                  extra={"fields": {**info, "seconds": round(time.monotonic() - started, 3)}})
 
     def begin_shutdown(self) -> None:
-        """SIGTERM (on the event loop): new requests get 503 at once; queued images that cannot be done before the
-        server must answer get their 503 now, and whatever is still queued SHED_AFTER_S before the graceful limit
-        gets it then, so every request has a complete answer before Cloud Run's 10 s are up."""
-        if self.stopping:
+        """SIGTERM (on the event loop; the server stops accepting connections and streams): queued images that cannot
+        be done before the server must answer get a 503 now, and whatever is still queued SHED_BEFORE_LIMIT_S before
+        the graceful limit gets it then, so every request in flight has a complete answer before Cloud Run's 10 s."""
+        if self.draining or self.loop is None:
             return
-        self.stopping = True
-        if self.loop is None:
-            return
+        self.draining = True
         budget_s = max(self.settings.graceful_timeout_s - SHED_BEFORE_LIMIT_S, 0.5)
         refused = self.loop.shed(budget_s)
         asyncio.get_running_loop().call_later(budget_s, self.loop.shed, 0.0)
