@@ -104,6 +104,33 @@ def start_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def detect_server(start_server, weights) -> Server:
+    """The default endpoint, shared by the whole session: the detect weights and no other setting. Tests that use it
+    must not stop it, change its state for others (fill its queue, exhaust a budget), or assert absolute counts of what
+    it has served."""
+    return start_server({"MODEL": str(weights["detect"])})
+
+
+# Every HTTP call in the tests names its timeout; clients the tests drive but cannot configure (inference-sdk calls
+# `requests` with none) get this one, so that no test can hang on a server that never answers.
+DEFAULT_HTTP_TIMEOUT_S = 120
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_http_call_without_a_timeout():
+    request = requests.Session.request
+
+    def with_timeout(self, method, url, *args, **kwargs):
+        if kwargs.get("timeout") is None and len(args) < 7:  # positionally, timeout is the 7th after the URL
+            kwargs["timeout"] = DEFAULT_HTTP_TIMEOUT_S
+        return request(self, method, url, *args, **kwargs)
+
+    requests.Session.request = with_timeout
+    yield
+    requests.Session.request = request
+
+
 def _site_file(package: str, relative: str) -> Path:
     import importlib.util
 

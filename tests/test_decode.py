@@ -93,13 +93,9 @@ def test_corrupt_files_are_400_and_print_nothing(bus_jpg, capfd):
 
 
 @pytest.mark.integration
-def test_endpoint_answers_equal_predict_on_the_file(start_server, weights, files):
-    server = start_server({"MODEL": str(weights["detect"])})
-    try:
-        for name, path in sorted(files.items()):
-            response = requests.post(server.url + "/predict", files={"file": (name, path.read_bytes())},
-                                     data={"conf": "0.1"}, timeout=60)
-            assert response.status_code == 200, (name, response.text)
-            assert response.json()["images"][0]["results"] == local_summary(weights["detect"], str(path), conf=0.1), name
-    finally:
-        assert server.stop() == 0
+def test_endpoint_answers_equal_predict_on_the_file(detect_server, weights, files):
+    for name, path in sorted(files.items()):
+        response = requests.post(detect_server.url + "/predict", files={"file": (name, path.read_bytes())},
+                                 data={"conf": "0.1"}, timeout=60)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["images"][0]["results"] == local_summary(weights["detect"], str(path), conf=0.1), name

@@ -148,7 +148,7 @@ class PageUnderTest:
         # Intercepting file choosers is switched on asynchronously: on from the start, no keypress can race it.
         self.page.on("filechooser", lambda chooser: None)
         self.expected_statuses: set[int] = set()  # HTTP errors the test itself provokes
-        self.page.goto(server.url + "/")
+        self.page.goto(server.url + "/", timeout=30_000)
         self.page.wait_for_load_state("networkidle")
 
     def _check_status(self, response) -> None:
@@ -478,7 +478,7 @@ def test_a_wrong_api_key_shows_the_401_message(servers, open_page, browser):
     assert page.is_hidden("[data-testid=error]")
     assert page.evaluate("Object.values(sessionStorage)") == [KEY]
     assert page.evaluate("localStorage.length") == 0
-    page.reload()
+    page.reload(timeout=30_000)
     assert page.input_value("#api-key") == KEY
     other = open_page(servers["detect"])
     assert other.page.input_value("#api-key") == "", "another session starts without the key"
@@ -535,7 +535,7 @@ def test_errors_are_readable_messages(servers, open_page, tmp_path):
 
     # A page opened during a cold start says the model is loading, and shows it once readyz says ready.
     page.route("**/readyz", answer_once([], 503, {"error": {"code": 503, "status": "Service Unavailable", "message": "loading"}}))
-    page.reload()
+    page.reload(timeout=30_000)
     page.wait_for_selector("[data-testid=model]:has-text('The model is loading')")
     page.wait_for_selector("[data-testid=task]:text('detect')", timeout=10_000)
 

@@ -31,7 +31,7 @@ def page_snippets(url: str, key: str) -> dict[str, str]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page()
-            page.goto(url + "/")
+            page.goto(url + "/", timeout=30_000)
             page.fill("#api-key", key)
             page.dispatch_event("#api-key", "input")
             page.fill("#conf", "0.3")
