@@ -41,8 +41,30 @@ def test_the_document_describes_every_route_of_every_dialect(server):
     for path, methods in document["paths"].items():
         route = next(route for route in ROUTES if route.template.replace(":int", "") == path)
         assert {m.upper() for m in methods} == set(route.methods), path
-    fields = document["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
-    assert (fields["conf"]["minimum"], fields["conf"]["maximum"], fields["imgsz"]["maximum"]) == (0.01, 1.0, 1280)
+
+
+def test_the_documented_parameter_ranges_are_the_parsers():
+    """Each bounded number the document lists for /predict is accepted at its bounds and refused just outside them by
+    the Platform dialect's parser (a video upload, so that `vid_stride` is read too)."""
+    from function.dialects import Incoming, platform
+    from function.errors import BadParameter
+    from function.http.body import Form, Upload
+
+    video = Upload("file", "walk.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+
+    def parse(name: str, value) -> None:
+        platform.parse(Incoming(method="POST", path="/predict", form=Form(fields=[(name, str(value))], files=[video])))
+
+    fields = document()["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    bounded = {name: field for name, field in fields.items() if "minimum" in field and "maximum" in field}
+    assert {"conf", "iou", "imgsz", "vid_stride"} <= set(bounded), sorted(fields)
+    for name, field in bounded.items():
+        step = 1 if field["type"] == "integer" else 1e-3
+        for inside in (field["minimum"], field["maximum"]):
+            parse(name, inside)
+        for outside in (field["minimum"] - step, field["maximum"] + step):
+            with pytest.raises(BadParameter, match=name):
+                parse(name, outside)
 
 
 # The operations, from the document as the package builds it (the test below checks the server serves that one).

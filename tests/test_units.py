@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import queue
+import re
 import threading
 import time
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from function.core.requests import PredictParams
 from function.core.service import Service
@@ -22,9 +25,29 @@ from function.settings import load_settings
 # -- settings ------------------------------------------------------------------------------------------------------
 
 
-def test_settings_defaults():
+def _documented_defaults() -> dict[str, str]:
+    """Each variable the docs' tables give one plain default (a number, a word, a path), as the docs write it."""
+    documented = {}
+    for page in ("configuration.md", "limits.md"):
+        for line in (ROOT / "docs" / page).read_text().splitlines():
+            row = re.fullmatch(r"\| `([A-Z0-9_]+)` \| `?([\w./:,-]+)`? \|.*", line)
+            if row:
+                documented[row[1]] = row[2].replace(",", "") if row[2].replace(",", "").isdigit() else row[2]
+    return documented
+
+
+def test_the_documented_defaults_are_the_defaults():
+    """Setting a variable to the default the docs give it changes nothing."""
+    documented = _documented_defaults()
+    assert {"PORT", "THREADS", "MAX_UPLOAD_MB", "REQUEST_TIMEOUT_S", "MAX_QUEUE", "MAX_BATCH_SIZE", "ENGINE",
+            "MAX_VIDEO_FRAMES", "HUB_V1_DATA", "LOG_LEVEL"} <= set(documented), documented
+    unset = load_settings({"MODEL": "gs://b/best.pt"})
+    for name, value in documented.items():
+        assert load_settings({"MODEL": "gs://b/best.pt", name: value}) == unset, f"{name}={value} is not the default"
+
+
+def test_without_keys_no_key_is_required():
     s = load_settings({"MODEL": "gs://b/best.pt"})
-    assert (s.port, s.threads, s.max_upload_bytes, s.request_timeout_s, s.max_batch_size) == (8080, 8, 10 * 2**20, 60.0, 1)
     assert s.api_keys == () and not s.auth_required and not s.on_cloud_run
 
 
@@ -50,34 +73,46 @@ def test_cloud_run_may_serve_unauthenticated_when_told_to():
     assert load_settings({"MODEL": "m.pt", "K_SERVICE": "svc", "ALLOW_UNAUTHENTICATED": "true"}).on_cloud_run
 
 
-def test_gunicorn_options_are_one_uvicorn_worker_with_a_graceful_stop():
+CLOUD_RUN_SIGTERM_GRACE_S = 10  # Cloud Run sends SIGKILL this long after SIGTERM
+CLOUD_RUN_IDLE_TIMEOUT_S = 600  # Cloud Run's and Google's front ends' idle keep-alive
+
+
+def test_gunicorn_options_give_one_worker_a_graceful_stop_and_no_silent_kill():
+    """What the options must guarantee, read back through gunicorn's own configuration (which also refuses any option
+    it does not know)."""
+    import logging
+
+    import gunicorn.config
     from uvicorn_worker import UvicornWorker
 
     from function.http.protocol import Protocol
+    from function.logs import JsonFormatter
 
     settings = load_settings({"MODEL": "m.pt", "PORT": "9000", "MAX_CONNECTIONS": "500"})
-    options = gunicorn_options(settings)
-    hooks = {k: options.pop(k) for k in ("post_worker_init", "worker_exit")}
-    assert all(callable(h) for h in hooks.values())
-    worker = options.pop("worker_class")
+    cfg = gunicorn.config.Config()
+    for key, value in gunicorn_options(settings).items():
+        cfg.set(key, value)
+
+    assert cfg.address == [("0.0.0.0", 9000)]
+    assert cfg.workers == 1, "one process owns the model and the GPU"
+    assert cfg.max_requests == 0 and cfg.timeout == 0, "the worker and its loaded model: never recycled, never killed as silent"
+    worker = cfg.worker_class
     assert issubclass(worker, UvicornWorker)
-    assert worker.CONFIG_KWARGS == {
-        "loop": "asyncio", "http": Protocol, "lifespan": "off", "proxy_headers": False,
-        "h11_max_incomplete_event_size": 65536, "limit_concurrency": 500, "timeout_graceful_shutdown": 7,
-    }
-    assert options == {
-        "bind": "0.0.0.0:9000",
-        "workers": 1,
-        "graceful_timeout": 8,
-        "timeout": 0,
-        "keepalive": 650,
-        "max_requests": 0,
-        "accesslog": None,
-        "loglevel": "warning",
-        "logger_class": "function.http.server.JsonGunicornLogger",
-        "proc_name": "yolo-endpoint",
-        "control_socket_disable": True,
-    }
+    uvicorn = worker.CONFIG_KWARGS
+    assert uvicorn["http"] is Protocol, "our protocol: HTTP/1.1 and h2c on one port"
+    assert uvicorn["limit_concurrency"] == 500 and uvicorn["proxy_headers"] is False
+    # In-flight requests finish inside Cloud Run's grace; uvicorn stops waiting before gunicorn kills the worker.
+    assert cfg.graceful_timeout < CLOUD_RUN_SIGTERM_GRACE_S
+    assert 1 <= uvicorn["timeout_graceful_shutdown"] <= cfg.graceful_timeout - 1
+    assert cfg.keepalive > CLOUD_RUN_IDLE_TIMEOUT_S, "the front end closes an idle connection first, never us under it"
+    assert cfg.accesslog is None, "one log line per request, ours"
+    assert cfg.control_socket_disable, "no control socket under $HOME (read-only on Cloud Run)"
+    assert callable(cfg.post_worker_init) and callable(cfg.worker_exit)
+
+    logger = cfg.logger_class(cfg)
+    assert logger.error_log.handlers and all(isinstance(h.formatter, JsonFormatter) for h in logger.error_log.handlers)
+    record = logging.LogRecord("gunicorn.error", logging.WARNING, __file__, 1, "worker booted", None, None)
+    assert json.loads(logger.error_log.handlers[0].format(record))["severity"] == "WARNING"
 
 
 # -- parameters ----------------------------------------------------------------------------------------------------
