@@ -6,21 +6,44 @@ field. A field given twice in the same place is refused (400), because which one
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from ..core.requests import PredictParams
 from ..errors import BadParameter
 from ..numbers import strict_float, strict_int
 
-# name -> (legacy alias, kind, low, high)
-_FIELDS = {
-    "conf": ("confidence", float, 0.01, 1.0),
-    "iou": (None, float, 0.0, 0.95),
-    "imgsz": ("size", int, 32, 1280),
-    "decimals": (None, int, 0, 10),
-    "max_det": (None, int, 1, 1000),
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric field: its type, range, default and meaning, for parsing and for the OpenAPI document alike."""
+
+    kind: type  # int or float
+    low: float
+    high: float
+    default: float | int | None
+    description: str
+
+    def parse(self, given: str, raw: str) -> float | int:
+        return parse_number(given, raw, self.kind, self.low, self.high)
+
+    def schema(self) -> dict:
+        return {"type": "integer" if self.kind is int else "number", "minimum": self.low, "maximum": self.high,
+                "default": self.default, "description": self.description}
+
+
+# The Platform's numeric fields (HUB's `file` requests share them); the first five are the model's (PredictParams).
+NUMBERS = {
+    "conf": Number(float, 0.01, 1.0, 0.25, "Minimum confidence (legacy name: `confidence`)"),
+    "iou": Number(float, 0.0, 0.95, 0.7, "NMS IoU threshold"),
+    "imgsz": Number(int, 32, 1280, 640, "Inference size (legacy name: `size`)"),
+    "decimals": Number(int, 0, 10, 5, "Rounding of every number in `results`"),
+    "max_det": Number(int, 1, 1000, 300, "Most detections per image"),
+    "vid_stride": Number(int, 1, 1000, 1, "For a video: predict every Nth frame"),
+    "line_width": Number(int, 1, 100, None, "format=image: line width (default: scaled to the image)"),
 }
+MODEL_FIELDS = ("conf", "iou", "imgsz", "decimals", "max_det")
+ALIASES = {"conf": "confidence", "imgsz": "size"}  # the legacy names of Ultralytics' v1 API
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -74,10 +97,10 @@ def parse_params(*sources: Source, defaults: PredictParams | None = None) -> Pre
     0.45); raise BadParameter naming field and range."""
     pairs = tuple(_pairs(source) for source in sources)
     values: dict = {}
-    for name, (alias, kind, low, high) in _FIELDS.items():
-        found = lookup(pairs, name, alias)
+    for name in MODEL_FIELDS:
+        found = lookup(pairs, name, ALIASES.get(name))
         if found is not None:
-            values[name] = parse_number(*found, kind, low, high)
+            values[name] = NUMBERS[name].parse(*found)
     found = lookup(pairs, "normalize")
     if found is not None:
         values["normalize"] = parse_bool(*found)

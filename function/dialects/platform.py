@@ -18,7 +18,7 @@ from ..core.video import looks_like_a_video
 from ..encode.annotate import annotated_jpeg
 from ..errors import BadParameter, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key
-from .params import lookup, parse_bool, parse_number, parse_params
+from .params import NUMBERS, lookup, parse_bool, parse_params
 
 name = "platform"
 key_in_body = False
@@ -60,7 +60,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
         raise BadParameter("Send one video per request, without images beside it")
     if options["format"] == "image":
         raise BadParameter("'format=image' annotates an image, not a video")
-    vid_stride = parse_number(*stride, int, 1, 1000) if stride else 1
+    vid_stride = NUMBERS["vid_stride"].parse(*stride) if stride else 1
     return PredictRequest(images=(), params=params, video=video, vid_stride=vid_stride, options=options,
                           reduce=partial(encode_result, params=params))
 
@@ -76,7 +76,7 @@ def annotation_options(sources) -> dict:
         if found := lookup(sources, field):
             options[key] = parse_bool(*found)
     if found := lookup(sources, "line_width"):
-        options["line_width"] = parse_number(*found, int, 1, 100)
+        options["line_width"] = NUMBERS["line_width"].parse(*found)
     return options
 
 

@@ -29,7 +29,7 @@ from ..encode.annotate import annotated_jpeg
 from ..encode.views import View
 from ..errors import BadImage, BadParameter, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
-from .params import lookup, parse_bool, parse_class_names, parse_number
+from .params import Number, lookup, parse_bool, parse_class_names
 
 name = "roboflow"
 key_in_body = False
@@ -49,9 +49,18 @@ def model_id(incoming: Incoming) -> str | None:
     return incoming.path_params.get("project")
 
 
+# The hosted API's numeric query parameters (confidence and overlap on Roboflow's 0-100 scale).
+QUERY_NUMBERS = {
+    "confidence": Number(float, 0.0, 100.0, 40, "Minimum confidence, 0-100 (below 1: a fraction)"),
+    "overlap": Number(float, 0.0, 100.0, 30, "NMS overlap, 0-100 (below 1: a fraction)"),
+    "max_detections": Number(int, 1, 1000, 300, "Most detections"),
+    "stroke": Number(int, 1, 100, 1, "Box line width on the annotated image"),
+}
+
+
 def percent(given: str, raw: str) -> float:
     """Roboflow's 0-100 scale; as its server does, a value below 1 is already a fraction."""
-    value = parse_number(given, raw, float, 0.0, 100.0)
+    value = QUERY_NUMBERS[given].parse(given, raw)
     return value / 100 if value >= 1 else value
 
 
@@ -69,7 +78,7 @@ def parse(incoming: Incoming) -> PredictRequest:
     params = roboflow_params(
         percent(*confidence) if confidence else 0.4,
         percent(*overlap) if overlap else 0.3,
-        parse_number(*max_detections, int, 1, 1000) if max_detections else None,
+        QUERY_NUMBERS["max_detections"].parse(*max_detections) if max_detections else None,
         parse_class_names(*classes) if classes else (),
     )
     found = lookup(query, "format")
@@ -79,7 +88,7 @@ def parse(incoming: Incoming) -> PredictRequest:
     labels = lookup(query, "labels")
     stroke = lookup(query, "stroke")
     options = {"format": fmt, "labels": parse_bool(*labels) if labels else False,
-               "stroke": parse_number(*stroke, int, 1, 100) if stroke else 1}
+               "stroke": QUERY_NUMBERS["stroke"].parse(*stroke) if stroke else 1}
     return PredictRequest(images=(image_of(incoming),), params=params, options=options)
 
 

@@ -22,7 +22,7 @@ from ..core.service import Service
 from ..encode.views import View
 from ..errors import BadParameter, ModelNotFound, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
-from .params import parse_class_names, parse_number
+from .params import Number, parse_class_names
 from .roboflow import draw, inference_response, roboflow_params
 
 name = "roboflow-server"
@@ -64,13 +64,23 @@ def check_model_id(given, settings) -> str:
     return given
 
 
-def _number(body: dict, field: str, kind: type, low: float, high: float, default):
-    value = body.get(field)
+# The JSON body's numeric fields (fractions, unlike the hosted API's 0-100).
+BODY_NUMBERS = {
+    "confidence": Number(float, 0.0, 1.0, 0.4, "Minimum confidence, a fraction"),
+    "iou_threshold": Number(float, 0.0, 1.0, 0.3, "NMS IoU threshold, a fraction"),
+    "max_detections": Number(int, 1, 1000, 300, "Most detections per image"),
+    "visualization_stroke_width": Number(int, 1, 100, 1, "Box line width"),
+}
+
+
+def _number(body: dict, field: str, default):
+    number, value = BODY_NUMBERS[field], body.get(field)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadParameter(f"'{field}' must be {'an integer' if kind is int else 'a number'} in {low}-{high}, got {value!r}")
-    return parse_number(field, repr(value), kind, low, high)
+        kind = "an integer" if number.kind is int else "a number"
+        raise BadParameter(f"'{field}' must be {kind} in {number.low}-{number.high}, got {value!r}")
+    return number.parse(field, repr(value))
 
 
 def _flag(body: dict, field: str) -> bool:
@@ -107,9 +117,9 @@ def parse(incoming: Incoming) -> PredictRequest:
     if class_filter is not None and (not isinstance(class_filter, list) or not all(isinstance(c, str) for c in class_filter)):
         raise BadParameter("'class_filter' must be a list of class names")
     params = roboflow_params(
-        _number(body, "confidence", float, 0.0, 1.0, 0.4),
-        _number(body, "iou_threshold", float, 0.0, 1.0, 0.3),
-        _number(body, "max_detections", int, 1, 1000, None),
+        _number(body, "confidence", 0.4),
+        _number(body, "iou_threshold", 0.3),
+        _number(body, "max_detections", None),
         parse_class_names("class_filter", ",".join(class_filter)) if class_filter else (),
     )
     wanted, served = ROUTE_TASKS[incoming.path.rstrip("/").rsplit("/", 1)[-1]], TASK_TYPES[incoming.model_task]
@@ -120,7 +130,7 @@ def parse(incoming: Incoming) -> PredictRequest:
         "many": many,
         "visualize": _flag(body, "visualize_predictions"),
         "labels": _flag(body, "visualization_labels"),
-        "stroke": _number(body, "visualization_stroke_width", int, 1, 100, 1),
+        "stroke": _number(body, "visualization_stroke_width", 1),
     }
     return PredictRequest(images=tuple(_image(entry) for entry in entries), params=params, options=options)
 

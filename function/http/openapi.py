@@ -7,11 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ..dialects import roboflow_server
-
-
-def _num(kind: str, low, high, default, description: str) -> dict:
-    return {"type": kind, "minimum": low, "maximum": high, "default": default, "description": description}
+from ..dialects import params, roboflow, roboflow_server
 
 
 def _bool(default: bool, description: str) -> dict:
@@ -44,18 +40,15 @@ JPEG = {"image/jpeg": {"schema": BINARY}}
 PLATFORM_FIELDS = {
     "source": _str("An http(s) image URL the endpoint fetches, a gs://bucket/object from a bucket in "
                    "ALLOWED_SOURCE_BUCKETS, or base64 image data (a data: URL too); instead of `file`"),
-    "conf": _num("number", 0.01, 1.0, 0.25, "Minimum confidence (legacy name: `confidence`)"),
-    "iou": _num("number", 0.0, 0.95, 0.7, "NMS IoU threshold"),
-    "imgsz": _num("integer", 32, 1280, 640, "Inference size (legacy name: `size`)"),
+    **{name: params.NUMBERS[name].schema() for name in ("conf", "iou", "imgsz")},
     "normalize": _bool(False, "Coordinates as fractions of width and height"),
-    "decimals": _num("integer", 0, 10, 5, "Rounding of every number in `results`"),
-    "max_det": _num("integer", 1, 1000, 300, "Most detections per image"),
+    **{name: params.NUMBERS[name].schema() for name in ("decimals", "max_det")},
     "classes": _str("Comma-separated class names or ids to keep"),
-    "vid_stride": _num("integer", 1, 1000, 1, "For a video: predict every Nth frame"),
+    "vid_stride": params.NUMBERS["vid_stride"].schema(),
     "format": _str("`image`: the annotated image (Ultralytics' Results.plot()) as JPEG", enum=["json", "image"], default="json"),
     "show_labels": _bool(True, "format=image: draw class names"),
     "show_conf": _bool(True, "format=image: draw confidences"),
-    "line_width": _num("integer", 1, 100, None, "format=image: line width (default: scaled to the image)"),
+    "line_width": params.NUMBERS["line_width"].schema(),
 }
 HUB_FIELDS = {
     "image": _str("The image (seeds 000/001): answered in the v1 envelope", format="binary"),
@@ -71,14 +64,13 @@ HUB_FIELDS = {
 ROBOFLOW_QUERY = {
     "api_key": _str("The API key (also accepted: Authorization: Bearer, x-api-key)"),
     "image": _str("An http(s) image URL, instead of a body"),
-    "confidence": _num("number", 0, 100, 40, "Minimum confidence, 0-100 (below 1: a fraction)"),
-    "overlap": _num("number", 0, 100, 30, "NMS overlap, 0-100 (below 1: a fraction)"),
+    **{name: roboflow.QUERY_NUMBERS[name].schema() for name in ("confidence", "overlap")},
     "classes": _str("Comma-separated class names to keep"),
-    "max_detections": _num("integer", 1, 1000, 300, "Most detections"),
+    "max_detections": roboflow.QUERY_NUMBERS["max_detections"].schema(),
     "format": _str("json, image (annotated JPEG) or image_and_json (`visualization`, base64 JPEG)",
                    enum=["json", "image", "image_and_json"], default="json"),
     "labels": _bool(False, "Draw class names on the annotated image"),
-    "stroke": _num("integer", 1, 100, 1, "Box line width on the annotated image"),
+    "stroke": roboflow.QUERY_NUMBERS["stroke"].schema(),
     "name": _str("The image's file name (ignored)"),
 }
 ROBOFLOW_IMAGE = _object({"type": _str("How `value` is given", enum=["base64", "url"]), "value": _str("Base64 data or an http(s) URL")},
@@ -87,13 +79,11 @@ ROBOFLOW_V1_REQUEST = _object({
     "model_id": _str("`project/version`; the project must be MODEL_ID when that is set"),
     "api_key": _str("The API key (or the `api_key` query parameter, or Authorization: Bearer)"),
     "image": {"oneOf": [ROBOFLOW_IMAGE, _array(ROBOFLOW_IMAGE, minItems=1)]},
-    "confidence": _num("number", 0, 1, 0.4, "Minimum confidence, a fraction"),
-    "iou_threshold": _num("number", 0, 1, 0.3, "NMS IoU threshold, a fraction"),
-    "max_detections": _num("integer", 1, 1000, 300, "Most detections per image"),
+    **{name: roboflow_server.BODY_NUMBERS[name].schema() for name in ("confidence", "iou_threshold", "max_detections")},
     "class_filter": _array(_str("A class name"), description="Class names to keep"),
     "visualize_predictions": _bool(False, "Add `visualization`, the annotated image as base64 JPEG"),
     "visualization_labels": _bool(False, "Draw class names"),
-    "visualization_stroke_width": _num("integer", 1, 100, 1, "Box line width"),
+    "visualization_stroke_width": roboflow_server.BODY_NUMBERS["visualization_stroke_width"].schema(),
 }, ("model_id", "image"))
 
 # -- responses ---------------------------------------------------------------------------------------------------------
