@@ -18,6 +18,14 @@ FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
+class DialectSettings:
+    """The little of the configuration a dialect may read: the model id clients must name, and HUB's envelope."""
+
+    model_id: str | None = None
+    hub_v1_data: str = "hub"
+
+
+@dataclass(frozen=True)
 class Settings:
     model: str
     model_id: str | None = None
@@ -54,6 +62,10 @@ class Settings:
     project: str | None = None
     graceful_timeout_s: int = 8
     cors_origins: tuple[str, ...] = ()
+
+    @property
+    def dialects(self) -> DialectSettings:
+        return DialectSettings(self.model_id, self.hub_v1_data)
 
     @property
     def auth_required(self) -> bool:

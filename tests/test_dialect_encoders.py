@@ -114,7 +114,7 @@ def test_hub_v1_parse_tells_the_generations_apart():
 
     old = incoming(form=Form(fields=[("size", "320"), ("confidence", "0.5")], files=[Upload("image", "a.jpg", "", b"x")]))
     new = incoming(form=Form(fields=[("imgsz", "320")], files=[Upload("file", "a.jpg", "", b"x")]))
-    settings = load_settings({"MODEL": "m.pt", "HUB_V1_DATA": "tojson"})
+    settings = load_settings({"MODEL": "m.pt", "HUB_V1_DATA": "tojson"}).dialects
     old.settings = settings
     parsed = hub.parse(old)
     assert parsed.options["envelope"] == "tojson" and parsed.params.imgsz == 320 and parsed.params.conf == 0.5
@@ -190,7 +190,7 @@ def test_roboflow_errors_are_roboflows():
 
 
 def test_roboflow_server_parse_takes_json_fractions_lists_and_checks_the_model_id():
-    settings = load_settings({"MODEL": "m.pt", "MODEL_ID": "fall"})
+    settings = load_settings({"MODEL": "m.pt", "MODEL_ID": "fall"}).dialects
     body = (b'{"model_id": "fall/3", "api_key": "k", "image": [{"type": "base64", "value": "QUJD"}, '
             b'{"type": "url", "value": "https://example.com/a.jpg"}], "confidence": 0.5, "iou_threshold": 0.4, '
             b'"class_filter": ["Fall"], "max_detections": 7, "visualize_predictions": true, "unknown": 1}')
@@ -255,8 +255,9 @@ def test_every_dialect_draws_with_ultralytics_plot(weights, zidane_jpg, task):
 
 
 def test_the_fonts_ship_with_the_package_and_go_where_ultralytics_looks(tmp_path):
-    import function.encode.annotate as annotate
     from ultralytics.utils.checks import check_font
+
+    import function.encode.annotate as annotate
 
     annotate._installed = False
     install_fonts(tmp_path)

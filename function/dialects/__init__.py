@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Protocol
 from ..core.requests import Prediction, PredictRequest
 from ..errors import BadParameter, ServiceError
 from ..http.body import Form
+from ..settings import DialectSettings
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Incoming:
     content_type: str = ""  # the media type only, lower case: "multipart/form-data", "application/json"...
     form: Form | None = None  # a multipart or urlencoded body, parsed
     body: bytes | None = None  # any other body, and the raw bytes of an urlencoded one
-    settings: object = None  # the service's Settings (read-only): a dialect's own switches, e.g. HUB_V1_DATA
+    settings: DialectSettings = DialectSettings()  # MODEL_ID and HUB_V1_DATA: all of the configuration a dialect sees
     # The edge's API-key check, for a system route whose key is in the body (Roboflow's /model/add): raises
     # Unauthorized. Predict routes never call it: the edge checks their key before the dialect parses.
     authorize: Callable[[str | None], None] | None = None

@@ -46,7 +46,7 @@ def parse(incoming: Incoming) -> PredictRequest:
         raise BadParameter("Send a video as 'file'; 'image' takes an image")
     if len(request.images) > 1:
         raise BadParameter("'image' takes one image; send several as repeated 'file' fields")
-    data = getattr(incoming.settings, "hub_v1_data", "hub")
+    data = incoming.settings.hub_v1_data
     return PredictRequest(images=request.images, params=request.params,
                           options={**request.options, "envelope": data})
 

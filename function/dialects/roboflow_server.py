@@ -21,6 +21,7 @@ from ..core.requests import Prediction, PredictRequest
 from ..core.service import Service
 from ..encode.views import View
 from ..errors import BadParameter, ModelNotFound, ServiceError
+from ..settings import DialectSettings
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
 from .params import Number, parse_class_names
 from .roboflow import draw, inference_response, roboflow_params
@@ -54,11 +55,11 @@ def model_id(incoming: Incoming) -> str | None:
     return None  # in the body: checked by parse() (check_model_id)
 
 
-def check_model_id(given, settings) -> str:
+def check_model_id(given, settings: DialectSettings) -> str:
     """`project/version` (or `project`): the project must be MODEL_ID when that is set."""
     if not isinstance(given, str) or not given.strip():
         raise BadParameter("'model_id' is required: the Roboflow model id, e.g. \"my-project/1\"")
-    wanted = getattr(settings, "model_id", None)
+    wanted = settings.model_id
     if wanted and given.split("/", 1)[0] != wanted:
         raise ModelNotFound(f"Model not found: this endpoint serves {wanted!r}")
     return given
@@ -178,7 +179,7 @@ async def add_model(incoming: Incoming, service: Service) -> Reply:
         body = incoming.json()
         if not isinstance(body, dict):
             raise BadParameter("The request body must be a JSON object")
-        wanted = check_model_id(body.get("model_id"), service.settings)
+        wanted = check_model_id(body.get("model_id"), service.settings.dialects)
         service.require_ready()
     except ServiceError as exc:
         return error(exc)

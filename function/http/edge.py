@@ -82,7 +82,7 @@ class _Exchange:
             query=_query_pairs(request.scope.get("query_string", b"")),
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]},
             content_type=media_type,
-            settings=self.service.settings,
+            settings=self.service.settings.dialects,
             authorize=self.edge.api_keys.check,
         )
 
