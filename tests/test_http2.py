@@ -14,7 +14,8 @@ import pytest
 import requests
 import zttp
 
-from function.http.protocol import H2_MAX_STREAMS, HEADER_TIMEOUT_S, LINGER_BYTES, LINGER_S
+from function.http.h1 import HEADER_TIMEOUT_S, LINGER_BYTES, LINGER_S
+from function.http.h2 import H2_MAX_STREAMS
 
 pytestmark = pytest.mark.integration
 
