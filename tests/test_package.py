@@ -111,3 +111,11 @@ def test_the_lock_has_headless_opencv_only():
     """Ultralytics asks for opencv-python (libGL, X11): the lock swaps in the headless build of the same cv2."""
     pins = locked()
     assert "opencv-python" not in pins and "opencv-python-headless" in pins
+
+
+def test_the_entry_point_serves_by_default_and_refuses_an_unknown_command():
+    helped = subprocess.run([sys.executable, "-m", "function", "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "serve (the default)" in helped.stdout
+    unknown = subprocess.run([sys.executable, "-m", "function", "predict"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "usage: python -m function [serve]" in unknown.stderr
+    assert "unknown command: predict" in unknown.stderr
