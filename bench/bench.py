@@ -233,16 +233,22 @@ def measure_container(model: str, log_dir: Path, pairs: int) -> dict:
 
 
 def measure_tolerance(model: str, artefact: str, images: list[Path]) -> dict:
+    """The served artefact against the .pt, loaded as the endpoint loads it (OpenVINO compiled in f32)."""
     from ultralytics import YOLO
 
     from function.models import engines
+    from function.models.loaded import load_model
 
     pt = YOLO(model)
-    exported = YOLO(artefact, task=pt.task)
+    engine = "openvino" if artefact.endswith("_openvino_model") else "onnx"
+    exported = load_model(artefact, "cpu", pt.task, engine=engine)
+    if engine == "openvino":
+        exported.warm_up()
+        engines.pin_openvino_precision(exported, Path(artefact))
     diff = engines.Difference()
     for image in images:
         diff = diff.merge(engines.compare(pt.predict(str(image), verbose=False)[0],
-                                          exported.predict(str(image), verbose=False)[0], 0.25))
+                                          exported.yolo.predict(str(image), verbose=False)[0], 0.25))
     return diff.describe()
 
 
