@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .core.requests import TASKS
 from .errors import ConfigError
+from .models.params import TASKS
 from .numbers import strict_float, strict_int
 
 TRUE = {"1", "true", "yes", "on"}

@@ -8,8 +8,8 @@ import threading
 
 import numpy as np
 
-from function.core.requests import PredictParams
 from function.models.batcher import InferenceLoop, Job, collect_batch, run_batch
+from function.models.params import PredictParams
 
 
 def test_a_lone_job_runs_at_once_and_a_busy_queue_is_taken_whole():

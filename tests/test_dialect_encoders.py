@@ -11,11 +11,12 @@ from functools import lru_cache
 import pytest
 from PIL import Image
 
-from function.core.requests import Frame, Prediction, PredictParams, PredictRequest
+from function.core.requests import Frame, Prediction, PredictRequest
 from function.dialects import Incoming, hub, platform, roboflow, roboflow_server
 from function.encode.annotate import FONTS, FONTS_DIR, install_fonts
 from function.errors import BadParameter, ModelNotFound, TooLarge, Unauthorized
 from function.models.loaded import LoadedModel
+from function.models.params import PredictParams
 from function.settings import load_settings
 
 TASKS = ["detect", "segment", "pose", "classify", "obb"]
@@ -110,7 +111,7 @@ def test_hub_v1_file_requests_get_the_platform_shape_and_errors_carry_both_shape
 
 
 def test_hub_v1_parse_tells_the_generations_apart():
-    from function.http.body import Form, Upload
+    from function.dialects import Form, Upload
 
     old = incoming(form=Form(fields=[("size", "320"), ("confidence", "0.5")], files=[Upload("image", "a.jpg", "", b"x")]))
     new = incoming(form=Form(fields=[("imgsz", "320")], files=[Upload("file", "a.jpg", "", b"x")]))

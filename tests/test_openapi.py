@@ -46,9 +46,8 @@ def test_the_document_describes_every_route_of_every_dialect(server):
 def test_the_documented_parameter_ranges_are_the_parsers():
     """Each bounded number the document lists for /predict is accepted at its bounds and refused just outside them by
     the Platform dialect's parser (a video upload, so that `vid_stride` is read too)."""
-    from function.dialects import Incoming, platform
+    from function.dialects import Form, Incoming, Upload, platform
     from function.errors import BadParameter
-    from function.http.body import Form, Upload
 
     video = Upload("file", "walk.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(64))
 

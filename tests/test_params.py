@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from function.core.requests import PredictParams
 from function.dialects import params, roboflow, roboflow_server
 from function.errors import BadParameter
 from function.http.openapi import document
+from function.models.params import PredictParams
 
 TABLES = {"platform": params.NUMBERS, "roboflow": roboflow.QUERY_NUMBERS, "roboflow_server": roboflow_server.BODY_NUMBERS}
 # Which documented routes each table's fields belong to (`confidence` is a different field in each).

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from function.core.requests import PredictParams
 from function.core.service import Service
 from function.core.sources import is_forbidden_address
 from function.dialects.params import parse_params
 from function.errors import BadParameter, ConfigError, InferenceTimeout, ModelNotReady, Overloaded
 from function.http.server import create_app, gunicorn_options
 from function.models.batcher import InferenceLoop, Job, collect_batch, run_batch
+from function.models.params import PredictParams
 from function.settings import load_settings
 
 # -- settings ------------------------------------------------------------------------------------------------------

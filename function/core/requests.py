@@ -1,41 +1,15 @@
-"""The core's types: what every dialect's request becomes (PredictRequest, with its PredictParams), and what the core
-hands back to the dialect's encoder (Prediction, with a video's Frames). No web types, no behaviour."""
+"""The core's types: what every dialect's request becomes (PredictRequest, with the model's PredictParams), and what
+the core hands back to the dialect's encoder (Prediction, with a video's Frames). No web types, no behaviour."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from ..models.params import PredictParams
+
 if TYPE_CHECKING:
     from ..models.loaded import LoadedModel
-
-# The tasks this service serves: the one list (MODEL_TASK, the loader, the dialects' views and the deploy check use it).
-TASKS = ("detect", "segment", "pose", "classify", "obb")
-
-
-@dataclass(frozen=True)
-class PredictParams:
-    conf: float = 0.25
-    iou: float = 0.7
-    imgsz: int = 640
-    normalize: bool = False
-    decimals: int = 5
-    max_det: int = 300
-    # Class ids to keep (Ultralytics' `classes`), None for all. Requests carry names or ids as the client wrote them
-    # (`class_names`); the service resolves them against the model's names (`Service.resolve_classes`).
-    classes: tuple[int, ...] | None = None
-    class_names: tuple[str, ...] = ()
-
-    @property
-    def model_args(self) -> dict:
-        """The keyword arguments `YOLO.predict` takes; requests with equal args can share a batch."""
-        args = {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz}
-        if self.max_det != 300:
-            args["max_det"] = self.max_det
-        if self.classes is not None:
-            args["classes"] = self.classes
-        return args
-
 
 @dataclass(frozen=True)
 class PredictRequest:

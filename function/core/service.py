@@ -23,11 +23,12 @@ from ..logs import log
 from ..memory import TRIM_AFTER_PIXELS, trim_heap
 from ..models.batcher import InferenceLoop
 from ..models.loaded import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
+from ..models.params import PredictParams
 from ..models.weights import resolve_weights
 from ..settings import Settings
 from .admission import Admission, PixelBudget
 from .images import decode_image, image_pixels
-from .requests import Frame, Prediction, PredictParams, PredictRequest
+from .requests import Frame, Prediction, PredictRequest
 from .sources import SourceFetcher, decode_base64, is_url
 
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.

@@ -14,8 +14,28 @@ from typing import Callable, Mapping, Protocol
 
 from ..core.requests import Prediction, PredictRequest
 from ..errors import BadParameter, ServiceError
-from ..http.body import Form
 from ..settings import DialectSettings
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file part of a multipart form."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class Form:
+    """A parsed form: text fields and file parts, each in the order the client sent them."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    files: list[Upload] = field(default_factory=list)
+
+    def values(self, name: str) -> list[str]:
+        return [value for key, value in self.fields if key == name]
 
 
 @dataclass

@@ -15,9 +15,10 @@ body says which generation the client is (a missing key, an oversized upload).
 
 from __future__ import annotations
 
-from ..core.requests import Prediction, PredictParams, PredictRequest
+from ..core.requests import Prediction, PredictRequest
 from ..encode.views import View
 from ..errors import BadParameter, ServiceError
+from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key, platform, retry_headers
 
 name = "hub"

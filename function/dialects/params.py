@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from ..core.requests import PredictParams
 from ..errors import BadParameter
+from ..models.params import PredictParams
 from ..numbers import strict_float, strict_int
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from functools import partial
 
-from ..core.requests import Prediction, PredictParams, PredictRequest
+from ..core.requests import Prediction, PredictRequest
 from ..core.video import looks_like_a_video
 from ..encode.annotate import annotated_jpeg
 from ..errors import BadParameter, ServiceError
+from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key
 from .params import NUMBERS, lookup, parse_bool, parse_params
 

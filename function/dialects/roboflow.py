@@ -24,10 +24,11 @@ import base64
 import time
 import uuid
 
-from ..core.requests import Prediction, PredictParams, PredictRequest
+from ..core.requests import Prediction, PredictRequest
 from ..encode.annotate import annotated_jpeg
 from ..encode.views import View
 from ..errors import BadImage, BadParameter, ServiceError
+from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
 from .params import Number, lookup, parse_bool, parse_class_names
 

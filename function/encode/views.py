@@ -8,7 +8,7 @@ Ultralytics' `Results.summary()`, the serializer of record; this view serves the
 
 from __future__ import annotations
 
-from ..core.requests import TASKS
+from ..models.params import TASKS
 
 # What each task adds to a detection's box: the outline of its mask, the corners of its rotated box, its keypoints.
 SHAPES = {"detect": None, "segment": "outline", "obb": "corners", "pose": "keypoints", "classify": None}

@@ -7,38 +7,18 @@ read at once share one process-wide budget.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import parse_qsl
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from ..dialects import Form, Upload
 from ..errors import BadParameter, Overloaded, TooLarge
 
 # One part's headers (Content-Disposition, Content-Type): generous for any filename, tiny against memory.
 MAX_PART_HEADER_BYTES = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One file part of a multipart form."""
-
-    field: str
-    filename: str
-    content_type: str
-    data: bytes
-
-
-@dataclass
-class Form:
-    """A parsed form: text fields and file parts, each in the order the client sent them."""
-
-    fields: list[tuple[str, str]] = field(default_factory=list)
-    files: list[Upload] = field(default_factory=list)
-
-    def values(self, name: str) -> list[str]:
-        return [value for key, value in self.fields if key == name]
 
 
 @dataclass(frozen=True)

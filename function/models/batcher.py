@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import metrics
-from ..core.requests import PredictParams
 from ..errors import InferenceTimeout, ModelNotReady, Overloaded
 from ..logs import log
+from .params import PredictParams
 
 if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
     import numpy as np

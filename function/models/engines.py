@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.requests import PredictParams
 from ..errors import WeightsError
 from ..logs import log
 from .loaded import LoadedModel, load_model
+from .params import PredictParams
 
 ENGINES = ("pytorch", "onnx", "openvino", "tensorrt")
 # What `ENGINE=auto` means, per device: measured by `make bench` (docs/performance.md).

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.requests import TASKS, PredictParams
 from ..errors import WeightsError
+from .params import TASKS, PredictParams
 
 if TYPE_CHECKING:  # numpy is the worker's: gunicorn's master never imports it
     import numpy as np

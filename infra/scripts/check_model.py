@@ -17,7 +17,7 @@ import io
 import sys
 from pathlib import Path
 
-from function.core.requests import TASKS  # the project's venv has the package (make install)
+from function.models.params import TASKS  # the project's venv has the package (make install)
 
 
 def first_line(text: str, limit: int = 200) -> str:
