@@ -84,7 +84,7 @@ variable "rtx_pro_6000_defaults" {
 }
 
 variable "cpu_defaults" {
-  description = "Size and scaling of every CPU region (accelerator = \"none\") unless the region sets its own: small, scale to zero, request-based billing (CPU is billed only while a request is being handled). max_batch_size is the server's MAX_BATCH_SIZE: 1 on the CPU, where batching measured no gain (README, Performance)."
+  description = "Size and scaling of every CPU region (accelerator = \"none\") unless the region sets its own: small, scale to zero, request-based billing (CPU is billed only while a request is being handled). max_batch_size is the server's MAX_BATCH_SIZE: 1 on the CPU, where batching measured no gain (docs/performance.md)."
   type = object({
     cpu             = optional(string, "2")
     memory          = optional(string, "4Gi")

@@ -179,7 +179,7 @@ async def add_model(incoming: Incoming, service: Service) -> Reply:
         body = incoming.json()
         if not isinstance(body, dict):
             raise BadParameter("The request body must be a JSON object")
-        wanted = check_model_id(body.get("model_id"), service.settings.dialects)
+        wanted = check_model_id(body.get("model_id"), incoming.settings)
         service.require_ready()
     except ServiceError as exc:
         return error(exc)

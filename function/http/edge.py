@@ -26,6 +26,7 @@ from ..errors import (
     UriTooLong,
 )
 from ..logs import log, trace_fields
+from ..settings import DialectSettings
 from . import routes
 from .auth import ApiKeys
 from .body import BodyLimits, BufferBudget, multipart_boundary, parse_urlencoded, read_body, read_multipart
@@ -51,16 +52,18 @@ def body_limits(settings) -> BodyLimits:
 
 @dataclass(frozen=True)
 class Edge:
-    """What the edge keeps for the process: the core's service, the API keys, and the budget of bodies in memory."""
+    """What the edge keeps for the process: the core's service, the API keys, the budget of bodies in memory, and the
+    few settings a dialect may read."""
 
     service: Service
     api_keys: ApiKeys
     buffers: BufferBudget
+    dialect_settings: DialectSettings
 
     @classmethod
     def around(cls, service: Service) -> "Edge":
         settings = service.settings
-        return cls(service, ApiKeys(settings.api_keys), BufferBudget(settings.max_buffered_bytes))
+        return cls(service, ApiKeys(settings.api_keys), BufferBudget(settings.max_buffered_bytes), settings.dialects)
 
 
 class _Exchange:
@@ -68,9 +71,12 @@ class _Exchange:
 
     def __init__(self, request: Request, edge: Edge, started: float):
         self.request, self.edge, self.started = request, edge, started
-        self.service = edge.service
         self.body_read = False
         self.deadline = asyncio.get_running_loop().time() + edge.service.settings.request_timeout_s
+
+    @property
+    def service(self) -> Service:
+        return self.edge.service
 
     def incoming(self, path_params: dict) -> Incoming:
         request = self.request
@@ -82,7 +88,7 @@ class _Exchange:
             query=_query_pairs(request.scope.get("query_string", b"")),
             headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]},
             content_type=media_type,
-            settings=self.service.settings.dialects,
+            settings=self.edge.dialect_settings,
             authorize=self.edge.api_keys.check,
         )
 
