@@ -238,14 +238,12 @@ def measure_tolerance(model: str, artefact: str, images: list[Path]) -> dict:
     from ultralytics import YOLO
 
     from function.models import engines
-    from function.models.loaded import load_model
+    from function.models.loaded import cpu_cores, load_model
 
     pt = YOLO(model)
     engine = "openvino" if artefact.endswith("_openvino_model") else "onnx"
     exported = load_model(artefact, "cpu", pt.task, engine=engine)
-    if engine == "openvino":
-        exported.warm_up()
-        engines.pin_openvino_precision(exported, Path(artefact))
+    engines.fit_to_cpu(exported, Path(artefact), cpu_cores())
     diff = engines.Difference()
     for image in images:
         diff = diff.merge(engines.compare(pt.predict(str(image), verbose=False)[0],

@@ -52,7 +52,7 @@ class Settings:
     forwarded_hops: int = 0
     max_batch_size: int = 1
     max_batch_wait_ms: float = 0.0  # no waiting for a batch to fill: what is queued when the model is free is a batch
-    engine: str = "pytorch"  # pytorch, onnx, openvino, tensorrt, or auto (engines.choose_engine)
+    engine: str | None = None  # pytorch, onnx, openvino, tensorrt, auto; None (unset, "default"): engines.choose_engine
     url_timeout_s: float = 10.0
     url_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     allowed_source_buckets: tuple[str, ...] = ()  # buckets a gs:// `source` may name; none: gs:// sources are off
@@ -126,6 +126,11 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
+
+
+def _engine(env: Mapping[str, str]) -> str | None:
+    value = _choice(env, "ENGINE", "default", ("default", "pytorch", "onnx", "openvino", "tensorrt", "auto"))
+    return None if value == "default" else value
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -208,7 +213,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         forwarded_hops=_int(env, "FORWARDED_HOPS", 1 if on_cloud_run else 0, 0, 16),
         max_batch_size=_int(env, "MAX_BATCH_SIZE", 1, 1, 256),
         max_batch_wait_ms=_float(env, "MAX_BATCH_WAIT_MS", 0.0, 0.0, 1000.0),
-        engine=_choice(env, "ENGINE", "pytorch", ("pytorch", "onnx", "openvino", "tensorrt", "auto")),
+        engine=_engine(env),
         url_timeout_s=_float(env, "URL_TIMEOUT_S", 10.0, 0.1, 120.0),
         url_allowed_networks=_networks(env, "URL_ALLOWED_NETWORKS"),
         allowed_source_buckets=_buckets(env, "ALLOWED_SOURCE_BUCKETS"),

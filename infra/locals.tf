@@ -34,7 +34,9 @@ locals {
     max_instances   = coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances)
     max_concurrency = coalesce(v.max_concurrency, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_concurrency)
     max_batch_size  = coalesce(v.max_batch_size, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_batch_size)
-    engine          = v.engine == null ? var.engine : v.engine
+    # "default" is written out as the server's own choice on that kind: auto (OpenVINO) on the CPU, PyTorch on a GPU.
+    engine = lookup({ default = lookup(local.accelerators, v.accelerator, local.accelerators["none"]).flavour == "cpu" ? "auto" : "pytorch" },
+    coalesce(v.engine, var.engine), coalesce(v.engine, var.engine))
   } }
 
   gpu_regions_used = sort([for region, s in local.settings : region if s.kind != "cpu"])
@@ -86,7 +88,7 @@ locals {
   # conditions are projects/_/buckets/BUCKET/objects/OBJECT
   # (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name); each name is
   # written with jsonencode, whose escapes are valid in a CEL string literal. Nothing when every
-  # region serves PyTorch, which never uploads: the default deployment gains no permission.
+  # region serves PyTorch, which never uploads (GPU-only deployments, by default).
   exports_engines = anytrue([for region, s in local.settings : s.engine != "pytorch"])
   engine_prefixes = { for name, r in local.releases : name => "${r.model_object}.engines/" if r.model_path_in_image == "" && r.model_object != "" }
   engine_upload_conditions = local.exports_engines ? {

@@ -94,7 +94,7 @@ resource "google_storage_bucket_iam_member" "runtime_reads_weights" {
 # has it; a weights_bucket of yours must too. No delete, so no overwrite: an object already there
 # is kept (the server uploads with ifGenerationMatch=0), and a corrupt one is logged by the server
 # and left for an operator to remove (`gcloud storage rm`). Only while some region exports an
-# engine; PyTorch never uploads, so the default deployment holds no write access at all.
+# engine; PyTorch never uploads, so a deployment serving only PyTorch holds no write access at all.
 resource "google_storage_bucket_iam_member" "runtime_writes_engines" {
   for_each = local.engine_upload_conditions
 

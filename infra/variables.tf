@@ -183,28 +183,30 @@ variable "regions" {
   }
 
   validation {
-    condition     = alltrue([for r, v in var.regions : v.engine == null ? true : contains(["pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine)])
-    error_message = "regions: engine must be \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.engine)}" if(v.engine == null ? false : !contains(["pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine))])})."
+    condition     = alltrue([for r, v in var.regions : v.engine == null ? true : contains(["default", "pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine)])
+    error_message = "regions: engine must be \"default\", \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.engine)}" if(v.engine == null ? false : !contains(["default", "pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine))])})."
   }
 }
 
 variable "engine" {
   description = <<-EOT
-    The server's ENGINE in every region that does not set its own (regions[*].engine): "pytorch" (default: answers equal
-    Ultralytics' own YOLO("best.pt").predict exactly), "onnx", "openvino", "tensorrt", or "auto", which picks OpenVINO
-    on CPU regions and TensorRT fp16 on GPU regions (PyTorch fp16 where the image has no TensorRT). An exported engine is
-    built by the first instance that needs it, checked against PyTorch, and with weights in Cloud Storage uploaded next
-    to them (gs://BUCKET/OBJECT.engines/) for every later cold start; PyTorch serves meanwhile. Any value but "pytorch"
-    grants the runtime identity roles/storage.objectCreator on the weights bucket, limited by an IAM condition to
-    that prefix (the bucket needs uniform bucket-level access for IAM conditions; the module's own bucket has it).
-    See the README's Performance section for what each engine measured.
+    The server's ENGINE in every region that does not set its own (regions[*].engine): "default" (OpenVINO on CPU
+    regions, compiled in f32 so its answers equal Ultralytics' own YOLO("best.pt").predict within 1e-3 px, and faster
+    than PyTorch in every measured round; PyTorch on GPU regions, where TensorRT fp16 is not measured yet), "pytorch"
+    (Ultralytics' answers bit for bit), "onnx", "openvino", "tensorrt", or "auto" (OpenVINO on CPU regions, TensorRT
+    fp16 on GPU regions, PyTorch fp16 where the image has no TensorRT). An exported engine is built by the first
+    instance that needs it, checked against PyTorch, and with weights in Cloud Storage uploaded next to them
+    (gs://BUCKET/OBJECT.engines/) for every later cold start; PyTorch serves meanwhile. A region that exports grants the
+    runtime identity roles/storage.objectCreator on the weights bucket, limited by an IAM condition to that prefix (the
+    bucket needs uniform bucket-level access for IAM conditions; the module's own bucket has it). See the README's
+    Performance section for what each engine measured.
   EOT
   type        = string
-  default     = "pytorch"
+  default     = "default"
 
   validation {
-    condition     = contains(["pytorch", "onnx", "openvino", "tensorrt", "auto"], var.engine)
-    error_message = "engine must be \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\"."
+    condition     = contains(["default", "pytorch", "onnx", "openvino", "tensorrt", "auto"], var.engine)
+    error_message = "engine must be \"default\", \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\"."
   }
 }
 

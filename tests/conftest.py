@@ -45,8 +45,11 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {k: v for k, v in os.environ.items() if k not in ("K_SERVICE", "API_KEYS", "API_KEYS_FILE", "MODEL")}
-        full_env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "THREADS": "8", **env})
+        full_env = {k: v for k, v in os.environ.items()
+                    if k not in ("K_SERVICE", "API_KEYS", "API_KEYS_FILE", "MODEL", "ENGINE")}
+        # PyTorch unless a test says otherwise: most tests compare answers with Ultralytics' own, bit for bit; the
+        # default engine (OpenVINO on the CPU) is tested as such in test_engines.py ("ENGINE": "" there).
+        full_env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "THREADS": "8", "ENGINE": "pytorch", **env})
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             argv or [sys.executable, "-m", "function"], cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT

@@ -125,45 +125,75 @@ def test_openvino_beside_local_weights_stale_and_corrupt_artefacts_are_rebuilt(s
     assert second.stop() == 0
 
 
-READ_BACK_PRECISION = """
+READ_BACK = """
 import json, sys
 from pathlib import Path
 from ultralytics import YOLO
 from function.models import engines
 
 weights, image, workdir = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-spec = engines.engine_spec("openvino", weights, "cpu", 1)
-built = engines.export(weights, spec, "cpu", workdir)
-served = engines.open_engine(built, spec, "cpu", "detect", "best.pt").yolo.predictor.model.backend
-plain = YOLO(str(engines._unpacked_dir(built)), task="detect")
-plain.predict(image, verbose=False)
-plain = plain.predictor.model.backend
-print(json.dumps({
-    "served_config": str(served.compile_model.keywords["config"].get("INFERENCE_PRECISION_HINT")),
-    "served": str(served.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT")),
-    "plain_config": str(plain.compile_model.keywords["config"].get("INFERENCE_PRECISION_HINT")),
-    "plain": str(plain.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT")),
-}))
+read = {}
+for engine in ("openvino", "onnx"):
+    spec = engines.engine_spec(engine, weights, "cpu", 1)
+    (workdir / engine).mkdir()
+    built = engines.export(weights, spec, "cpu", workdir / engine)
+    served = engines.open_engine(built, spec, "cpu", "detect", "best.pt").yolo.predictor.model.backend
+    if engine == "onnx":
+        options = served.session.get_session_options()
+        read["onnx_threads"] = [options.intra_op_num_threads, options.inter_op_num_threads]
+        continue
+    plain = YOLO(str(engines._unpacked_dir(built)), task="detect")
+    plain.predict(image, verbose=False)
+    plain = plain.predictor.model.backend
+    read.update({
+        "served_config": str(served.compile_model.keywords["config"].get("INFERENCE_PRECISION_HINT")),
+        "served": str(served.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT")),
+        "served_threads": served.ov_compiled_model.get_property("INFERENCE_NUM_THREADS"),
+        "served_pinning": served.ov_compiled_model.get_property("ENABLE_CPU_PINNING"),
+        "plain_config": str(plain.compile_model.keywords["config"].get("INFERENCE_PRECISION_HINT")),
+        "plain": str(plain.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT")),
+    })
+print(json.dumps(read))
 """
 
 
-def test_openvino_is_compiled_in_f32_whatever_the_cpu(weights, bus_jpg, tmp_path):
+def test_cpu_engines_are_compiled_in_f32_on_the_cores_the_process_has(weights, bus_jpg, tmp_path):
     """OpenVINO would choose bf16 on CPUs with AVX-512 BF16 or AMX (answers move by pixels there); the served model's
     compile carries f32 itself, read back from the compiled model; Ultralytics' own compile carries no such hint.
-    In a process of its own, as the server runs it (an export and two OpenVINO runtimes are not the test runner's)."""
+    Threads: run on one core of this machine (an affinity of one, as a container with a 1-CPU quota), both runtimes
+    use one thread, unpinned, where left alone they count the host's cores. In a process of its own, as the server
+    runs it (exports and two runtimes are not the test runner's)."""
     import json
+    import os
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", READ_BACK_PRECISION, str(weights["detect"]), str(bus_jpg),
-                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    one_core = {min(os.sched_getaffinity(0))}
+    done = subprocess.run([sys.executable, "-c", READ_BACK, str(weights["detect"]), str(bus_jpg), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, preexec_fn=lambda: os.sched_setaffinity(0, one_core))
     assert done.returncode == 0, done.stderr[-3000:]
     read = json.loads(done.stdout.strip().splitlines()[-1])
     assert read["served_config"] == read["served"] == "<Type: 'float32'>", read
     assert read["plain_config"] == "None", read
+    assert read["served_threads"] == 1 and read["served_pinning"] is False, read
+    assert read["onnx_threads"] == [1, 1], read
     flags = set(Path("/proc/cpuinfo").read_text().split())
     if flags & {"avx512_bf16", "amx_bf16"}:  # on such a CPU OpenVINO left alone does not compute in f32
         assert read["plain"] != "<Type: 'float32'>", read
+
+
+def test_cpu_cores_counts_the_affinity_and_the_cgroup_quota():
+    import os
+    import subprocess
+    import sys
+
+    from function.models.loaded import cpu_cores
+
+    assert 1 <= cpu_cores() <= len(os.sched_getaffinity(0))
+    one_core = {min(os.sched_getaffinity(0))}
+    done = subprocess.run([sys.executable, "-c", "from function.models.loaded import cpu_cores; print(cpu_cores())"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.sched_setaffinity(0, one_core))
+    assert done.stdout.strip() == "1", done.stderr
 
 
 def test_an_engine_that_cannot_be_built_leaves_pytorch_serving(start_server, weights, bus_jpg, tmp_path):
@@ -193,6 +223,8 @@ def _other(value):
 
 def test_auto_is_a_cpu_engine_on_the_cpu_and_pytorch_without_tensorrt():
     assert engines.choose_engine("auto", "cpu") == engines.AUTO_CPU
+    assert engines.choose_engine(None, "cpu") == engines.AUTO_CPU, "unset on the CPU: auto"
+    assert engines.choose_engine(None, "cuda:0") == "pytorch", "unset on a GPU: PyTorch until TensorRT is measured"
     assert engines.choose_engine("onnx", "cpu") == "onnx"
     expected = "tensorrt" if _installed("tensorrt") or _installed("tensorrt-cu12") else "pytorch"
     assert engines.choose_engine("auto", "cuda:0") == expected
@@ -235,7 +267,9 @@ def test_engine_setting_is_one_of_the_engines_or_auto():
     from function.errors import ConfigError
     from function.settings import load_settings
 
-    assert load_settings({"MODEL": "m.pt"}).engine == "pytorch", "exact Ultralytics answers unless asked otherwise"
+    assert load_settings({"MODEL": "m.pt"}).engine is None, "unset: the device's default"
+    assert load_settings({"MODEL": "m.pt", "ENGINE": " "}).engine is None
+    assert load_settings({"MODEL": "m.pt", "ENGINE": "default"}).engine is None
     assert load_settings({"MODEL": "m.pt", "ENGINE": " Auto "}).engine == "auto"
     with pytest.raises(ConfigError, match="ENGINE"):
         load_settings({"MODEL": "m.pt", "ENGINE": "tflite"})

@@ -55,6 +55,7 @@ def test_image_runs_as_cloud_run_expects(image):
     assert env["PORT"] == "8080" and env["YOLO_OFFLINE"] == "1" and env["YOLO_AUTOINSTALL"] == "false"
     assert env["MODEL_CACHE_DIR"].startswith("/tmp/") and env["YOLO_CONFIG_DIR"].startswith("/tmp/")
     assert "MODEL" not in env, "weights are not baked in by default"
+    assert "ENGINE" not in env, "the engine is the device's default (OpenVINO on the CPU, PyTorch on a GPU)"
 
 
 def test_serves_from_gcs_with_the_answers_of_make_serve(container, venv_server, weights, bus_jpg):
@@ -95,6 +96,32 @@ def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
     {"requests": 8, "imgsz": "640"},  # all of them can finish inside the grace period
     {"requests": 24, "imgsz": "1280"},  # more queued work than the grace period holds: those that cannot finish, 503
 ], ids=["finishes", "overloaded"])
+def test_by_default_the_cpu_image_serves_openvino_exact_and_shares_it_through_gcs(image, gcs, weights_in_gcs,  # noqa: F811
+                                                                                 weights, bus_jpg, tmp_path):
+    """ENGINE unset (what users deploy): ready with PyTorch, then OpenVINO exported, checked and swapped in; its answers
+    are the .pt's within float noise (1e-4 in confidence, 1e-3 px); the engine lands next to the weights in GCS."""
+    from test_engines import assert_as_the_pt
+
+    server = Container({"MODEL": weights_in_gcs, "ENGINE": None}, tmp_path)
+    try:
+        server.wait_ready()
+        deadline, swapped = time.monotonic() + 240, None
+        while swapped is None and time.monotonic() < deadline:
+            swapped = next((e for e in server.log_entries() if e.get("message", "").startswith("serving with ")), None)
+            assert server.running(), server.log_text()
+            time.sleep(0.5)
+        assert swapped is not None and swapped["engine"] == "openvino", server.log_text()
+        assert swapped["artefact"].startswith(f"gs://{BUCKET}/image/best.pt.engines/openvino-fp32-")
+        assert gcs.bucket.get_blob(swapped["artefact"].removeprefix(f"gs://{BUCKET}/")) is not None
+        response = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, headers=AUTH, timeout=60)
+        assert response.status_code == 200, response.text
+        assert_as_the_pt(response.json()["images"][0]["results"], local_summary(weights["detect"], str(bus_jpg)))
+        entries = server.log_entries()
+        assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL")], entries
+    finally:
+        server.remove()
+
+
 def test_sigterm_with_requests_in_flight_answers_every_request_and_exits_0(image, weights_in_gcs, bus_jpg, tmp_path,
                                                                           load):
     server = Container({"MODEL": weights_in_gcs}, tmp_path)

@@ -183,7 +183,7 @@ def test_gpu_region_keeps_the_l4_settings_and_cpu_regions_are_small_and_billed_p
     # The GPU batches up to 8 equal-shape images per model call; the CPU, where batching measured no gain, 1.
     assert (settings["us-central1"]["max_batch_size"], settings["europe-west3"]["max_batch_size"]) == (8, 1)
     assert (gpu["env"]["MAX_BATCH_SIZE"], cpu["env"]["MAX_BATCH_SIZE"], own["env"]["MAX_BATCH_SIZE"]) == ("8", "1", "1")
-    assert gpu["env"]["ENGINE"] == cpu["env"]["ENGINE"] == own["env"]["ENGINE"] == "pytorch"
+    assert (gpu["env"]["ENGINE"], cpu["env"]["ENGINE"], own["env"]["ENGINE"]) == ("pytorch", "auto", "auto")
     ok, out = evaluate(BASE | {"gpu_defaults": {"max_batch_size": 16}, "cpu_defaults": {"max_batch_size": 2},
                                "regions": BASE["regions"] | {"asia-northeast1": {"max_batch_size": 4}}})
     assert ok, out
@@ -252,8 +252,13 @@ def test_http2_is_passed_through_every_layer():
 ENGINE_PREFIX = "projects/_/buckets/my-proj-123-yolo-weights/objects/models/0123456789abcdef/best.pt.engines/"
 
 
-def test_engine_is_pytorch_by_default_and_exported_engines_get_the_least_upload_grant(evaluate):
+def test_engine_defaults_to_openvino_on_cpus_and_exported_engines_get_the_least_upload_grant(evaluate):
     ok, out = evaluate(BASE)
+    assert ok, out
+    engines = {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()}
+    assert engines == {"us-central1": "pytorch", "europe-west3": "auto", "asia-northeast1": "auto"}, "CPU: auto, GPU: PyTorch"
+    assert list(out["engine_upload_conditions"]) == ["my-proj-123-yolo-weights"], "the CPU regions export"
+    ok, out = evaluate(BASE | {"engine": "pytorch"})
     assert ok, out
     assert {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()} == dict.fromkeys(BASE["regions"], "pytorch")
     assert out["engine_upload_conditions"] == {}, "PyTorch never uploads: no write access at all"
@@ -263,7 +268,7 @@ def test_engine_is_pytorch_by_default_and_exported_engines_get_the_least_upload_
     # objectCreator on the weights bucket, only under the weights' .engines/ prefix (what function/models/engines.py writes).
     assert out["engine_upload_conditions"] == {"my-proj-123-yolo-weights": f'resource.name.startsWith("{ENGINE_PREFIX}")'}
     # Per region: one region exporting is enough for the grant; the others keep PyTorch.
-    ok, out = evaluate(BASE | {"regions": BASE["regions"] | {"europe-west3": {"engine": "openvino"}}})
+    ok, out = evaluate(BASE | {"engine": "pytorch", "regions": BASE["regions"] | {"europe-west3": {"engine": "openvino"}}})
     assert ok, out
     engines = {r: v["candidate"]["env"]["ENGINE"] for r, v in out["revisions"].items()}
     assert engines == {"us-central1": "pytorch", "europe-west3": "openvino", "asia-northeast1": "pytorch"}
@@ -407,9 +412,9 @@ def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evalu
         ({"extra_env": {"ALLOW_UNAUTHENTICATED": "true"}}, "extra_env keys"),
         ({"extra_env": {"ENGINE": "auto"}}, "extra_env must not set ENGINE or MAX_BATCH_SIZE: use the engine variable"),
         ({"extra_env": {"MAX_BATCH_SIZE": "8"}}, "extra_env must not set ENGINE or MAX_BATCH_SIZE"),
-        ({"engine": "fast"}, 'engine must be "pytorch", "onnx", "openvino", "tensorrt" or "auto"'),
-        ({"engine": ""}, 'engine must be "pytorch", "onnx", "openvino", "tensorrt" or "auto"'),
-        ({"regions": {"europe-west3": {"engine": "TensorRT"}}}, 'regions: engine must be "pytorch", "onnx", "openvino", "tensorrt" or "auto" (got europe-west3 = "TensorRT")'),
+        ({"engine": "fast"}, 'engine must be "default", "pytorch", "onnx", "openvino", "tensorrt" or "auto"'),
+        ({"engine": ""}, 'engine must be "default", "pytorch", "onnx", "openvino", "tensorrt" or "auto"'),
+        ({"regions": {"europe-west3": {"engine": "TensorRT"}}}, 'regions: engine must be "default", "pytorch", "onnx", "openvino", "tensorrt" or "auto" (got europe-west3 = "TensorRT")'),
         ({"regions": {"europe-west3": {"max_batch_size": 0}}}, "max_batch_size must be a whole number from 1 to 256"),
         ({"gpu_defaults": {"max_batch_size": 257}}, "max_batch_size must be a whole number from 1 to 256"),
         ({"cpu_defaults": {"max_batch_size": 1.5}}, "max_batch_size must be a whole number from 1 to 256"),

@@ -164,7 +164,7 @@ def test_names_match_terraform():
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--domains", "Not A Domain"], "not a lowercase domain"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--name", "Yolo"], "--name 'Yolo'"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--frobnicate"], "unknown argument: --frobnicate"),
-        (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine", "fast"], "--engine must be pytorch, onnx, openvino, tensorrt or auto, got 'fast'"),
+        (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine", "fast"], "--engine must be default, pytorch, onnx, openvino, tensorrt or auto, got 'fast'"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine"], "--engine needs a value"),
         (["--project"], "--project needs a value"),
     ],
@@ -336,8 +336,9 @@ def test_deploy_dry_run_local_weights(basic_path, weights):
     assert final["gpu_zonal_redundancy_disabled"] is True and final["lb_domains"] == []
     assert bootstrap["http2"] is final["http2"] is True, "h2c end to end by default"
     assert "protocol: HTTP/2 end to end (container port h2c: no 32 MiB request cap" in result.stderr
-    assert bootstrap["engine"] == final["engine"] == "pytorch", "ENGINE defaults to Ultralytics' exact PyTorch"
-    assert "engine: pytorch" in result.stderr
+    assert bootstrap["engine"] == final["engine"] == "default", "Terraform writes out the kind's default per region"
+    assert "engine: default (OpenVINO in f32 on CPU regions" in result.stderr
+    assert "engine: stored at gs://" in result.stderr, "a CPU region exports: the grant is said"
     assert lines[-1] == f"terraform -chdir={infra}/deploy output -json"
     assert sum(1 for line in lines if " apply " in line) == 2
     assert "dry run: nothing was changed" in result.stderr
@@ -384,7 +385,7 @@ def test_deploy_dry_run_gcs_weights_and_options(basic_path):
 
 
 def test_make_deploy_passes_engine_to_the_script():
-    """`make deploy ENGINE=auto` becomes deploy.sh --engine auto; without ENGINE no flag (the script's pytorch)."""
+    """`make deploy ENGINE=auto` becomes deploy.sh --engine auto; without ENGINE no flag (the script's default)."""
     env = {k: v for k, v in os.environ.items() if k not in {"ENGINE", "MAKEFLAGS", "MAKELEVEL"}}
     base = ["make", "-s", "-n", "-f", str(ROOT / "infra" / "infra.mk"), "deploy", f"PROJECT={PROJECT}", "REGIONS=us-central1:gpu", "MODEL=best.pt"]
     with_engine = subprocess.run([*base, "ENGINE=auto"], capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..logs import log
-from .loaded import LoadedModel, load_model
+from .loaded import LoadedModel, cpu_cores, load_model
 from .params import PredictParams
 
 ENGINES = ("pytorch", "onnx", "openvino", "tensorrt")
@@ -59,7 +59,7 @@ class Tolerance:
 
 
 TOLERANCE = Tolerance()
-# ONNX Runtime and OpenVINO (compiled in f32, pin_openvino_precision) compute as PyTorch does: measured on bus.jpg and
+# ONNX Runtime and OpenVINO (compiled in f32, fit_to_cpu) compute as PyTorch does: measured on bus.jpg and
 # zidane.jpg, detect and pose, against the .pt, both within 1e-6 in confidence and 1e-6 of the image in coordinates
 # (1e-3 px on a 1080 px image); the check allows float noise and nothing more. TOLERANCE stays for fp16 (TensorRT).
 EXACT = Tolerance(conf=1e-4, coords=1e-6, mask_iou=0.99)
@@ -93,8 +93,12 @@ class EngineSpec:
         return self.key + _FORMATS[self.engine][1]
 
 
-def choose_engine(setting: str, device: str) -> str:
-    """ENGINE as configured, with `auto` resolved for the device (TensorRT only where it is installed)."""
+def choose_engine(setting: str | None, device: str) -> str:
+    """ENGINE as configured, with `auto` resolved for the device (TensorRT only where it is installed). Unset, it is
+    `auto` on the CPU (OpenVINO: exact there, and faster than PyTorch in every measured round) and PyTorch on a GPU,
+    where TensorRT fp16 has not been measured against PyTorch yet (docs/performance.md)."""
+    if setting is None:
+        setting = "pytorch" if device.startswith("cuda") else "auto"
     if setting != "auto":
         return setting
     if not device.startswith("cuda"):
@@ -246,29 +250,42 @@ def open_engine(artefact: Path, spec: EngineSpec, device: str, task: str, name: 
             with tarfile.open(artefact) as tar:
                 tar.extractall(path, filter="data")
         model = load_model(str(path), device, task, engine=spec.engine)
-        if spec.engine == "openvino":
-            model.warm_up()  # Ultralytics compiles the model on its first inference
-            pin_openvino_precision(model, path)
+        if not device.startswith("cuda"):
+            fit_to_cpu(model, path, cpu_cores())
     except Exception as exc:
         raise EngineError(f"{artefact.name} cannot be loaded: {type(exc).__name__}: {exc}") from None
     model.name = name
     return model
 
 
-def pin_openvino_precision(model: LoadedModel, path: Path) -> None:
-    """Compile the OpenVINO model again with f32 inference precision, so it answers as the .pt does on every CPU.
+def fit_to_cpu(model: LoadedModel, path: Path, threads: int) -> None:
+    """Compile a CPU engine again, the way it must run here: exact, and on exactly the cores this process has.
 
     OpenVINO picks its precision from the CPU it finds: f32 on AVX2, bf16 where the CPU has AVX-512 BF16 or AMX (recent
-    Xeons, which Cloud Run may start), and bf16 moves keypoints by tens of pixels. Ultralytics compiles with
-    PERFORMANCE_HINT only, and a property set on another Core does not reach its compiled model, so the compile itself
-    is redone here with Ultralytics' own Core, device and config plus the precision."""
+    Xeons, which Cloud Run may start), and bf16 moves keypoints by tens of pixels; it also pins its threads to cores,
+    which on a shared machine makes it wait for cores other processes hold (measured: docs/performance.md). Ultralytics
+    compiles with PERFORMANCE_HINT only, and a property set on another Core does not reach its compiled model, so the
+    compile itself is redone here with Ultralytics' own Core, device and config plus ours. ONNX Runtime computes in
+    f32 already; its thread pool defaults to the host's physical cores, which a container's CPU quota may not have."""
+    model.warm_up()  # Ultralytics opens the runtime on the first inference
     backend = model.yolo.predictor.model.backend
-    compile_ = backend.compile_model  # functools.partial(core.compile_model, device_name=..., config=...)
-    config = {**compile_.keywords["config"], "INFERENCE_PRECISION_HINT": backend.ov.Type.f32}
-    backend.compile_model = partial(compile_.func, device_name=compile_.keywords["device_name"], config=config)
-    xml = next(path.glob("*.xml")) if path.is_dir() else path
-    ov_model = compile_.func.__self__.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
-    backend.ov_compiled_model = backend.compile_model(ov_model)
+    if model.engine == "openvino":
+        compile_ = backend.compile_model  # functools.partial(core.compile_model, device_name=..., config=...)
+        config = {**compile_.keywords["config"], **openvino_cpu_config(backend.ov, threads)}
+        backend.compile_model = partial(compile_.func, device_name=compile_.keywords["device_name"], config=config)
+        xml = next(path.glob("*.xml")) if path.is_dir() else path
+        ov_model = compile_.func.__self__.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
+        backend.ov_compiled_model = backend.compile_model(ov_model)
+    elif model.engine == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        backend.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def openvino_cpu_config(ov, threads: int) -> dict:
+    return {"INFERENCE_PRECISION_HINT": ov.Type.f32, "INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
 
 
 # -- verification -------------------------------------------------------------------------------------------------

@@ -70,17 +70,32 @@ def warm_up_images() -> list[np.ndarray]:
     return [cv2.imread(str(ASSETS / "bus.jpg"))]
 
 
+def cpu_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a container given 2 vCPUs on a
+    64-core host). The runtimes' own defaults count the host's cores, and threads beyond the quota only fight."""
+    import math
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def cpu_replicas(model: LoadedModel) -> int:
     """How many copies of a PyTorch model the CPU can run side by side. Ultralytics runs PyTorch on cores - 1
     threads (its NUM_THREADS); the answers depend on that number, so it stays, and cores it leaves idle get a copy of
-    their own when a whole copy fits (2 cores: two single-thread copies)."""
+    their own when a whole copy fits (2 cores: two single-thread copies). An exported engine is one copy on every core
+    (engines.fit_to_cpu: measured best, docs/performance.md)."""
     if model.engine != "pytorch" or not model.device.startswith("cpu"):
         return 1
-    import os
-
     import torch
 
-    return max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
+    return max(1, cpu_cores() // max(1, torch.get_num_threads()))
 
 
 def load_model(weights: str, device: str, task: str | None = None, engine: str = "pytorch") -> LoadedModel:

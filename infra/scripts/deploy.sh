@@ -54,11 +54,13 @@ Options:
   --domains LIST         comma-separated domains: also create a global HTTPS load balancer
                          with a Google-managed certificate in front of all regions
   --model-id ID          ID accepted at POST /api/models/ID/predict
-  --engine ENGINE        the server's ENGINE in every region: pytorch (default: answers equal
-                         Ultralytics' own predict exactly), onnx, openvino, tensorrt, or auto
-                         (OpenVINO on CPU regions, TensorRT fp16 on GPU regions). An exported
-                         engine is built once and stored next to gs:// weights, where the
-                         service account may then create objects under OBJECT.engines/ only
+  --engine ENGINE        the server's ENGINE in every region: default (OpenVINO in f32 on CPU
+                         regions: Ultralytics' answers within 1e-3 px, faster; PyTorch on GPU
+                         regions), pytorch (Ultralytics' answers bit for bit), onnx, openvino,
+                         tensorrt, or auto (OpenVINO on CPU regions, TensorRT fp16 on GPU
+                         regions). An exported engine is built once and stored next to gs://
+                         weights, where the service account may then create objects under
+                         OBJECT.engines/ only
   --bake-weights         copy the weights into the image (fastest cold start, bigger image)
   --zonal-redundancy     keep GPU zonal redundancy on (dearer; default: off)
   --http1                name the container port http1: Cloud Run downgrades requests to
@@ -80,7 +82,7 @@ refuse_model() {
 	exit 2
 }
 
-REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" ENGINE=pytorch BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
+REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" ENGINE=default BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
 
 while (($#)); do
 	arg=$1
@@ -181,8 +183,8 @@ if [[ -n $DOMAINS_ARG ]]; then
 fi
 [[ $MODEL_ID =~ ^[A-Za-z0-9_-]{0,64}$ ]] || usage_error "--model-id may only contain letters, digits, underscores and hyphens"
 case $ENGINE in
-pytorch | onnx | openvino | tensorrt | auto) ;;
-*) usage_error "--engine must be pytorch, onnx, openvino, tensorrt or auto, got '$ENGINE'" ;;
+default | pytorch | onnx | openvino | tensorrt | auto) ;;
+*) usage_error "--engine must be default, pytorch, onnx, openvino, tensorrt or auto, got '$ENGINE'" ;;
 esac
 
 set_names
@@ -385,11 +387,13 @@ fi
 # ---- 5. Every region --------------------------------------------------------------------------
 note "== 5/5 Cloud Run services in ${REGION_SPECS[*]}"
 case $ENGINE in
+default) note "engine: default (OpenVINO in f32 on CPU regions, built by the first instance while PyTorch serves; PyTorch on GPU regions; --engine pytorch for Ultralytics' answers bit for bit)" ;;
 pytorch) note "engine: pytorch (Ultralytics' exact answers; --engine auto for OpenVINO on CPU regions, TensorRT fp16 on GPU regions)" ;;
 auto) note "engine: auto (OpenVINO on CPU regions, TensorRT fp16 on GPU regions), built by the first instance; PyTorch serves until it is ready" ;;
 *) note "engine: $ENGINE, built by the first instance; PyTorch serves until it is ready" ;;
 esac
-if [[ $ENGINE != pytorch ]]; then
+# What exports: any engine but PyTorch, and the default wherever a region runs on the CPU.
+if [[ $ENGINE != pytorch && ($ENGINE != default || $HAS_CPU == 1) ]]; then
 	if ((BAKE)); then
 		note "engine: weights baked into the image, so each instance builds its own engine (on its disk)"
 	else
