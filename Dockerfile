@@ -52,9 +52,11 @@ COPY --from=wheel /wheel/ /tmp/wheel/
 COPY tools/image/check.py /tmp/check.py
 # The check runs from /, on the installed package: every module imports and torch fits the accelerator.
 WORKDIR /
+# OpenVINO's telemetry asks its consent file in $HOME, which is read-only on Cloud Run: the answer is no, written here.
 RUN pip install --quiet --no-deps /tmp/wheel/*.whl \
  && python /tmp/check.py "${ACCELERATOR}" "${TORCH_SOURCE}" \
- && rm -rf /tmp/wheel /tmp/check.py
+ && rm -rf /tmp/wheel /tmp/check.py \
+ && install -d -o 10001 -g 10001 /home/app/intel && echo 0 > /home/app/intel/openvino_telemetry
 # MALLOC_ARENA_MAX=2: glibc otherwise keeps one malloc arena per thread, and a threaded server's resident memory
 # creeps up with them. YOLO_OFFLINE: Ultralytics neither probes the network at import nor sends usage events; the
 # weights come from MODEL, nothing else is downloaded. Everything written goes under /tmp (Cloud Run's in-memory disk).

@@ -10,7 +10,7 @@ LOCK := tools/lock/torch.txt tools/lock/runtime.txt tools/lock/test.txt
 UV_VERSION := 0.13.9
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
-.PHONY: install lock serve image test bench bench-reliability page-deps
+.PHONY: install lock serve image test bench bench-threads bench-reliability page-deps
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ test: install infra-deps page-deps image
 
 bench: install
 	$(PY) bench/bench.py
+
+# How an exported CPU engine should spend the cores (threads × copies, OpenVINO's pinning): the engine alone.
+bench-threads: install
+	$(PY) bench/engine_threads.py
 
 # The serving core under attack (refused gigabytes, slow clients, bursts, huge images): figures, not pass/fail.
 bench-reliability: install

@@ -46,6 +46,10 @@ def adopt_logger(name: str, level: str) -> None:
 
 def setup_logging(level: str = "INFO") -> None:
     adopt_logger(LOGGER_NAME, level)
+    # Libraries that log to the root logger, and Python warnings (logging.captureWarnings), become JSON lines too:
+    # nothing on stdout or stderr that Cloud Logging cannot read as one entry.
+    adopt_logger("", "WARNING")
+    logging.captureWarnings(True)
 
 
 def trace_fields(header: str | None, project: str | None) -> dict:

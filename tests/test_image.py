@@ -92,10 +92,6 @@ def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
     assert changed <= {"/etc", "/secrets"}, "the image's filesystem is read-only on Cloud Run: all goes to /tmp"
 
 
-@pytest.mark.parametrize("load", [
-    {"requests": 8, "imgsz": "640"},  # all of them can finish inside the grace period
-    {"requests": 24, "imgsz": "1280"},  # more queued work than the grace period holds: those that cannot finish, 503
-], ids=["finishes", "overloaded"])
 def test_by_default_the_cpu_image_serves_openvino_exact_and_shares_it_through_gcs(image, gcs, weights_in_gcs,  # noqa: F811
                                                                                  weights, bus_jpg, tmp_path):
     """ENGINE unset (what users deploy): ready with PyTorch, then OpenVINO exported, checked and swapped in; its answers
@@ -122,6 +118,10 @@ def test_by_default_the_cpu_image_serves_openvino_exact_and_shares_it_through_gc
         server.remove()
 
 
+@pytest.mark.parametrize("load", [
+    {"requests": 8, "imgsz": "640"},  # all of them can finish inside the grace period
+    {"requests": 24, "imgsz": "1280"},  # more queued work than the grace period holds: those that cannot finish, 503
+], ids=["finishes", "overloaded"])
 def test_sigterm_with_requests_in_flight_answers_every_request_and_exits_0(image, weights_in_gcs, bus_jpg, tmp_path,
                                                                           load):
     server = Container({"MODEL": weights_in_gcs}, tmp_path)

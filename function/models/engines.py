@@ -21,6 +21,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -220,10 +221,14 @@ def export(weights: Path, spec: EngineSpec, device: str, workdir: Path) -> Path:
     shutil.copyfile(weights, source)
     fmt, suffix, _ = _FORMATS[spec.engine]
     try:
-        out = YOLO(str(source)).export(
-            format=fmt, imgsz=spec.imgsz, batch=spec.batch, dynamic=spec.dynamic, device=device,
-            quantize=16 if spec.precision == "fp16" else None, verbose=False,
-        )
+        with warnings.catch_warnings():
+            # The exporters' own deprecations (torch.jit.trace's FutureWarning): nothing a user of the endpoint can act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out = YOLO(str(source)).export(
+                format=fmt, imgsz=spec.imgsz, batch=spec.batch, dynamic=spec.dynamic, device=device,
+                quantize=16 if spec.precision == "fp16" else None, verbose=False,
+            )
     except Exception as exc:
         raise EngineError(f"the {spec.engine} export failed: {type(exc).__name__}: {exc}") from None
     out = Path(out)
@@ -233,6 +238,19 @@ def export(weights: Path, spec: EngineSpec, device: str, workdir: Path) -> Path:
             tar.add(out, arcname=".")
         return packed
     return out
+
+
+def _extract(tar: tarfile.TarFile, path: Path) -> None:
+    """Plain files and folders inside `path`, nothing else (tarfile's "data" filter, which Pythons before 3.11.4 lack:
+    Debian bookworm's 3.11.2 among them)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(path, filter="data")
+        return
+    root = path.resolve()
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()) or not (root / member.name).resolve().is_relative_to(root):
+            raise EngineError(f"{member.name!r} in the artefact is not a plain file inside it")
+    tar.extractall(path)
 
 
 def _unpacked_dir(artefact: Path) -> Path:
@@ -248,7 +266,7 @@ def open_engine(artefact: Path, spec: EngineSpec, device: str, task: str, name: 
             path = _unpacked_dir(artefact)
             shutil.rmtree(path, ignore_errors=True)
             with tarfile.open(artefact) as tar:
-                tar.extractall(path, filter="data")
+                _extract(tar, path)
         model = load_model(str(path), device, task, engine=spec.engine)
         if not device.startswith("cuda"):
             fit_to_cpu(model, path, cpu_cores())
