@@ -219,7 +219,7 @@ def test_compare_allows_float_noise_and_borderline_detections_only(weights, bus_
         return Results(result.orig_img, "bus.jpg", result.names, boxes=boxes, keypoints=keypoints)
 
     assert engines.compare(result, results(boxes, keypoints), 0.25).describe() == {
-        "conf": 0.0, "coords": 0.0, "mask_iou": 1.0, "unmatched": 0}
+        "conf": 0.0, "coords": 0.0, "mask_iou": 1.0, "unmatched": 0, "class_pixels": 0.0, "depth": 0.0}
     nudged = boxes.clone()
     nudged[:, :4] += 0.5  # float noise, half a pixel
     nudged[:, 4] -= 0.001
