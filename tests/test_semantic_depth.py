@@ -226,3 +226,42 @@ def test_inference_sdk_depth_estimation(depth, weights, bus_jpg):
     assert np.abs(body["normalized_depth"] - truth).max() <= 0.5 / 65535 + 1e-6
     registry = requests.get(f"{depth.url}/model/registry", timeout=30).json()
     assert registry["models"][0]["task_type"] == "depth-estimation"
+
+
+# -- the OpenAPI document describes these answers -----------------------------------------------------------------------
+
+
+def assert_documented(body, schema: str):
+    """The body validates against the server's own OpenAPI schema (schemathesis' random bodies never decode as an
+    image, so the per-pixel answers are checked here, from real requests)."""
+    import jsonschema_rs
+
+    from function.http.openapi import document
+
+    root = {**document(), "$ref": f"#/components/schemas/{schema}"}
+    jsonschema_rs.Draft202012Validator(root).validate(body)
+
+
+@pytest.mark.parametrize("task", ["semantic", "depth"])
+def test_every_dialect_answer_is_documented(request, task, bus_jpg):
+    import jsonschema_rs
+
+    server = request.getfixturevalue(task)
+    raw = base64.b64encode(bus_jpg.read_bytes()).decode()
+    route = "semantic_segmentation" if task == "semantic" else "depth-estimation"
+    platform = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, data={"bits": "12"},
+                             timeout=120).json()
+    assert_documented(platform, "PlatformResponse")
+    assert_documented(requests.post(f"{server.url}/v1/predict/any", files={"image": bus_jpg.open("rb")},
+                                    timeout=120).json(), "HubEnvelope")
+    for fmt in ("png16", "json"):
+        assert_documented(requests.post(f"{server.url}/project/1", params={"depth_map_format": fmt}, data=raw,
+                                        timeout=120).json(), "RoboflowResponse")
+    served = requests.post(f"{server.url}/infer/{route}", timeout=120, json={
+        "model_id": "project/1", "image": [{"type": "base64", "value": raw}], "visualize_predictions": True}).json()
+    assert isinstance(served, list) and len(served) == 1
+    assert_documented(served[0], "RoboflowResponse")
+    key = "semantic_mask" if task == "semantic" else "depth"
+    with pytest.raises(jsonschema_rs.ValidationError):  # the schema does check: a wrong map fails it
+        assert_documented({**platform, "images": [{**platform["images"][0], key: {"encoding": "jpeg"}}]},
+                          "PlatformResponse")
