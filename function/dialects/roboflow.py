@@ -97,8 +97,9 @@ def parse(incoming: Incoming) -> PredictRequest:
     stroke = lookup(query, "stroke")
     depth_format = lookup(query, "depth_map_format")
     options = {"format": fmt, "labels": parse_bool(*labels) if labels else False,
-               "stroke": QUERY_NUMBERS["stroke"].parse(*stroke) if stroke else 1,
-               "depth_map_format": parse_depth_format(*depth_format) if depth_format else "png16"}
+               "stroke": QUERY_NUMBERS["stroke"].parse(*stroke) if stroke else 1}
+    if depth_format:
+        options["depth_map_format"] = parse_depth_format(*depth_format)
     return PredictRequest(images=(image_of(incoming),), params=params, options=options)
 
 
@@ -135,7 +136,7 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     if options["format"] == "image":
         return Reply(200, draw(result, options), "image/jpeg")
     body = inference_response(View(result, prediction.model.task), request.params, prediction.started,
-                              options["depth_map_format"])
+                              options.get("depth_map_format", "png16"))
     if options["format"] == "image_and_json":
         body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
     return Reply(200, body)

@@ -6,7 +6,8 @@ and `POST /model/add`, which the client calls first to learn the model's task.
 Request: JSON `{"model_id": "project/1", "api_key": ..., "image": {"type": "base64"|"url", "value": ...} or a list of
 them, "confidence": 0.4, "iou_threshold": 0.3, "max_detections": 300, "class_filter": [...],
 "visualize_predictions": false, "visualization_labels": false, "visualization_stroke_width": 1}`, and for depth
-`"depth_map_format": "png16"|"png8"|"json"`; fractions, not percentages; unknown fields are ignored. The key may also be the `api_key` query parameter or `Authorization: Bearer`.
+`"depth_map_format": "png16"|"png8"|"json"`; fractions, not percentages; unknown fields are ignored. The key may also
+be the `api_key` query parameter or `Authorization: Bearer`.
 Response: the hosted API's per-image body (`roboflow.inference_response`), a list of them for a list of images.
 Errors: `{"message": ...}`.
 
@@ -136,8 +137,9 @@ def parse(incoming: Incoming) -> PredictRequest:
         "visualize": _flag(body, "visualize_predictions"),
         "labels": _flag(body, "visualization_labels"),
         "stroke": _number(body, "visualization_stroke_width", 1),
-        "depth_map_format": parse_depth_format("depth_map_format", body.get("depth_map_format", "png16")),
     }
+    if body.get("depth_map_format") is not None:
+        options["depth_map_format"] = parse_depth_format("depth_map_format", body["depth_map_format"])
     return PredictRequest(images=tuple(_image(entry) for entry in entries), params=params, options=options)
 
 
@@ -146,7 +148,8 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     bodies = []
     for result in prediction.results:
         task = prediction.model.task
-        body = inference_response(View(result, task), request.params, prediction.started, options["depth_map_format"])
+        body = inference_response(View(result, task), request.params, prediction.started,
+                                  options.get("depth_map_format", "png16"))
         if options["visualize"]:
             body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
             if task == "depth":  # DepthEstimationResponse names its visualization `image` as well
