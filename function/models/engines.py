@@ -58,7 +58,7 @@ class Tolerance:
     mask_iou: float = 0.9  # a segment's mask against PyTorch's
     # semantic: the fraction of pixels whose class id differs. Exported graphs take the argmax at the network's
     # resolution and upsample the ids; the .pt upsamples the logits first, so class borders move by a pixel or two
-    # (measured on bus.jpg, ONNX and OpenVINO: 0.3% of the pixels); the rest must be equal.
+    # (measured on bus.jpg, ONNX and OpenVINO: 0.05% of the pixels); the rest must be equal.
     class_pixels: float = 0.02
     # depth: the largest difference of a pixel's depth, as a fraction of PyTorch's deepest (measured: 3e-5, ONNX).
     depth: float = 0.02
