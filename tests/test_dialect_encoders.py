@@ -238,7 +238,7 @@ def test_platform_video_entries_say_which_frame(weights, bus_jpg):
 # -- annotated images -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", [*TASKS, "semantic", "depth"])
 def test_every_dialect_draws_with_ultralytics_plot(weights, zidane_jpg, task):
     result = local_result(weights, task, zidane_jpg)
     pred = prediction(weights, task, result)

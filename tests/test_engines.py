@@ -251,7 +251,7 @@ def test_compare_allows_float_noise_and_borderline_detections_only(weights, bus_
         return Results(result.orig_img, "bus.jpg", result.names, boxes=boxes, keypoints=keypoints)
 
     assert engines.compare(result, results(boxes, keypoints), 0.25).describe() == {
-        "conf": 0.0, "coords": 0.0, "mask_iou": 1.0, "unmatched": 0}
+        "conf": 0.0, "coords": 0.0, "mask_iou": 1.0, "unmatched": 0, "class_pixels": 0.0, "depth": 0.0}
     nudged = boxes.clone()
     nudged[:, :4] += 0.5  # float noise, half a pixel
     nudged[:, 4] -= 0.001
@@ -273,3 +273,41 @@ def test_engine_setting_is_one_of_the_engines_or_auto():
     assert load_settings({"MODEL": "m.pt", "ENGINE": " Auto "}).engine == "auto"
     with pytest.raises(ConfigError, match="ENGINE"):
         load_settings({"MODEL": "m.pt", "ENGINE": "tflite"})
+
+
+@pytest.mark.parametrize("task, engine", [("semantic", "onnx"), ("semantic", "openvino"), ("depth", "onnx"),
+                                          ("depth", "openvino")])
+def test_per_pixel_tasks_serve_from_engines(start_server, weights, bus_jpg, tmp_path, task, engine):
+    """The engine check compares class maps (the share of pixels with another id) and depth (the largest difference
+    against the deepest pixel); the served maps are the engine's, within engines.EXACT of the .pt's."""
+    import base64
+
+    import cv2
+    import numpy as np
+    from ultralytics import YOLO
+
+    server = start_server({"MODEL": str(weights[task]), "ENGINE": engine, "MODEL_CACHE_DIR": str(tmp_path)})
+    swapped = wait_for_log(server, f"serving with {engine}")
+    difference = swapped["difference"]
+    assert difference["class_pixels"] <= engines.EXACT.class_pixels and difference["depth"] <= engines.EXACT.depth
+    response = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, data={"bits": "16"}, timeout=60)
+    assert response.status_code == 200, response.text
+    image = response.json()["images"][0]
+    reference = YOLO(str(weights[task])).predict(str(bus_jpg), verbose=False)[0]
+    answer = image["semantic_mask" if task == "semantic" else "depth"]
+    pixels = cv2.imdecode(np.frombuffer(base64.b64decode(answer["data"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    if task == "semantic":
+        mask = reference.semantic_mask.data.numpy()
+        assert (pixels != mask).mean() <= engines.EXACT.class_pixels
+        if engine == "onnx":  # exactly the artefact, run locally
+            exported = YOLO(swapped["artefact"], task=task).predict(str(bus_jpg), verbose=False)[0]
+            assert np.array_equal(pixels, exported.semantic_mask.data.numpy())
+            assert image["results"] == exported.summary()
+    else:
+        from function.encode.maps import sample
+
+        truth = sample(reference.depth.data.numpy(), tuple(answer["shape"]))
+        deepest = float(reference.depth.data.max())
+        error = np.abs(pixels * answer["max"] / 65535 - truth).max()
+        assert error <= answer["max"] / 65535 + engines.EXACT.depth * deepest
+    assert server.stop() == 0

@@ -625,3 +625,88 @@ def test_each_task_renders_its_overlay(servers, open_page, task):
                 assert line["stroke"] == css_rgb_from_bgr(drawer.limb_color[i])
     if task == "pose":
         assert sum(len(d["keypoints"]) for d in overlay["results"]) > 17, "people on bus.jpg get their keypoints"
+
+
+# ---- the per-pixel tasks -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pixel_servers(start_server, weights):
+    started = {task: start_server({"MODEL": str(weights[task])}, wait=False) for task in ("semantic", "depth")}
+    yield {task: server.wait_ready() for task, server in started.items()}
+    for server in started.values():
+        server.stop()
+
+
+READ_PIXEL_MAP = """(kind) => {
+  const image = document.querySelector(`[data-testid=overlay] [data-testid=${kind}]`);
+  if (!image) return null;
+  const num = (name) => Number(image.getAttribute(name));
+  return {href: image.getAttribute('href'), x: num('x'), y: num('y'), width: num('width'), height: num('height'),
+          opacity: Number(getComputedStyle(image).opacity),
+          viewBox: document.querySelector('[data-testid=overlay]').getAttribute('viewBox')};
+}"""
+
+
+def drawn_pixels(drawn: dict) -> np.ndarray:
+    assert drawn["href"].startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(drawn["href"].split(",", 1)[1]))).convert("RGBA"))
+
+
+def png_gray(data: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+
+
+def test_semantic_draws_the_class_mask_and_its_legend(pixel_servers, open_page):
+    ui = open_page(pixel_servers["semantic"])
+    page = ui.page
+    page.wait_for_selector("[data-testid=task]:text('semantic')")
+    assert page.is_hidden("[data-testid=bits-field]"), "the depth control is for depth models"
+    body = ui.run(lambda: page.click("[data-testid=example-bus]"))
+    image = body["images"][0]
+    ui.shot("semantic")
+    drawn = page.evaluate(READ_PIXEL_MAP, "class-mask")
+    assert drawn is not None, "the class mask is drawn over the image"
+    assert (drawn["x"], drawn["y"], drawn["width"], drawn["height"]) == (0, 0, 810, 1080)
+    assert drawn["viewBox"] == "0 0 810 1080"
+    ids = png_gray(image["semantic_mask"]["data"])
+    rgba = drawn_pixels(drawn)
+    assert rgba.shape[:2] == ids.shape
+    for cls in np.unique(ids):  # every pixel of a class in that class's colour
+        colour = [int(v) for v in re.findall(r"\d+", palette_rgb(int(cls)))]
+        assert (rgba[ids == cls] == [*colour, 255]).all(), cls
+    assert drawn["opacity"] == 0.5, "blended at 0.5, as Ultralytics' plot"
+    rows = page.eval_on_selector_all("[data-testid=class-row]", "rows => rows.map(r => [Number(r.dataset.class), r.dataset.name, Number(r.dataset.ratio), r.textContent])")
+    assert [(c, n, ratio) for c, n, ratio, _ in rows] == [(r["class"], r["name"], r["pixel_ratio"]) for r in image["results"]]
+    assert all(text.endswith(f"{ratio * 100:.1f}%") for _, _, ratio, text in rows)
+    assert page.text_content("#list-title") == f"Classes ({len(image['results'])})"
+
+
+def test_depth_draws_the_map_its_scale_and_sends_bits(pixel_servers, open_page):
+    ui = open_page(pixel_servers["depth"])
+    page = ui.page
+    page.wait_for_selector("[data-testid=task]:text('depth')")
+    assert page.is_visible("[data-testid=bits-field]")
+    body = ui.run(lambda: page.click("[data-testid=example-bus]"))
+    assert ui.form()["bits"] == "8" and body["images"][0]["depth"]["bits"] == 8
+    body = ui.run(lambda: page.click("[data-bits='16']"))
+    assert ui.form()["bits"] == "16"
+    depth = body["images"][0]["depth"]
+    assert depth["bits"] == 16
+    ui.shot("depth")
+    drawn = page.evaluate(READ_PIXEL_MAP, "depth-map")
+    assert (drawn["x"], drawn["y"], drawn["width"], drawn["height"]) == (0, 0, 810, 1080), "stretched over the image"
+    rgba = drawn_pixels(drawn)
+    pixels = png_gray(depth["data"])
+    assert rgba.shape[:2] == pixels.shape == tuple(depth["shape"])
+    assert (rgba[..., 3] == 255).all(), "every pixel has a depth: all drawn"
+    assert drawn["opacity"] == 0.6, "blended at 0.6, as Ultralytics' plot"
+    nearest, farthest = np.unravel_index(pixels.argmin(), pixels.shape), np.unravel_index(pixels.argmax(), pixels.shape)
+    red, blue = rgba[nearest][:3], rgba[farthest][:3]
+    assert red[0] > 100 and red[2] == 0, f"nearest is red (jet), got {red}"
+    assert blue[2] > 100 and blue[0] == 0, f"farthest is blue (jet), got {blue}"
+    assert page.is_visible("[data-testid=depth-scale]")
+    assert page.text_content("[data-testid=depth-min]") == f"{depth['min']:.3g} m"  # 3 significant digits
+    assert page.text_content("[data-testid=depth-max]") == f"{depth['max']:.3g} m"
+    gradient = page.eval_on_selector("[data-testid=depth-bar]", "b => getComputedStyle(b).backgroundImage")
+    assert gradient.startswith("linear-gradient") and "rgb(128, 0, 0)" in gradient and "rgb(0, 0, 128)" in gradient

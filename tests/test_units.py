@@ -61,7 +61,7 @@ def test_api_keys_from_env_and_file_are_merged_and_hidden_from_repr(tmp_path):
 
 @pytest.mark.parametrize(
     "env",
-    [{"PORT": "0"}, {"PORT": "http"}, {"THREADS": "1000"}, {"MODEL_TASK": "depth"}, {"LOG_LEVEL": "LOUD"},
+    [{"PORT": "0"}, {"PORT": "http"}, {"THREADS": "1000"}, {"MODEL_TASK": "track"}, {"LOG_LEVEL": "LOUD"},
      {"REQUEST_TIMEOUT_S": "-1"}, {"K_SERVICE": "svc"}, {"K_SERVICE": "svc", "ALLOW_UNAUTHENTICATED": "yes please"}],
 )
 def test_bad_settings_raise_config_error(env):

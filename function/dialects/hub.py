@@ -8,6 +8,10 @@ Two generations of clients share this URL, and each parses its own response:
   `{"success": true, "message": "Inference complete.", "data": [...]}`. `data` is, per HUB_V1_DATA, seed 001's
   per-task shape (`hub`, the default) or seed 000's, what `results[0].tojson()` gives (`tojson`).
 
+The per-pixel tasks, which the HUB never served: a semantic model's `data` is its summary() rows (class, name,
+pixel_ratio) and a depth model's `data` is `[]` (no rows, as its summary() is); beside `data`, the envelope carries the
+Platform's `semantic_mask` or `depth` object, which a v1 client ignores and a newer one can read.
+
 Both generations default `iou` to 0.45, as the HUB documented. Errors carry both shapes at once —
 `{"success": false, "message": ..., "error": {"code", "status", "message"}}` — because a refusal can come before the
 body says which generation the client is (a missing key, an oversized upload).
@@ -16,7 +20,7 @@ body says which generation the client is (a missing key, an oversized upload).
 from __future__ import annotations
 
 from ..core.requests import Prediction, PredictRequest
-from ..encode.views import View
+from ..encode.views import PER_PIXEL, View
 from ..errors import BadParameter, ServiceError
 from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key, platform, retry_headers
@@ -57,10 +61,12 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     if envelope is None or request.options.get("format") == "image":
         return platform.encode(request, prediction)
     result = prediction.results[0]
-    params = request.params
-    data = result.summary(normalize=params.normalize, decimals=params.decimals) if envelope == "tojson" else \
-        hub_data(View(result, prediction.model.task))
-    return Reply(200, {"success": True, "message": "Inference complete.", "data": data})
+    params, task = request.params, prediction.model.task
+    per_pixel = task in PER_PIXEL
+    data = result.summary(normalize=params.normalize, decimals=params.decimals) if envelope == "tojson" or per_pixel \
+        else hub_data(View(result, task))
+    maps = platform.per_pixel(result, task, params.imgsz, request.options.get("bits", 8))
+    return Reply(200, {"success": True, "message": "Inference complete.", "data": data, **maps})
 
 
 def hub_data(view: View) -> list[dict]:

@@ -84,6 +84,17 @@ def parse_bool(given: str, raw: str) -> bool:
     return value in _TRUE
 
 
+# `bits`: a depth map's PNG precision (function/encode/maps.py); any other task accepts it and ignores it.
+BITS = (8, 12, 16)
+BITS_DESCRIPTION = "Depth models: the depth map's PNG precision, 8, 12 or 16 bits (other tasks ignore it)"
+
+
+def parse_bits(given: str, raw: str) -> int:
+    if raw.strip() not in {str(bits) for bits in BITS}:
+        raise BadParameter(f"'{given}' must be 8, 12 or 16, got {raw!r}")
+    return int(raw)
+
+
 def parse_class_names(given: str, raw: str) -> tuple[str, ...]:
     """`classes`: comma-separated class names or ids (`person,car` or `0,2`), as the client wrote them."""
     names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))

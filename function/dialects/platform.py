@@ -2,10 +2,12 @@
 
 Request: multipart `file` (or legacy `image`; repeated for several images; or one video), or `source` / `url` with an
 http(s) URL or base64 data; `conf`/`confidence`, `iou`, `imgsz`/`size`, `normalize`, `decimals`, `max_det`,
-`classes`, `vid_stride`, and for an annotated image `format=image` with `show_labels`, `show_conf`, `line_width`, as
-form fields or query parameters (a form field wins). Response: `{"images": [{"shape", "results", "speed"}],
-"metadata": {...}}` where `results` is Ultralytics' own `Results.summary()`; a video gives one `images` entry per
-processed frame, with its `frame` and `timestamp`. Errors: `{"error": {"code", "status", "message"}}`.
+`classes`, `vid_stride`, `bits` (a depth map's PNG precision), and for an annotated image `format=image` with
+`show_labels`, `show_conf`, `line_width`, as form fields or query parameters (a form field wins). Response:
+`{"images": [{"shape", "results", "speed"}], "metadata": {...}}` where `results` is Ultralytics' own
+`Results.summary()`; a semantic model's entry adds `semantic_mask` and a depth model's `depth`, each a PNG
+(function/encode/maps.py); a video gives one `images` entry per processed frame, with its `frame` and `timestamp`
+(a depth model takes images only, as the Platform's do). Errors: `{"error": {"code", "status", "message"}}`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from functools import partial
 from ..core.requests import Prediction, PredictRequest
 from ..core.video import looks_like_a_video
 from ..encode.annotate import annotated_jpeg
+from ..encode.maps import b64, class_map_png, depth_png
+from ..encode.views import View
 from ..errors import BadParameter, ServiceError
 from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key
-from .params import NUMBERS, lookup, parse_bool, parse_params
+from .params import NUMBERS, lookup, parse_bits, parse_bool, parse_params
 
 name = "platform"
 key_in_body = False
@@ -51,6 +55,8 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
     images: tuple[bytes | str, ...] = tuple(uploads) if uploads else ((source[1],) if source else ())
     sources = (fields, incoming.query)
     options = annotation_options(sources)
+    bits = lookup(sources, "bits")
+    options["bits"] = parse_bits(*bits) if bits else 8
     video = next((upload for upload in uploads if looks_like_a_video(upload)), None)
     stride = lookup(sources, "vid_stride")
     if video is None:
@@ -59,11 +65,13 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
         return PredictRequest(images=images, params=params, options=options)
     if len(uploads) > 1:
         raise BadParameter("Send one video per request, without images beside it")
+    if incoming.model_task == "depth":
+        raise BadParameter("This endpoint's model estimates depth, which takes images only: send an image, not a video")
     if options["format"] == "image":
         raise BadParameter("'format=image' annotates an image, not a video")
     vid_stride = NUMBERS["vid_stride"].parse(*stride) if stride else 1
     return PredictRequest(images=(), params=params, video=video, vid_stride=vid_stride, options=options,
-                          reduce=partial(encode_result, params=params))
+                          reduce=partial(encode_result, params=params, task=incoming.model_task))
 
 
 def annotation_options(sources) -> dict:
@@ -86,21 +94,36 @@ def annotated_reply(result, options: dict) -> Reply:
                                      line_width=options["line_width"]), "image/jpeg")
 
 
-def encode_result(result, params: PredictParams) -> dict:
-    """One image's entry; `results` is Ultralytics' own summary()."""
+def encode_result(result, params: PredictParams, task: str | None = None, bits: int = 8) -> dict:
+    """One image's entry; `results` is Ultralytics' own summary(); the per-pixel tasks add their map."""
     h, w = result.orig_shape
-    return {
+    entry = {
         "shape": [int(h), int(w)],
         "results": result.summary(normalize=params.normalize, decimals=params.decimals),
         "speed": {k: round(float(result.speed.get(k) or 0.0), 3) for k in ("preprocess", "inference", "postprocess")},
     }
+    entry.update(per_pixel(result, task, params.imgsz, bits))
+    return entry
+
+
+def per_pixel(result, task: str | None, imgsz: int, bits: int) -> dict:
+    """semantic: `semantic_mask`, the class-id PNG at the image's size; depth: `depth`, the quantised PNG at
+    inference resolution with its `min`, `max` and `bits`. Nothing for the other tasks."""
+    if task == "semantic":
+        class_map = View(result, task).class_map()
+        return {"semantic_mask": {"shape": list(class_map.shape), "encoding": "png",
+                                  "data": b64(class_map_png(class_map))}}
+    if task == "depth":
+        return {"depth": depth_png(View(result, task).depth_map(), imgsz, bits).platform()}
+    return {}
 
 
 def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     if request.options.get("format") == "image":
         return annotated_reply(prediction.results[0], request.options)
     if prediction.frames is None:
-        images = [encode_result(result, request.params) for result in prediction.results]
+        task, bits = prediction.model.task, request.options.get("bits", 8)
+        images = [encode_result(result, request.params, task, bits) for result in prediction.results]
     else:  # a video: the entries were encoded frame by frame (`reduce`); say which frame each is
         images = [{**entry, "frame": frame.index, "timestamp": frame.timestamp}
                   for entry, frame in zip(prediction.results, prediction.frames)]

@@ -13,7 +13,12 @@ Response, field for field what roboflow/inference returns (`inference/core/entit
 `{"inference_id", "time", "image": {"width", "height"}, "predictions": [...]}` with centre-point pixel boxes
 (`x`, `y`, `width`, `height`, `confidence`, `class`, `class_id`, `detection_id`); instance segmentation adds
 `points: [{x, y}]` and `mask_format: "polygon"`; keypoints add `keypoints: [{x, y, confidence, class_id, class}]`;
-classification is `{"predictions": [{"class", "class_id", "confidence"}], "top", "confidence"}`. Errors are Roboflow's:
+classification is `{"predictions": [{"class", "class_id", "confidence"}], "top", "confidence"}`; semantic segmentation
+is `{"predictions": {"segmentation_mask", "class_map"}}` (`SemanticSegmentationPrediction`: the class-id PNG at the
+image's size, and every class id -> name; no `confidence_mask`, because Ultralytics keeps no per-pixel score and a
+made-up one would mislead); depth is `{"normalized_depth", "depth_map_format"}` (`DepthEstimationResponse`: 1 nearest,
+0 farthest and where there is no depth, relative to the image's own range, at inference resolution;
+`depth_map_format=png16` (the default), `png8` or `json`). Errors are Roboflow's:
 `{"message": ...}`, and a missing or wrong key is its hosted API's 403 `{"Message": "User is not authorized to access
 this resource"}`.
 """
@@ -26,6 +31,7 @@ import uuid
 
 from ..core.requests import Prediction, PredictRequest
 from ..encode.annotate import annotated_jpeg
+from ..encode.maps import b64, class_map_png, nearness, png
 from ..encode.views import View
 from ..errors import BadImage, BadParameter, ServiceError
 from ..models.params import PredictParams
@@ -35,6 +41,7 @@ from .params import Number, lookup, parse_bool, parse_class_names
 name = "roboflow"
 key_in_body = False
 FORMATS = ("json", "image", "image_and_json")
+DEPTH_FORMATS = ("png16", "png8", "json")  # Roboflow's `depth_map_format`
 FORBIDDEN = {"Message": "User is not authorized to access this resource"}
 # COCO's keypoint names (what Roboflow names a 17-point person skeleton); other skeletons are numbered.
 COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -88,9 +95,18 @@ def parse(incoming: Incoming) -> PredictRequest:
         raise BadParameter(f"'format' must be json, image or image_and_json, got {found[1]!r}")
     labels = lookup(query, "labels")
     stroke = lookup(query, "stroke")
+    depth_format = lookup(query, "depth_map_format")
     options = {"format": fmt, "labels": parse_bool(*labels) if labels else False,
                "stroke": QUERY_NUMBERS["stroke"].parse(*stroke) if stroke else 1}
+    if depth_format:
+        options["depth_map_format"] = parse_depth_format(*depth_format)
     return PredictRequest(images=(image_of(incoming),), params=params, options=options)
+
+
+def parse_depth_format(given: str, raw) -> str:
+    if raw not in DEPTH_FORMATS:
+        raise BadParameter(f"'{given}' must be png16, png8 or json, got {raw!r}")
+    return raw
 
 
 def image_of(incoming: Incoming) -> bytes | str:
@@ -119,7 +135,8 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     result = prediction.results[0]
     if options["format"] == "image":
         return Reply(200, draw(result, options), "image/jpeg")
-    body = inference_response(View(result, prediction.model.task), request.params, prediction.started)
+    body = inference_response(View(result, prediction.model.task), request.params, prediction.started,
+                              options.get("depth_map_format", "png16"))
     if options["format"] == "image_and_json":
         body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
     return Reply(200, body)
@@ -129,19 +146,37 @@ def draw(result, options: dict) -> bytes:
     return annotated_jpeg(result, labels=options["labels"], conf=options["labels"], line_width=options["stroke"])
 
 
-def inference_response(view: View, params: PredictParams, started: float) -> dict:
+def inference_response(view: View, params: PredictParams, started: float, depth_format: str = "png16") -> dict:
     """One image's Roboflow response for an Ultralytics Results."""
     height, width = view.height_width()
     body = {
         "inference_id": str(uuid.uuid4()),
         "time": round(time.monotonic() - started, 6),
-        "image": {"width": width, "height": height},
     }
+    if view.task == "depth":  # DepthEstimationResponse: no image size (its `image` is a visualization)
+        return {**body, **normalized_depth(view, params.imgsz, depth_format)}
+    body["image"] = {"width": width, "height": height}
     if view.task == "classify":
         body.update(classification(view, params))
+    elif view.task == "semantic":
+        body["predictions"] = {"segmentation_mask": b64(class_map_png(view.class_map())),
+                               "class_map": {str(i): name for i, name in view.names.items()}}
     else:
         body["predictions"] = detections(view)
     return body
+
+
+def normalized_depth(view: View, imgsz: int, depth_format: str) -> dict:
+    """Roboflow's depth answer: nearness in [0, 1] (1 nearest), as 16- or 8-bit PNG or as nested lists."""
+    import numpy as np
+
+    near = nearness(view.depth_map(), imgsz)
+    if depth_format == "json":
+        value = np.round(near, 6).tolist()
+    else:
+        levels, dtype = (65535, np.uint16) if depth_format == "png16" else (255, np.uint8)
+        value = b64(png(np.rint(near * levels).astype(dtype)))
+    return {"normalized_depth": value, "depth_map_format": depth_format}
 
 
 def classification(view: View, params: PredictParams) -> dict:

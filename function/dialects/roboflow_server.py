@@ -1,11 +1,13 @@
 """Roboflow's inference server API, v1 (what `inference-sdk` speaks to any self-hosted URL):
-`POST /infer/object_detection|instance_segmentation|keypoints_detection|classification`, plus `GET /model/registry`
+`POST /infer/object_detection|instance_segmentation|semantic_segmentation|keypoints_detection|classification` and
+`POST /infer/depth-estimation` (Roboflow's own spelling), plus `GET /model/registry`
 and `POST /model/add`, which the client calls first to learn the model's task.
 
 Request: JSON `{"model_id": "project/1", "api_key": ..., "image": {"type": "base64"|"url", "value": ...} or a list of
 them, "confidence": 0.4, "iou_threshold": 0.3, "max_detections": 300, "class_filter": [...],
-"visualize_predictions": false, "visualization_labels": false, "visualization_stroke_width": 1}`; fractions, not
-percentages; unknown fields are ignored. The key may also be the `api_key` query parameter or `Authorization: Bearer`.
+"visualize_predictions": false, "visualization_labels": false, "visualization_stroke_width": 1}`, and for depth
+`"depth_map_format": "png16"|"png8"|"json"`; fractions, not percentages; unknown fields are ignored. The key may also
+be the `api_key` query parameter or `Authorization: Bearer`.
 Response: the hosted API's per-image body (`roboflow.inference_response`), a list of them for a list of images.
 Errors: `{"message": ...}`.
 
@@ -24,7 +26,7 @@ from ..errors import BadParameter, ModelNotFound, ServiceError
 from ..settings import DialectSettings
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
 from .params import Number, parse_class_names
-from .roboflow import draw, inference_response, roboflow_params
+from .roboflow import draw, inference_response, parse_depth_format, roboflow_params
 
 name = "roboflow-server"
 key_in_body = True
@@ -33,11 +35,14 @@ key_in_body = True
 ROUTE_TASKS = {
     "object_detection": "object-detection",
     "instance_segmentation": "instance-segmentation",
+    "semantic_segmentation": "semantic-segmentation",
     "keypoints_detection": "keypoint-detection",
     "classification": "classification",
+    "depth-estimation": "depth-estimation",
 }
 TASK_TYPES = {"detect": "object-detection", "obb": "object-detection", "segment": "instance-segmentation",
-              "pose": "keypoint-detection", "classify": "classification"}
+              "pose": "keypoint-detection", "classify": "classification", "semantic": "semantic-segmentation",
+              "depth": "depth-estimation"}
 
 
 def api_key(incoming: Incoming) -> str | None:
@@ -133,6 +138,8 @@ def parse(incoming: Incoming) -> PredictRequest:
         "labels": _flag(body, "visualization_labels"),
         "stroke": _number(body, "visualization_stroke_width", 1),
     }
+    if body.get("depth_map_format") is not None:
+        options["depth_map_format"] = parse_depth_format("depth_map_format", body["depth_map_format"])
     return PredictRequest(images=tuple(_image(entry) for entry in entries), params=params, options=options)
 
 
@@ -140,9 +147,13 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
     options = request.options
     bodies = []
     for result in prediction.results:
-        body = inference_response(View(result, prediction.model.task), request.params, prediction.started)
+        task = prediction.model.task
+        body = inference_response(View(result, task), request.params, prediction.started,
+                                  options.get("depth_map_format", "png16"))
         if options["visualize"]:
             body["visualization"] = base64.b64encode(draw(result, options)).decode("ascii")
+            if task == "depth":  # DepthEstimationResponse names its visualization `image` as well
+                body["image"] = body["visualization"]
         bodies.append(body)
     return Reply(200, bodies if options["many"] else bodies[0])
 

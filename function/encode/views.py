@@ -1,8 +1,9 @@
 """One neutral view of an image's Ultralytics Results, chosen by the model's task, that the dialects encode from.
 
 A dialect says how to write a detection (its keys, its units); this says what a detection of each task is made of —
-the class, the confidence, the box, and by task the mask outline, the rotated box's corners or the keypoints — so no
-encoder guesses the task from which of the Results' attributes happen to be set. The Platform's own JSON is
+the class, the confidence, the box, and by task the mask outline, the rotated box's corners or the keypoints — and,
+for the two per-pixel tasks, what their map is (a class id or a depth in metres per pixel), so no encoder guesses the
+task from which of the Results' attributes happen to be set. The Platform's own JSON is
 Ultralytics' `Results.summary()`, the serializer of record; this view serves the other dialects.
 """
 
@@ -11,7 +12,10 @@ from __future__ import annotations
 from ..models.params import TASKS
 
 # What each task adds to a detection's box: the outline of its mask, the corners of its rotated box, its keypoints.
-SHAPES = {"detect": None, "segment": "outline", "obb": "corners", "pose": "keypoints", "classify": None}
+# The per-pixel tasks have no detections: their answer is one map per image.
+SHAPES = {"detect": None, "segment": "outline", "obb": "corners", "pose": "keypoints", "classify": None,
+          "semantic": None, "depth": None}
+PER_PIXEL = ("semantic", "depth")
 assert set(SHAPES) == set(TASKS)
 
 
@@ -22,7 +26,7 @@ class View:
         self.result, self.task, self.names = result, task, result.names
         self.shape = SHAPES[task]
         # Rotated boxes are Results.obb; every other detecting task's boxes are Results.boxes.
-        self._boxes = None if task == "classify" else result.obb if task == "obb" else result.boxes
+        self._boxes = None if task in ("classify", *PER_PIXEL) else result.obb if task == "obb" else result.boxes
 
     def height_width(self) -> tuple[int, int]:
         height, width = (int(v) for v in self.result.orig_shape)
@@ -62,3 +66,16 @@ class View:
         xy = (keypoints.xyn if normalized else keypoints.xy)[row].tolist()
         conf = keypoints.conf[row].tolist() if keypoints.conf is not None else [1.0] * len(xy)
         return [(x, y, c) for (x, y), c in zip(xy, conf)]
+
+    def class_map(self):
+        """semantic: the class id of every pixel, at the image's size (uint8; int16 past 256 classes; 255 where
+        `classes` excluded the pixel)."""
+        from .maps import as_numpy
+
+        return as_numpy(self.result.semantic_mask.data)
+
+    def depth_map(self):
+        """depth: metres per pixel, at the image's size, as Ultralytics scaled it back."""
+        from .maps import as_numpy
+
+        return as_numpy(self.result.depth.data)

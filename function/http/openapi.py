@@ -49,6 +49,7 @@ PLATFORM_FIELDS = {
     "show_labels": _bool(True, "format=image: draw class names"),
     "show_conf": _bool(True, "format=image: draw confidences"),
     "line_width": params.NUMBERS["line_width"].schema(),
+    "bits": {"type": "integer", "enum": list(params.BITS), "default": 8, "description": params.BITS_DESCRIPTION},
 }
 HUB_FIELDS = {
     "image": _str("The image (seeds 000/001): answered in the v1 envelope", format="binary"),
@@ -60,7 +61,10 @@ HUB_FIELDS = {
     "file": _str("The image or video (seed 002): answered in the Platform shape", format="binary"),
     "imgsz": PLATFORM_FIELDS["imgsz"],
     "conf": PLATFORM_FIELDS["conf"],
+    "bits": PLATFORM_FIELDS["bits"],
 }
+DEPTH_MAP_FORMAT = _str("Depth models: `normalized_depth` as a 16-bit PNG, an 8-bit PNG or nested lists (base64 PNGs)",
+                        enum=list(roboflow.DEPTH_FORMATS), default="png16")
 ROBOFLOW_QUERY = {
     "api_key": _str("The API key (also accepted: Authorization: Bearer, x-api-key)"),
     "image": _str("An http(s) image URL, instead of a body"),
@@ -72,6 +76,7 @@ ROBOFLOW_QUERY = {
     "labels": _bool(False, "Draw class names on the annotated image"),
     "stroke": roboflow.QUERY_NUMBERS["stroke"].schema(),
     "name": _str("The image's file name (ignored)"),
+    "depth_map_format": DEPTH_MAP_FORMAT,
 }
 ROBOFLOW_IMAGE = _object({"type": _str("How `value` is given", enum=["base64", "url"]), "value": _str("Base64 data or an http(s) URL")},
                          ("type", "value"))
@@ -84,6 +89,7 @@ ROBOFLOW_V1_REQUEST = _object({
     "visualize_predictions": _bool(False, "Add `visualization`, the annotated image as base64 JPEG"),
     "visualization_labels": _bool(False, "Draw class names"),
     "visualization_stroke_width": roboflow_server.BODY_NUMBERS["visualization_stroke_width"].schema(),
+    "depth_map_format": DEPTH_MAP_FORMAT,
 }, ("model_id", "image"))
 
 # -- responses ---------------------------------------------------------------------------------------------------------
@@ -95,20 +101,39 @@ SUMMARY_ENTRY = _object({  # Ultralytics' Results.summary(), every task
     "box": {"oneOf": [BOX4, BOX8]},
     "segments": _object({"x": NUMBERS, "y": NUMBERS}, ("x", "y")),
     "keypoints": _object({"x": NUMBERS, "y": NUMBERS, "visible": NUMBERS}, ("x", "y")),
-}, ("name", "class", "confidence"),
-    description="detect: box; segment: box + segments; pose: box + keypoints; obb: box with 4 corners; classify: top 5, no box")
+    "pixel_ratio": {**NUMBER, "description": "semantic: the fraction of the image's pixels of this class"},
+}, ("name", "class"),
+    description="detect: box; segment: box + segments; pose: box + keypoints; obb: box with 4 corners; classify: top 5, "
+                "no box; semantic: one row per class present, with its pixel_ratio and no confidence; depth: no rows")
+PNG_DATA = _str("Base64 PNG, grayscale")
+SEMANTIC_MASK = _object({
+    "shape": _array(INTEGER, minItems=2, maxItems=2, description="[height, width]: the image's own"),
+    "encoding": {"type": "string", "enum": ["png"]},
+    "data": _str("Base64 grayscale PNG, pixel = class id (16-bit past 256 classes; 255 = excluded by `classes`)"),
+}, ("shape", "encoding", "data"), description="semantic models: the class id of every pixel")
+DEPTH_MAP = _object({
+    "shape": _array(INTEGER, minItems=2, maxItems=2, description="[height, width]: long side imgsz, aspect kept"),
+    "encoding": {"type": "string", "enum": ["png"]},
+    "data": _str("Base64 grayscale PNG (8-bit for bits=8, 16-bit for 12 and 16); "
+                 "depth = pixel * max / (255 for 8 bits, 65535 for 12 and 16); 0 = no depth"),
+    "min": {"type": ["number", "null"], "description": "Nearest valid depth, metres (null: no pixel has one)"},
+    "max": {"type": ["number", "null"], "description": "Farthest valid depth, metres"},
+    "bits": {"type": "integer", "enum": [8, 12, 16]},
+}, ("shape", "encoding", "data", "min", "max", "bits"), description="depth models: metres per pixel, quantised")
 PLATFORM_IMAGE = _object({
     "shape": _array(INTEGER, minItems=2, maxItems=2, description="[height, width]"),
     "results": _array(SUMMARY_ENTRY),
     "speed": _object({k: NUMBER for k in ("preprocess", "inference", "postprocess")}, ("preprocess", "inference", "postprocess")),
     "frame": {**INTEGER, "description": "video only: the frame's index"},
     "timestamp": {**NUMBER, "description": "video only: seconds from the start"},
+    "semantic_mask": SEMANTIC_MASK,
+    "depth": DEPTH_MAP,
 }, ("shape", "results", "speed"))
 PLATFORM_RESPONSE = _object({
     "images": _array(PLATFORM_IMAGE),
     "metadata": _object({
         "imageCount": INTEGER, "functionTimeAlive": NUMBER, "functionTimeCall": NUMBER, "model": {"type": "string"},
-        "task": _str("detect, segment, pose, classify or obb"), "version": {"type": "object", "additionalProperties": {"type": "string"}},
+        "task": _str("detect, segment, pose, classify, obb, semantic or depth"), "version": {"type": "object", "additionalProperties": {"type": "string"}},
     }, ("imageCount", "functionTimeAlive", "functionTimeCall", "model", "task", "version")),
 }, ("images", "metadata"))
 PLATFORM_ERROR = _object({"error": _object({"code": INTEGER, "status": {"type": "string"}, "message": {"type": "string"}},
@@ -118,9 +143,10 @@ HUB_ENTRY = _object({
     "xcenter": NUMBER, "ycenter": NUMBER, "width": NUMBER, "height": NUMBER,  # detect
     "obb": NUMBERS, "segment": NUMBERS, "keypoints": NUMBERS,  # obb, segment, pose (flat, normalized)
     "box": {"oneOf": [BOX4, BOX8]}, "segments": SUMMARY_ENTRY["properties"]["segments"],  # HUB_V1_DATA=tojson
-}, ("class", "name", "confidence"))
-HUB_ENVELOPE = _object({"success": {"type": "boolean"}, "message": {"type": "string"}, "data": _array(HUB_ENTRY)},
-                       ("success", "message", "data"))
+    "pixel_ratio": SUMMARY_ENTRY["properties"]["pixel_ratio"],  # semantic (its summary() rows)
+}, ("class", "name"))
+HUB_ENVELOPE = _object({"success": {"type": "boolean"}, "message": {"type": "string"}, "data": _array(HUB_ENTRY),
+                        "semantic_mask": SEMANTIC_MASK, "depth": DEPTH_MAP}, ("success", "message", "data"))
 HUB_ERROR = _object({"success": {"type": "boolean", "enum": [False]}, "message": {"type": "string"},
                      "error": PLATFORM_ERROR["properties"]["error"]}, ("success", "message", "error"))
 POINT = _object({"x": NUMBER, "y": NUMBER}, ("x", "y"))
@@ -141,6 +167,18 @@ ROBOFLOW_RESPONSE = {"oneOf": [
             ("inference_id", "time", "image", "predictions"), title="detection, instance segmentation, keypoints"),
     _object({**ROBOFLOW_COMMON, "predictions": _array(ROBOFLOW_CLASS), "top": {"type": "string"}, "confidence": NUMBER},
             ("inference_id", "time", "image", "predictions", "top", "confidence"), title="classification"),
+    _object({**ROBOFLOW_COMMON, "predictions": _object({
+        "segmentation_mask": _str("Base64 grayscale PNG, pixel = class id, the image's size"),
+        "class_map": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "Every class id (as a string) -> its name"},
+    }, ("segmentation_mask", "class_map"))}, ("inference_id", "time", "image", "predictions"), title="semantic segmentation"),
+    _object({"inference_id": {"type": "string"}, "time": NUMBER,
+             "normalized_depth": {"oneOf": [_str("Base64 grayscale PNG (png16, png8)"), _array(NUMBERS)],
+                                  "description": "1 nearest, 0 farthest (and no depth), relative to this image; "
+                                                 "long side imgsz"},
+             "depth_map_format": {"type": "string", "enum": list(roboflow.DEPTH_FORMATS)},
+             "visualization": ROBOFLOW_COMMON["visualization"], "image": _str("visualize_predictions: as `visualization`")},
+            ("inference_id", "time", "normalized_depth", "depth_map_format"), title="depth estimation"),
 ]}
 ROBOFLOW_ERROR = _object({"message": {"type": "string"}}, ("message",))
 ROBOFLOW_FORBIDDEN = _object({"Message": {"type": "string", "enum": ["User is not authorized to access this resource"]}}, ("Message",))

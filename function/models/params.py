@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The tasks this service serves: the one list (MODEL_TASK, the loader, the encoders' views and the deploy check).
-TASKS = ("detect", "segment", "pose", "classify", "obb")
+TASKS = ("detect", "segment", "pose", "classify", "obb", "semantic", "depth")
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,15 @@ const el = {
   error: $("error"), errorText: $("error-text"), retry: $("retry"), status: $("status"),
   frame: $("frame"), preview: $("preview"), video: $("video"), overlay: $("overlay"), hint: $("hint"),
   listTitle: $("list-title"), detections: $("detections"), top5: $("top5"), speed: $("speed"), json: $("json"),
+  bitsField: $("bits-field"), bits: [...document.querySelectorAll("[data-bits]")], depthScale: $("depth-scale"),
+  depthBar: $("depth-bar"),
 };
 
 const state = {
   image: null, // {blob, name, source, url}
   imgsz: 640,
+  bits: 8, // depth models: the depth map's PNG precision
+  task: null, // from readyz
   seq: 0, // every request gets the next number; a response whose number is not the latest is dropped
   controller: null,
   timer: null, // the parameter debounce
@@ -86,7 +90,9 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function params() {
-  return { conf: Number(el.conf.value).toFixed(2), iou: Number(el.iou.value).toFixed(2), imgsz: String(state.imgsz) };
+  const p = { conf: Number(el.conf.value).toFixed(2), iou: Number(el.iou.value).toFixed(2), imgsz: String(state.imgsz) };
+  if (state.task === "depth") p.bits = String(state.bits);
+  return p;
 }
 
 function setState(name) {
@@ -130,6 +136,9 @@ async function checkModel(delayMs = 0) {
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       el.model.replaceChildren("Model ", h("b", {}, body.model || "?"), " · task ", h("b", { "data-testid": "task" }, body.task || "?"));
+      state.task = body.task || null;
+      el.bitsField.hidden = state.task !== "depth";
+      updateCurl();
       const pending = state.rerunWhenReady;
       state.rerunWhenReady = null;
       if (pending !== null && pending === state.seq) runNow({ retry: true });
@@ -332,6 +341,16 @@ for (const button of el.sizes) {
   });
 }
 
+for (const button of el.bits) {
+  button.addEventListener("click", () => {
+    if (state.bits === Number(button.dataset.bits)) return;
+    state.bits = Number(button.dataset.bits);
+    for (const b of el.bits) b.setAttribute("aria-pressed", String(b === button));
+    updateCurl();
+    schedule();
+  });
+}
+
 // The model id the HUB and Roboflow URLs carry: MODEL_ID when the server has one, else any id works (the registry
 // names one); read once from GET model/registry, which needs no key.
 let snippetModelId = "MODEL_ID";
@@ -349,7 +368,8 @@ function updateCurl() {
   const base = new URL(".", location.href).href;
   const key = Boolean(apiKey());
   const bearer = key ? ` \\\n  -H "Authorization: Bearer $API_KEY"` : "";
-  el.curl.textContent = `curl -X POST "${base}predict"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"`;
+  const bits = p.bits ? ` -F "bits=${p.bits}"` : "";
+  el.curl.textContent = `curl -X POST "${base}predict"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"${bits}`;
   const xApiKey = key ? ` \\\n  -H "x-api-key: $API_KEY"` : "";
   el.curlHub.textContent = `curl -X POST "${base}v1/predict/${snippetModelId}"${xApiKey} \\\n  -F "image=@image.jpg" -F "size=${p.imgsz}" -F "confidence=${p.conf}" -F "iou=${p.iou}"`;
   const query = `${key ? "api_key=$API_KEY&" : ""}confidence=${Math.round(p.conf * 100)}&overlap=${Math.round(p.iou * 100)}`;
@@ -404,7 +424,15 @@ async function runNow({ retry = false } = {}) {
     handleHttpError(response, body, text);
     return;
   }
-  state.last = { body, roundTripMs };
+  let map = null;
+  try {
+    map = await pixelMap(body.images[0]); // decoded before anything is drawn: one complete rendering
+  } catch (error) {
+    showError(`The ${body.images[0].depth ? "depth map" : "class mask"} could not be drawn (${error.message}).`, { retry: false });
+    return;
+  }
+  if (seq !== state.seq) return;
+  state.last = { body, roundTripMs, map };
   render();
 }
 
@@ -461,6 +489,7 @@ function clearResults() {
   el.top5.replaceChildren();
   el.top5.hidden = true;
   el.detections.hidden = false;
+  el.depthScale.hidden = true;
   el.listTitle.textContent = "Detections";
   for (const dd of el.speed.querySelectorAll("dd")) dd.textContent = "–";
   el.json.textContent = "";
@@ -475,8 +504,10 @@ function render() {
   clearResults();
   drawOverlay();
 
-  const classify = results.length > 0 && results.every((r) => !r.box);
-  if (classify) renderTop5(results);
+  const classify = results.length > 0 && results.every((r) => !r.box) && !image.semantic_mask;
+  if (image.semantic_mask) renderClasses(results);
+  else if (image.depth) renderDepthScale(image.depth);
+  else if (classify) renderTop5(results);
   else renderDetections(results);
 
   const speed = image.speed || {};
@@ -486,9 +517,12 @@ function render() {
     el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = fmtMs(Number(speed[name]));
   }
   el.speed.querySelector('[data-testid="speed-network"]').textContent = fmtMs(networkMs);
-  el.json.textContent = JSON.stringify(body, null, 2);
+  // A map's base64 PNG is hundreds of KB of noise to a reader: shown shortened (the full answer is what was drawn).
+  el.json.textContent = JSON.stringify(body, (k, v) => (k === "data" && typeof v === "string" && v.length > 80 ? `${v.slice(0, 60)}… (${v.length} characters)` : v), 2);
 
-  const what = classify ? `top class ${results[0].name} (${fmtConf(results[0].confidence)})` : `${results.length} detection${results.length === 1 ? "" : "s"}`;
+  const what = image.semantic_mask ? `${results.length} class${results.length === 1 ? "" : "es"}`
+    : image.depth ? `depth ${fmtMetres(image.depth.min)} to ${fmtMetres(image.depth.max)}`
+    : classify ? `top class ${results[0].name} (${fmtConf(results[0].confidence)})` : `${results.length} detection${results.length === 1 ? "" : "s"}`;
   el.status.textContent = `${state.image.name}: ${what} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
   setState("done");
 }
@@ -507,6 +541,106 @@ function renderDetections(results) {
         h("span", { class: "conf" }, fmtConf(r.confidence))),
     );
   });
+}
+
+// semantic: the legend, one row per class present with its share of the pixels (Results.summary()'s pixel_ratio).
+function renderClasses(results) {
+  el.listTitle.textContent = `Classes (${results.length})`;
+  for (const r of results) {
+    el.detections.append(
+      h("li", { "data-testid": "class-row", "data-class": r.class, "data-name": r.name, "data-ratio": r.pixel_ratio },
+        h("span", { class: "swatch", style: { background: classColor(r.class) } }),
+        h("span", { class: "name" }, r.name),
+        h("span", { class: "ratio" }, `${(Number(r.pixel_ratio) * 100).toFixed(1)}%`)),
+    );
+  }
+}
+
+// depth: the colour scale from the nearest to the farthest depth, in metres.
+function renderDepthScale(depth) {
+  el.listTitle.textContent = "Depth";
+  el.detections.hidden = true;
+  el.depthScale.hidden = false;
+  const stops = Array.from({ length: 11 }, (_, i) => `rgb(${jet(1 - i / 10).join(", ")}) ${i * 10}%`);
+  el.depthBar.style.background = `linear-gradient(to right, ${stops.join(", ")})`;
+  el.depthScale.querySelector("[data-testid=depth-min]").textContent = fmtMetres(depth.min);
+  el.depthScale.querySelector("[data-testid=depth-max]").textContent = fmtMetres(depth.max);
+}
+
+const fmtMetres = (m) => (m === null || m === undefined ? "–" : `${Number(m).toPrecision(3)} m`);
+
+// Matplotlib's jet, as Ultralytics colours depth: t = 0 dark blue, 1 dark red.
+function jet(t) {
+  const c = (x) => Math.round(255 * Math.max(0, Math.min(1, 1.5 - Math.abs(4 * t - x))));
+  return [c(3), c(2), c(1)];
+}
+
+// A class mask or depth map PNG from the JSON, coloured as a picture (a data: URL) to lay over the image. The PNG is
+// read here, not by a canvas: a canvas keeps 8 bits of a 16-bit PNG, which would merge class ids past 255 and small
+// depths with "no depth".
+async function pixelMap(image) {
+  const map = image.semantic_mask || image.depth;
+  if (!map) return null;
+  const { width, height, values } = await readGrayPng(Uint8Array.from(atob(map.data), (c) => c.charCodeAt(0)));
+  const canvas = h("canvas", { width, height });
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(width, height);
+  const data = pixels.data;
+  if (image.semantic_mask) {
+    const rgb = PALETTE.map((hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
+    values.forEach((id, k) => data.set(id === 255 ? [0, 0, 0, 0] : [...rgb[id % rgb.length], 255], 4 * k)); // 255: excluded by `classes`
+  } else {
+    // As Ultralytics' plot: inverse depth spread over the colours, nearest red; 0 = no depth, left clear.
+    const { min, max } = image.depth;
+    const divisor = image.depth.bits === 8 ? 255 : 65535;
+    const near = 1 / min, far = 1 / max;
+    values.forEach((pixel, k) => {
+      const t = near > far ? (divisor / (pixel * max) - far) / (near - far) : 1;
+      data.set(pixel === 0 ? [0, 0, 0, 0] : [...jet(Math.max(0, Math.min(1, t))), 255], 4 * k);
+    });
+  }
+  context.putImageData(pixels, 0, 0);
+  return { kind: image.semantic_mask ? "class-mask" : "depth-map", url: canvas.toDataURL("image/png"), width, height };
+}
+
+// A non-interlaced 8- or 16-bit grayscale PNG (what the endpoint writes) -> its width, height and pixel values.
+async function readGrayPng(bytes) {
+  const view = new DataView(bytes.buffer);
+  const chunks = [];
+  let width = 0, height = 0, depth = 0;
+  for (let at = 8; at < bytes.length;) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (type === "IHDR") {
+      [width, height, depth] = [view.getUint32(at + 8), view.getUint32(at + 12), bytes[at + 16]];
+      if (bytes[at + 17] !== 0 || bytes[at + 20] !== 0 || (depth !== 8 && depth !== 16)) throw new Error("not an 8- or 16-bit grayscale PNG");
+    }
+    if (type === "IDAT") chunks.push(bytes.subarray(at + 8, at + 8 + length));
+    at += 12 + length;
+  }
+  const zlib = new Blob(chunks).stream().pipeThrough(new DecompressionStream("deflate"));
+  const raw = new Uint8Array(await new Response(zlib).arrayBuffer());
+  const bpp = depth / 8, stride = width * bpp;
+  const rows = new Uint8Array(height * stride);
+  for (let y = 0; y < height; y++) { // undo each scanline's filter (PNG spec, section 9)
+    const filter = raw[y * (stride + 1)], line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const out = rows.subarray(y * stride, (y + 1) * stride), up = y ? rows.subarray((y - 1) * stride, y * stride) : new Uint8Array(stride);
+    for (let i = 0; i < stride; i++) {
+      const a = i >= bpp ? out[i - bpp] : 0, b = up[i], c = i >= bpp ? up[i - bpp] : 0;
+      let predicted = 0;
+      if (filter === 1) predicted = a;
+      else if (filter === 2) predicted = b;
+      else if (filter === 3) predicted = (a + b) >> 1;
+      else if (filter === 4) {
+        const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+        predicted = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+      out[i] = (line[i] + predicted) & 255;
+    }
+  }
+  const values = new Uint16Array(width * height);
+  for (let k = 0; k < values.length; k++) values[k] = bpp === 1 ? rows[k] : (rows[2 * k] << 8) | rows[2 * k + 1];
+  return { width, height, values };
 }
 
 function renderTop5(results) {
@@ -536,6 +670,12 @@ function drawOverlay() {
   const [height, width] = image.shape;
   el.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const u = screenScale(width, height);
+  const map = state.last.map;
+  if (map) {
+    // Stretched over the whole image: the class mask is at the image's size, the depth map at inference resolution.
+    svg("image", { class: `pixel-map ${map.kind}`, "data-testid": map.kind, href: map.url, x: 0, y: 0, width, height,
+      preserveAspectRatio: "none", "data-width": map.width, "data-height": map.height }, el.overlay);
+  }
   // Masks under every box, boxes under every label, as in Ultralytics' own plots.
   const masks = svg("g", { class: "masks" }, el.overlay);
   const shapes = svg("g", { class: "shapes" }, el.overlay);
