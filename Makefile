@@ -46,6 +46,7 @@ test: install infra-deps page-deps image
 
 bench: install
 	$(PY) bench/bench.py
+	$(PY) bench/models.py
 
 # The serving core under attack (refused gigabytes, slow clients, bursts, huge images): figures, not pass/fail.
 bench-reliability: install

@@ -202,10 +202,16 @@ class ModelRegistry:
             self._tear_down(victim, loop)
 
     def _evict_over_bounds(self, keep: Entry | None) -> None:
+        """After a load, or once a busy model is released: evict until within the bounds, never the model just loaded
+        or, by default, the most recently used (with pinned models over the bound, evicting it would only make the
+        next request load it again)."""
         while True:
             with self._lock:
                 if not self._over_bounds():
                     return
+                if keep is None:
+                    keep = max((e for e in self.entries.values() if e.model is not None and not e.pinned),
+                               key=lambda e: e.last_used, default=None)
                 victim = self._least_recently_used(keep)
                 if victim is None:
                     return
