@@ -441,6 +441,30 @@ def make_deploy(*variables: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
+def test_deploy_dry_run_with_more_models(basic_path, weights, tmp_path):
+    poses = tmp_path / "poses.pt"
+    poses.write_bytes(weights.read_bytes())
+    spec = f"helmets=gs://team-models/helmets/v2/best.pt,poses={poses}"
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", str(weights), "--models", spec,
+                 "--dry-run", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    digest = subprocess.run(["sha256sum", str(poses)], capture_output=True, text=True).stdout[:16]
+    target = f"gs://{PROJECT}-yolo-weights/models/{digest}/poses.pt"
+    i = index_of(lines, f"gcloud storage objects describe gs://team-models/helmets/v2/best.pt --project={PROJECT}")
+    i = index_of(lines, f"gcloud storage objects describe {target} --project={PROJECT}", i)
+    assert lines[i + 1] == f"gcloud storage cp {poses} {target} --project={PROJECT}"
+    final = merged_tfvars(lines)[-1]
+    assert final["models"] == {"helmets": "gs://team-models/helmets/v2/best.pt", "poses": f"models/{digest}/poses.pt"}
+    for bad, message in ((f"poses={tmp_path}/missing.pt", "is not a readable file"), ("a/b=x.pt", "is not id=weights"),
+                         (f"p={poses},p={poses}", "'p' is given twice"), ("h=gs://team-models/x.onnx", "gs://bucket/object.pt")):
+        refused = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", str(weights), "--models", bad,
+                      "--dry-run", path=basic_path)
+        assert refused.returncode == 2 and message in refused.stderr, (bad, refused.stderr)
+    assert make_deploy("-n", "REGIONS=europe-west3", "MODEL=best.pt", f"MODELS=a={poses},b=gs://x/y.pt").stdout.count(
+        f"--models a={poses},b=gs://x/y.pt") == 1
+
+
 def test_make_deploy_passes_http2_and_the_virtualenv():
     def argv(*variables: str) -> list[str]:
         result = make_deploy("-n", "REGIONS=europe-west3", "MODEL=best.pt", *variables)
