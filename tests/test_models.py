@@ -186,3 +186,31 @@ def test_a_memory_bound_below_two_models_keeps_one_loaded(start_server, weights,
         assert "segment" in loaded and model_id in loaded
         # The pinned model and the one in use; the bound evicted the other, whatever its recency.
         assert len(loaded) == 2, loaded
+
+
+def test_the_predict_page_picks_a_model(server, weights, bus_jpg):
+    from test_page import CHROMIUM, CHROMIUM_ARGS
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/", wait_until="networkidle")
+            assert page.is_hidden("#model-pick"), "GET /models takes the key: no picker without it"
+            page.fill("#api-key", KEY)
+            page.press("#api-key", "Tab")  # `change`: the page lists the models with the key
+            page.wait_for_selector("[data-testid=model-picker]", state="visible", timeout=10_000)
+            options = page.eval_on_selector_all("[data-testid=model-picker] option", "os => os.map(o => [o.value, o.textContent])")
+            assert [value for value, _ in options] == ["", "detect", "pose", "segment", "broken"]
+            assert options[0][1] == "classify (classify) · default"
+            page.select_option("[data-testid=model-picker]", "pose")
+            assert "/api/models/pose/predict" in page.text_content("#curl")
+            with page.expect_response(lambda r: r.url.endswith("/api/models/pose/predict"), timeout=120_000) as answer:
+                page.click("[data-testid=example-bus]")
+            body = answer.value.json()
+            assert body["metadata"]["task"] == "pose"
+            assert body["images"][0]["results"] == local_summary(weights["pose"], str(bus_jpg))
+        finally:
+            browser.close()
