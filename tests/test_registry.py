@@ -146,3 +146,34 @@ def test_the_load_queue_is_bounded():
     take(reg, "a").release()
     take(reg, "b").release()
     use(reg, "c")
+
+
+# -- the settings ------------------------------------------------------------------------------------------------------
+
+
+def test_models_settings(tmp_path):
+    from function.errors import ConfigError
+    from function.settings import load_settings
+
+    base = {"MODEL": "/w/best.pt"}
+    s = load_settings(base | {"MODELS": " helmets=gs://b/h.pt , poses=/w/poses.pt,best=/w/best.pt", "PIN": "poses",
+                              "PRELOAD": "helmets,poses", "MAX_LOADED_MODELS": "2", "MODEL_MEMORY_MB": "1500"})
+    # best is the default model itself (its id and its weights); PRELOAD leaves out what PIN loads anyway.
+    assert s.models == (("helmets", "gs://b/h.pt"), ("poses", "/w/poses.pt")) and s.default_model_id == "best"
+    assert s.pin == ("poses",) and s.preload == ("helmets",) and s.max_loaded_models == 2
+    assert s.model_memory_bytes == 1500 * MB
+    listed = tmp_path / "models.json"
+    listed.write_text('{"a": "/w/a.pt", "b": "gs://b/b.pt"}')
+    assert load_settings(base | {"MODELS": str(listed)}).models == (("a", "/w/a.pt"), ("b", "gs://b/b.pt"))
+    assert load_settings(base).models == () and load_settings(base | {"MODEL_ID": "fall"}).default_model_id == "fall"
+    for env, message in (({"MODELS": "a/b=x.pt"}, "is not a model id"), ({"MODELS": "a=x.pt,a=y.pt"}, "given twice"),
+                         ({"MODELS": "a="}, "id=weights pairs"), ({"MODELS": "best=/other.pt"}, "default model's id"),
+                         ({"MODELS": "a=x.pt", "PIN": "b"}, "PIN: 'b' is not an id in MODELS"),
+                         ({"MODELS": "a=x.pt,b=y.pt", "PIN": "a,b", "MAX_LOADED_MODELS": "1"}, "more than MAX_LOADED_MODELS"),
+                         ({"MODELS": str(tmp_path / "missing.json")}, "cannot be read"),
+                         ({"MODELS": str(listed.with_name("bad.json"))}, "cannot be read")):
+        with pytest.raises(ConfigError, match=message):
+            load_settings(base | env)
+    (tmp_path / "list.json").write_text('["a"]')
+    with pytest.raises(ConfigError, match="must hold a JSON object"):
+        load_settings(base | {"MODELS": str(tmp_path / "list.json")})
