@@ -773,6 +773,7 @@ def test_no_secret_in_any_service_environment(service):
 # (resource address, role, member) of every IAM grant in infra/ — the complete list.
 EXPECTED_GRANTS = {
     ("google_storage_bucket_iam_member.runtime_reads_weights", "roles/storage.objectViewer", "${google_service_account.runtime.member}"),
+    ("google_storage_bucket_iam_member.runtime_reads_models", "roles/storage.objectViewer", "${google_service_account.runtime.member}"),
     ("google_storage_bucket_iam_member.runtime_writes_engines", "roles/storage.objectCreator", "${google_service_account.runtime.member}"),
     ("google_project_iam_member.runtime_writes_metrics", "roles/monitoring.metricWriter", "${google_service_account.runtime.member}"),
     ("google_secret_manager_secret_iam_member.runtime_reads_api_keys", "roles/secretmanager.secretAccessor", "${google_service_account.runtime.member}"),
@@ -803,8 +804,12 @@ def test_iam_grants_are_exactly_the_least_ones():
     writes = root["google_storage_bucket_iam_member.runtime_writes_engines"]
     assert writes["for_each"] == "${local.engine_upload_conditions}" and writes["bucket"] == "${each.key}"
     assert block(writes, "condition")["expression"] == "${each.value}"
+    # Reading the weights of var.models outside a bucket read whole: those objects only (the condition, evaluated in
+    # test_models_become_the_services_MODELS_and_each_object_is_readable).
+    reads = root["google_storage_bucket_iam_member.runtime_reads_models"]
+    assert reads["for_each"] == "${local.model_read_conditions}" and block(reads, "condition")["expression"] == "${each.value}"
     conditional = {a for a, body in root.items() if "_iam_member" in a and "condition" in body}
-    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines"}
+    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines", "google_storage_bucket_iam_member.runtime_reads_models"}
     assert root["google_project_iam_member.runtime_writes_metrics"]["count"] == "${var.monitoring.prometheus_sidecar ? 1 : 0}"
     assert root["google_secret_manager_secret_iam_member.runtime_reads_api_keys"]["secret_id"] == "${google_secret_manager_secret.api_keys.secret_id}"
 

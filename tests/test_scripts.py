@@ -579,7 +579,7 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
     """Each tfvars JSON the deploy dry runs print passes the module's validations in real Terraform
     core and declares nothing infra/deploy does not."""
     runs = [
-        ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights)],
+        ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights), "--models", f"p={weights},h=gs://b-2/h.pt"],
         ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0", "--engine", "auto"],
         ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2", "--engine", "tensorrt"],
         ["--regions", "europe-west4:nvidia-rtx-pro-6000,us-central1:nvidia-l4,europe-west3:cpu", "--model", "gs://b-1/w.pt", "--http1", "--min-instances", "0"],

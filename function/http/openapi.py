@@ -275,7 +275,9 @@ def document() -> dict:
         "/{project}/{version}": _roboflow_hosted(),
         "/healthz": _system("Liveness", {"application/json": {"schema": _object({"status": {"type": "string"}}, ("status",))}}, errors=False),
         "/readyz": _system("Readiness: the model is loaded and warmed", {"application/json": {"schema": _object(
-            {"status": {"type": "string"}, "model": {"type": "string"}, "task": {"type": "string"}}, ("status", "model", "task"))}}),
+            {"status": {"type": "string"}, "model": {"type": "string"}, "task": {"type": "string"},
+             "models": {"type": "integer", "description": "With MODELS: how many models GET /models lists"}},
+            ("status", "model", "task"))}}),
         "/models": {"get": {**_system("Every model this endpoint serves: the default (MODEL) and MODELS' ids, each with its "
                                       "task, whether it is loaded, its measured memory and load seconds", {"application/json": {
             "schema": _object({"default": {"type": "string"}, "max_loaded_models": {"type": "integer"},

@@ -26,7 +26,8 @@ async def healthz(incoming: Incoming, service: Service) -> Reply:
 
 async def readyz(incoming: Incoming, service: Service) -> Reply:
     model = service.require_ready()
-    return Reply(200, {"status": "ready", "model": model.name, "task": model.task})
+    several = {} if service.registry is None else {"models": 1 + len(service.registry.entries)}  # GET /models lists them
+    return Reply(200, {"status": "ready", "model": model.name, "task": model.task, **several})
 
 
 async def models(incoming: Incoming, service: Service) -> Reply:

@@ -53,6 +53,7 @@ const state = {
   last: null, // {body, roundTripMs}: the latest response drawn
   stream: null,
   examples: new Map(), // url -> Promise<Blob>, started at page load
+  severalModels: false, // readyz counts more than one model (MODELS): the page offers a model picker
 };
 
 // ---- small helpers ---------------------------------------------------------------------------------------------
@@ -106,9 +107,11 @@ el.key.addEventListener("input", () => {
   updateCurl();
   schedule(); // a corrected key re-runs the current image, debounced like any parameter
 });
-el.key.addEventListener("change", () => listModels());
+el.key.addEventListener("change", () => {
+  if (state.severalModels) listModels();
+});
 
-// ---- the model picker (GET models, which takes the key: an endpoint with several models, docs/models.md) -------
+// ---- the model picker (an endpoint with several models, which readyz counts; GET models takes the key) --------
 
 const picker = $("model-picker");
 
@@ -159,6 +162,8 @@ async function checkModel(delayMs = 0) {
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       el.model.replaceChildren("Model ", h("b", {}, body.model || "?"), " · task ", h("b", { "data-testid": "task" }, body.task || "?"));
+      state.severalModels = body.models > 1;
+      if (state.severalModels) listModels();
       const pending = state.rerunWhenReady;
       state.rerunWhenReady = null;
       if (pending !== null && pending === state.seq) runNow({ retry: true });
@@ -668,4 +673,3 @@ el.retry.addEventListener("click", () => runNow());
 
 updateCurl();
 checkModel();
-listModels();
