@@ -76,7 +76,7 @@ class Service:
         # decode_image checks every header against MAX_IMAGE_PIXELS itself, with a message that names the size.
         Image.MAX_IMAGE_PIXELS = None
         try:
-            memory_before = self._footprint() if self.registry is not None else 0
+            memory_before = self._footprint() if self.registry is not None else 0  # the runtime before the model
             t0 = time.monotonic()
             weights = resolve_weights(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
             t1 = time.monotonic()
@@ -135,12 +135,12 @@ class Service:
         return True
 
     def _footprint(self) -> int:
-        """What the models occupy now: GPU memory on CUDA, else the process's RSS (after returning what is free)."""
+        """What the models occupy now: GPU memory on CUDA, else the process's RSS (the registry returns what is free
+        before it measures)."""
         if pick_device(self.settings.device).startswith("cuda"):
             import torch
 
             return torch.cuda.memory_allocated()
-        _return_memory()
         return rss_bytes()
 
     def _load_on_demand(self, entry: Entry) -> tuple[LoadedModel, InferenceLoop]:

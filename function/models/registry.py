@@ -155,6 +155,7 @@ class ModelRegistry:
     def _load(self, entry: Entry) -> None:
         try:
             self._make_room(entry)
+            self._unloaded()  # what evicted models held goes back first, so the measure is the new model's alone
             before = self._footprint()
             started = time.monotonic()
             model, loop = self._load_model(entry)
@@ -205,18 +206,22 @@ class ModelRegistry:
         """After a load, or once a busy model is released: evict until within the bounds, never the model just loaded
         or, by default, the most recently used (with pinned models over the bound, evicting it would only make the
         next request load it again)."""
+        evicted = False
         while True:
             with self._lock:
                 if not self._over_bounds():
-                    return
+                    break
                 if keep is None:
                     keep = max((e for e in self.entries.values() if e.model is not None and not e.pinned),
                                key=lambda e: e.last_used, default=None)
                 victim = self._least_recently_used(keep)
                 if victim is None:
-                    return
+                    break
                 loop = self._detach(victim)
             self._tear_down(victim, loop)
+            evicted = True
+        if evicted:
+            self._unloaded()
 
     def _over_bounds(self) -> bool:  # under the lock
         loaded = [e for e in self.entries.values() if e.model is not None]
@@ -234,9 +239,7 @@ class ModelRegistry:
         return loop
 
     def _tear_down(self, entry: Entry, loop: InferenceLoop) -> None:
-        loop.stop(timeout=5)  # nothing is queued (no lease): its thread ends at once
-        del loop
-        self._unloaded()  # the memory goes back now, so the next load's footprint is its own
+        loop.stop(timeout=5)  # nothing is queued (no lease): its thread ends at once; the caller returns the memory
         metrics.MODEL_EVICTIONS.labels(entry.id).inc()
         metrics.MODEL_LOADED.labels(entry.id).set(0)
         metrics.MODEL_MEMORY_BYTES.labels(entry.id).set(0)
