@@ -47,6 +47,7 @@ test: install infra-deps page-deps image
 bench: install
 	$(PY) bench/bench.py
 	$(PY) bench/tasks.py
+	$(PY) bench/models.py
 
 # How an exported CPU engine should spend the cores (threads × copies, OpenVINO's pinning): the engine alone.
 bench-threads: install

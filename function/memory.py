@@ -38,3 +38,13 @@ def trim_heap() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def rss_bytes() -> int:
+    """The process's resident memory now (Linux's /proc; 0 where there is none): what a model's load adds to it is
+    that model's footprint on the CPU."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

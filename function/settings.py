@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -62,6 +63,17 @@ class Settings:
     project: str | None = None
     graceful_timeout_s: int = 8
     cors_origins: tuple[str, ...] = ()
+    # Several models (docs/models.md): id -> weights, beside MODEL (the default); loaded on demand into an LRU.
+    models: tuple[tuple[str, str], ...] = ()
+    max_loaded_models: int = 3  # models of MODELS loaded at once (the default model is not one of them)
+    model_memory_bytes: int = 0  # their measured footprints' sum; 0: no bound but the count
+    preload: tuple[str, ...] = ()  # loaded at start, evictable
+    pin: tuple[str, ...] = ()  # loaded at start, never evicted; /readyz waits for them
+
+    @property
+    def default_model_id(self) -> str:
+        """The id the default model answers to: MODEL_ID, else its weights' file name without the suffix."""
+        return self.model_id or Path(self.model.rstrip("/")).stem or "default"
 
     @property
     def dialects(self) -> DialectSettings:
@@ -172,6 +184,67 @@ def _buckets(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(buckets))
 
 
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _models_text(raw: str) -> str:
+    """MODELS as written, or the JSON it names (a local file, or a gs:// object read with the service's identity)."""
+    if "=" in raw or not raw:
+        return raw
+    if raw.startswith("gs://"):
+        bucket, _, name = raw[len("gs://"):].partition("/")
+        try:
+            from google.cloud import storage
+
+            return storage.Client().bucket(bucket).blob(name).download_as_text()
+        except Exception as exc:
+            raise ConfigError(f"MODELS={raw} cannot be read: {type(exc).__name__}: {exc}") from None
+    try:
+        return Path(raw).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"MODELS={raw} cannot be read: {exc.strerror or exc}") from None
+
+
+def _models(env: Mapping[str, str], default_id: str, default_weights: str) -> tuple[tuple[str, str], ...]:
+    """`id=weights,id=weights`, or a JSON object {id: weights} in a file or a gs:// object. An entry with the default
+    model's id and weights is the default model itself; with other weights it is an error."""
+    raw = env.get("MODELS", "").strip()
+    text = _models_text(raw)
+    if "=" in raw or not raw:
+        pairs = [item.partition("=")[::2] for item in text.split(",") if item.strip()]
+        if any(not weights.strip() for _, weights in pairs):
+            raise ConfigError("MODELS must be id=weights pairs, comma-separated (or a JSON file of {id: weights})")
+    else:
+        try:
+            mapping = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"MODELS={raw} is not a JSON object of {{id: weights}}") from None
+        if not isinstance(mapping, dict) or not all(isinstance(w, str) and w.strip() for w in mapping.values()):
+            raise ConfigError(f"MODELS={raw} must hold a JSON object of {{id: weights}}, each weights a string")
+        pairs = list(mapping.items())
+    models: dict[str, str] = {}
+    for model_id, weights in ((i.strip(), w.strip()) for i, w in pairs):
+        if not _MODEL_ID.fullmatch(model_id):
+            raise ConfigError(f"MODELS: {model_id!r} is not a model id (letters, digits, '.', '_', '-'; one URL segment)")
+        if model_id in models:
+            raise ConfigError(f"MODELS: {model_id!r} is given twice")
+        if model_id == default_id:
+            if weights != default_weights:
+                raise ConfigError(f"MODELS: {model_id!r} is the default model's id (MODEL={default_weights}) with other weights")
+            continue
+        models[model_id] = weights
+    return tuple(models.items())
+
+
+def _model_ids(env: Mapping[str, str], name: str, models: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    ids = tuple(dict.fromkeys(i.strip() for i in env.get(name, "").split(",") if i.strip()))
+    known = {model_id for model_id, _ in models}
+    for model_id in ids:
+        if model_id not in known:
+            raise ConfigError(f"{name}: {model_id!r} is not an id in MODELS")
+    return ids
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigError naming the bad variable."""
     env = os.environ if env is None else env
@@ -223,6 +296,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
     )
+    models = _models(env, settings.default_model_id, settings.model)
+    pin = _model_ids(env, "PIN", models)
+    max_loaded = _int(env, "MAX_LOADED_MODELS", 3, 1, 1000)
+    if len(pin) > max_loaded:
+        raise ConfigError(f"PIN names {len(pin)} models, more than MAX_LOADED_MODELS={max_loaded}")
+    settings = replace(settings, models=models, max_loaded_models=max_loaded, pin=pin,
+                       model_memory_bytes=_int(env, "MODEL_MEMORY_MB", 0, 0, 10_000_000) * 2**20,
+                       preload=tuple(i for i in _model_ids(env, "PRELOAD", models) if i not in pin))
     if settings.on_cloud_run and not settings.api_keys and not settings.allow_unauthenticated:
         raise ConfigError(
             "refusing to start on Cloud Run without API keys: set API_KEYS or API_KEYS_FILE, "

@@ -92,6 +92,22 @@ locals {
         ]
       },
     ],
+    # Several models (var.models): each model's traffic, and how often the LRU loads and evicts (a switch costs a load).
+    !var.monitoring.prometheus_sidecar || length(var.models) == 0 ? [] : [
+      {
+        title = "Images per second by model"
+        datasets = [
+          { legend = "$${metric.labels.model}", filter = "metric.type=\"prometheus.googleapis.com/yolo_images_total/counter\" AND ${local.prom_filter}", aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["metric.label.model"] },
+        ]
+      },
+      {
+        title = "Model loads and evictions (per minute)"
+        datasets = [
+          { legend = "loads $${metric.labels.model}", filter = "metric.type=\"prometheus.googleapis.com/yolo_model_loads_total/counter\" AND ${local.prom_filter}", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group_by = ["metric.label.model"] },
+          { legend = "evictions $${metric.labels.model}", filter = "metric.type=\"prometheus.googleapis.com/yolo_model_evictions_total/counter\" AND ${local.prom_filter}", aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group_by = ["metric.label.model"] },
+        ]
+      },
+    ],
   )
 
   dashboard = {

@@ -3,6 +3,7 @@
 #
 #   make deploy PROJECT=my-project REGIONS=us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000,europe-west3 MODEL=runs/detect/train/weights/best.pt
 #   make deploy PROJECT=my-project REGIONS=us-central1:nvidia-l4,europe-west3 MODEL=new.pt CANARY=10
+#   make deploy ... MODELS=helmets=helmets.pt,poses=gs://bucket/poses.pt   (more models, one URL each: docs/models.md)
 #   make deploy ... ENGINE=auto          (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)
 #   make deploy ... HTTP2=0              (container port http1 instead of h2c: requests capped at 32 MiB)
 #   make promote PROJECT=my-project      (or: make rollback PROJECT=my-project)
@@ -33,7 +34,7 @@ TF_ROOTS = infra infra/deploy $(wildcard infra/examples/*) $(wildcard infra/modu
 _opt = $(if $(strip $(2)),$(1) $(2))
 DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS)) $(call _opt,--model,$(MODEL)) \
 	$(call _opt,--name,$(NAME)) $(call _opt,--min-instances,$(MIN_INSTANCES)) $(call _opt,--max-instances,$(MAX_INSTANCES)) \
-	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--canary,$(CANARY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) \
+	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--canary,$(CANARY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) $(call _opt,--models,$(MODELS)) \
 	$(call _opt,--engine,$(ENGINE)) \
 	$(if $(filter 1 yes true,$(BAKE_WEIGHTS)),--bake-weights) $(if $(filter 1 yes true,$(ZONAL_REDUNDANCY)),--zonal-redundancy) \
 	$(if $(filter 0 no false,$(HTTP2)),--http1) $(if $(filter 1 yes true,$(HTTP2)),--http2) \

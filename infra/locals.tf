@@ -69,6 +69,7 @@ locals {
         model_object        = var.model_object
         model_path_in_image = var.model_path_in_image
         model_id            = var.model_id
+        models              = var.models
         http2               = var.http2
       }
     },
@@ -80,6 +81,19 @@ locals {
   ) }
   # Buckets whose weights some serving revision reads.
   weights_buckets_read = toset([for name, r in local.releases : local.release_buckets[name] if r.model_path_in_image == ""])
+  # MODELS (var.models): each id's weights as gs://BUCKET/OBJECT; an object name is in the release's weights bucket.
+  release_model_uris = { for name, r in local.releases : name => {
+    for id, weights in r.models : id => startswith(weights, "gs://") ? weights : "gs://${local.release_buckets[name]}/${weights}"
+  } }
+  model_objects = distinct(flatten([for name, uris in local.release_model_uris : [
+    for id, uri in uris : { bucket = regex("^gs://([^/]+)/(.+)$", uri)[0], object = regex("^gs://([^/]+)/(.+)$", uri)[1] }
+  ]]))
+  # Each of those objects readable by the runtime identity: in a bucket it already reads, nothing more; elsewhere, per
+  # bucket, Storage Object Viewer with a condition naming exactly those objects (the same name format as below).
+  model_read_conditions = { for bucket in distinct([for o in local.model_objects : o.bucket if !contains(local.weights_buckets_read, o.bucket)]) : bucket => join(" || ", [
+    for object in sort(distinct([for o in local.model_objects : o.object if o.bucket == bucket])) :
+    "resource.name == ${jsonencode("projects/_/buckets/${bucket}/objects/${object}")}"
+  ]) }
 
   # Exported engines (ENGINE other than pytorch): the server uploads what it builds from
   # gs://BUCKET/OBJECT to gs://BUCKET/OBJECT.engines/KEY.SUFFIX (function/engines.py, EngineCache),
@@ -90,10 +104,13 @@ locals {
   # written with jsonencode, whose escapes are valid in a CEL string literal. Nothing when every
   # region serves PyTorch, which never uploads (GPU-only deployments, by default).
   exports_engines = anytrue([for region, s in local.settings : s.engine != "pytorch"])
-  engine_prefixes = { for name, r in local.releases : name => "${r.model_object}.engines/" if r.model_path_in_image == "" && r.model_object != "" }
+  engine_prefixes = concat(
+    [for name, r in local.releases : { bucket = local.release_buckets[name], prefix = "${r.model_object}.engines/" } if r.model_path_in_image == "" && r.model_object != ""],
+    [for o in local.model_objects : { bucket = o.bucket, prefix = "${o.object}.engines/" }],
+  )
   engine_upload_conditions = local.exports_engines ? {
-    for bucket in distinct([for name, prefix in local.engine_prefixes : local.release_buckets[name]]) : bucket => join(" || ", [
-      for prefix in sort(distinct([for name, prefix in local.engine_prefixes : prefix if local.release_buckets[name] == bucket])) :
+    for bucket in distinct([for p in local.engine_prefixes : p.bucket]) : bucket => join(" || ", [
+      for prefix in sort(distinct([for p in local.engine_prefixes : p.prefix if p.bucket == bucket])) :
       "resource.name.startsWith(${jsonencode("projects/_/buckets/${bucket}/objects/${prefix}")})"
     ])
   } : {}
@@ -140,6 +157,7 @@ locals {
         MAX_BATCH_SIZE = tostring(local.settings[region].max_batch_size)
       },
       r.model_id == "" ? {} : { MODEL_ID = r.model_id },
+      length(r.models) == 0 ? {} : { MODELS = join(",", [for id, uri in local.release_model_uris[name] : "${id}=${uri}"]) },
     )
   }, r.http2 ? { http2 = true } : {}) } }
   revision_names = { for region, by_release in local.revisions : region => {

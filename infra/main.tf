@@ -81,6 +81,24 @@ resource "google_storage_bucket_iam_member" "runtime_reads_weights" {
   depends_on = [google_storage_bucket.weights]
 }
 
+# The weights of var.models in buckets the grant above does not cover: read access to exactly those
+# objects (local.model_read_conditions), nothing else in the bucket.
+resource "google_storage_bucket_iam_member" "runtime_reads_models" {
+  for_each = local.model_read_conditions
+
+  bucket = each.key
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.runtime.member
+
+  condition {
+    title       = "model-weights-only"
+    description = "Read only the weights objects named in var.models (MODELS)."
+    expression  = each.value
+  }
+
+  depends_on = [google_storage_bucket.weights]
+}
+
 # Exported engines (var.engine or a region's engine other than "pytorch"): the first instance that
 # builds one uploads it next to the weights, gs://BUCKET/OBJECT.engines/, so later cold starts
 # download it instead of rebuilding (a TensorRT build takes minutes). Storage Object Creator is the

@@ -281,6 +281,19 @@ variable "model_id" {
   }
 }
 
+variable "models" {
+  description = "More models served beside the default one (the service's MODELS, docs/models.md): model id => weights, each an object name in the weights bucket (models/abc/helmets.pt) or a gs://BUCKET/OBJECT URI. The service account may read each of these objects. Loaded on demand; bound them with MAX_LOADED_MODELS and MODEL_MEMORY_MB in extra_env. Empty: one model per endpoint."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([for id, weights in var.models : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", id)) && (
+      can(regex("^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]/[^/].*[^/]$", weights)) || can(regex("^[^/].*[^/]$", weights)) && !startswith(weights, "gs://")
+    )])
+    error_message = "models must map ids (letters, digits, '.', '_', '-'; at most 100) to object names in the weights bucket or gs://BUCKET/OBJECT URIs."
+  }
+}
+
 variable "request_timeout_seconds" {
   description = "Longest a request may take before Cloud Run answers 504."
   type        = number
@@ -473,6 +486,7 @@ variable "canary" {
       model_object        = optional(string, "")
       model_path_in_image = optional(string, "")
       model_id            = optional(string, "")
+      models              = optional(map(string), {})
       http2               = optional(bool)
     })
   })

@@ -121,7 +121,7 @@ def evaluate(tmp_path_factory):
                 "\n".join(
                     f'output "{name}" {{\n  value = local.{name}\n}}'
                     for name in ("running_regions", "settings", "revisions", "revision_names", "traffic", "model",
-                                 "weights_bucket", "weights_buckets_read", "engine_upload_conditions", "storage_location", "registry_region",
+                                 "weights_bucket", "weights_buckets_read", "engine_upload_conditions", "model_read_conditions", "storage_location", "registry_region",
                                  "apis", "dashboard")
                 )
                 + "\n"
@@ -310,6 +310,34 @@ def test_service_environment_points_model_at_the_weights_and_carries_no_key(eval
     assert out["weights_buckets_read"] == ["team-models"]
 
 
+def test_models_become_the_services_MODELS_and_each_object_is_readable(evaluate):
+    models = {"helmets": "models/aaaa/helmets.pt", "poses": "gs://team-models/poses/v2/best.pt"}
+    ok, out = evaluate(BASE | {"models": models})
+    assert ok, out
+    env = out["revisions"]["us-central1"]["candidate"]["env"]
+    assert env["MODELS"] == "helmets=gs://my-proj-123-yolo-weights/models/aaaa/helmets.pt,poses=gs://team-models/poses/v2/best.pt"
+    # The weights bucket is read whole already; in another bucket, exactly the objects named.
+    assert out["model_read_conditions"] == {
+        "team-models": 'resource.name == "projects/_/buckets/team-models/objects/poses/v2/best.pt"'}
+    ok, plain = evaluate(BASE)
+    assert "MODELS" not in plain["revisions"]["us-central1"]["candidate"]["env"] and plain["model_read_conditions"] == {}
+    assert plain["revision_names"] != out["revision_names"], "another set of models is another revision"
+    titles = [t["widget"]["title"] for t in out["dashboard"]["mosaicLayout"]["tiles"]]
+    assert "Images per second by model" in titles and "Images per second by model" not in [
+        t["widget"]["title"] for t in plain["dashboard"]["mosaicLayout"]["tiles"]]
+    # Baked-in default weights: the models' own objects are still readable, and only they.
+    ok, out = evaluate(BASE | {"model_object": "", "model_path_in_image": "/opt/weights/best.pt", "models": models})
+    assert ok and out["weights_buckets_read"] == [] and sorted(out["model_read_conditions"]) == ["my-proj-123-yolo-weights", "team-models"]
+    # Exported engines of the models may be uploaded next to each of their weights.
+    ok, out = evaluate(BASE | {"engine": "auto", "models": models})
+    assert ok and "models/aaaa/helmets.pt.engines/" in out["engine_upload_conditions"]["my-proj-123-yolo-weights"]
+    assert out["engine_upload_conditions"]["team-models"] == \
+        'resource.name.startsWith("projects/_/buckets/team-models/objects/poses/v2/best.pt.engines/")'
+    for bad in ({"a/b": "x.pt"}, {"ok": "/abs.pt"}, {"ok": "gs://Bad_Bucket/x.pt"}):
+        ok, error = evaluate(BASE | {"models": bad})
+        assert not ok and "models must map ids" in error, error
+
+
 def test_locations_follow_the_first_gpu_region(evaluate):
     ok, out = evaluate(BASE | {"regions": {"europe-west4": {"accelerator": "nvidia-l4"}, "asia-east1": {}}})
     assert ok, out
@@ -474,7 +502,8 @@ SERVER_METRICS = {
     "yolo_requests_total": "counter", "yolo_request_duration_seconds": "histogram", "yolo_queue_wait_seconds": "histogram",
     "yolo_inference_seconds": "histogram", "yolo_batch_size": "histogram", "yolo_queue_depth": "gauge",
     "yolo_inflight_requests": "gauge", "yolo_images_total": "counter", "yolo_video_frames_total": "counter",
-    "yolo_model_load_seconds": "gauge",
+    "yolo_model_load_seconds": "gauge", "yolo_model_loads_total": "counter", "yolo_model_evictions_total": "counter",
+    "yolo_model_loaded": "gauge", "yolo_model_memory_bytes": "gauge", "yolo_model_load_duration_seconds": "histogram",
 }
 ALIGNERS = {"DELTA": {"ALIGN_RATE", "ALIGN_DELTA", "ALIGN_SUM"}, "GAUGE": {"ALIGN_MAX", "ALIGN_MEAN", "ALIGN_MIN"}}
 
@@ -749,6 +778,7 @@ def test_no_secret_in_any_service_environment(service):
 # (resource address, role, member) of every IAM grant in infra/ — the complete list.
 EXPECTED_GRANTS = {
     ("google_storage_bucket_iam_member.runtime_reads_weights", "roles/storage.objectViewer", "${google_service_account.runtime.member}"),
+    ("google_storage_bucket_iam_member.runtime_reads_models", "roles/storage.objectViewer", "${google_service_account.runtime.member}"),
     ("google_storage_bucket_iam_member.runtime_writes_engines", "roles/storage.objectCreator", "${google_service_account.runtime.member}"),
     ("google_project_iam_member.runtime_writes_metrics", "roles/monitoring.metricWriter", "${google_service_account.runtime.member}"),
     ("google_secret_manager_secret_iam_member.runtime_reads_api_keys", "roles/secretmanager.secretAccessor", "${google_service_account.runtime.member}"),
@@ -779,8 +809,12 @@ def test_iam_grants_are_exactly_the_least_ones():
     writes = root["google_storage_bucket_iam_member.runtime_writes_engines"]
     assert writes["for_each"] == "${local.engine_upload_conditions}" and writes["bucket"] == "${each.key}"
     assert block(writes, "condition")["expression"] == "${each.value}"
+    # Reading the weights of var.models outside a bucket read whole: those objects only (the condition, evaluated in
+    # test_models_become_the_services_MODELS_and_each_object_is_readable).
+    reads = root["google_storage_bucket_iam_member.runtime_reads_models"]
+    assert reads["for_each"] == "${local.model_read_conditions}" and block(reads, "condition")["expression"] == "${each.value}"
     conditional = {a for a, body in root.items() if "_iam_member" in a and "condition" in body}
-    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines"}
+    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines", "google_storage_bucket_iam_member.runtime_reads_models"}
     assert root["google_project_iam_member.runtime_writes_metrics"]["count"] == "${var.monitoring.prometheus_sidecar ? 1 : 0}"
     assert root["google_secret_manager_secret_iam_member.runtime_reads_api_keys"]["secret_id"] == "${google_secret_manager_secret.api_keys.secret_id}"
 

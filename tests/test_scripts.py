@@ -442,6 +442,30 @@ def make_deploy(*variables: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
+def test_deploy_dry_run_with_more_models(basic_path, weights, tmp_path):
+    poses = tmp_path / "poses.pt"
+    poses.write_bytes(weights.read_bytes())
+    spec = f"helmets=gs://team-models/helmets/v2/best.pt,poses={poses}"
+    result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", str(weights), "--models", spec,
+                 "--dry-run", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    digest = subprocess.run(["sha256sum", str(poses)], capture_output=True, text=True).stdout[:16]
+    target = f"gs://{PROJECT}-yolo-weights/models/{digest}/poses.pt"
+    i = index_of(lines, f"gcloud storage objects describe gs://team-models/helmets/v2/best.pt --project={PROJECT}")
+    i = index_of(lines, f"gcloud storage objects describe {target} --project={PROJECT}", i)
+    assert lines[i + 1] == f"gcloud storage cp {poses} {target} --project={PROJECT}"
+    final = merged_tfvars(lines)[-1]
+    assert final["models"] == {"helmets": "gs://team-models/helmets/v2/best.pt", "poses": f"models/{digest}/poses.pt"}
+    for bad, message in ((f"poses={tmp_path}/missing.pt", "is not a readable file"), ("a/b=x.pt", "is not id=weights"),
+                         (f"p={poses},p={poses}", "'p' is given twice"), ("h=gs://team-models/x.onnx", "gs://bucket/object.pt")):
+        refused = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", str(weights), "--models", bad,
+                      "--dry-run", path=basic_path)
+        assert refused.returncode == 2 and message in refused.stderr, (bad, refused.stderr)
+    assert make_deploy("-n", "REGIONS=europe-west3", "MODEL=best.pt", f"MODELS=a={poses},b=gs://x/y.pt").stdout.count(
+        f"--models a={poses},b=gs://x/y.pt") == 1
+
+
 def test_make_deploy_passes_http2_and_the_virtualenv():
     def argv(*variables: str) -> list[str]:
         result = make_deploy("-n", "REGIONS=europe-west3", "MODEL=best.pt", *variables)
@@ -556,7 +580,7 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
     """Each tfvars JSON the deploy dry runs print passes the module's validations in real Terraform
     core and declares nothing infra/deploy does not."""
     runs = [
-        ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights)],
+        ["--regions", "us-central1:gpu,europe-west4", "--model", str(weights), "--models", f"p={weights},h=gs://b-2/h.pt"],
         ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0", "--engine", "auto"],
         ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2", "--engine", "tensorrt"],
         ["--regions", "europe-west4:nvidia-rtx-pro-6000,us-central1:nvidia-l4,europe-west3:cpu", "--model", "gs://b-1/w.pt", "--http1", "--min-instances", "0"],

@@ -18,12 +18,13 @@ from typing import Callable
 from PIL import Image
 
 from .. import metrics
-from ..errors import BadImage, BadParameter, ModelNotReady, TooLarge, WeightsError
+from ..errors import BadImage, BadParameter, ModelNotFound, ModelNotReady, TooLarge, WeightsError
 from ..logs import log
-from ..memory import TRIM_AFTER_PIXELS, trim_heap
+from ..memory import TRIM_AFTER_PIXELS, rss_bytes, trim_heap
 from ..models.batcher import InferenceLoop
 from ..models.loaded import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
 from ..models.params import PredictParams
+from ..models.registry import Entry, Lease, ModelRegistry
 from ..models.weights import resolve_weights
 from ..settings import Settings
 from .admission import Admission, PixelBudget
@@ -55,6 +56,12 @@ class Service:
         self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="cpu")
         self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self.started_at = time.monotonic()
+        self.default_id = settings.default_model_id
+        self.default_memory_bytes, self.default_load_seconds = 0, None
+        self._engines_building: set[str] = set()  # MODELS ids whose exported engine is being built (one at a time each)
+        self.registry = ModelRegistry(dict(settings.models), self._load_on_demand, self._footprint,
+                                      settings.max_loaded_models, settings.model_memory_bytes, settings.pin,
+                                      _return_memory) if settings.models else None
 
     # -- start-up -------------------------------------------------------------------------------------------------
 
@@ -70,6 +77,7 @@ class Service:
         # decode_image checks every header against MAX_IMAGE_PIXELS itself, with a message that names the size.
         Image.MAX_IMAGE_PIXELS = None
         try:
+            memory_before = self._footprint() if self.registry is not None else 0  # the runtime before the model
             t0 = time.monotonic()
             weights = resolve_weights(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
             t1 = time.monotonic()
@@ -91,8 +99,14 @@ class Service:
             on_failure(f"MODEL={s.model} could not be loaded: {type(exc).__name__}: {exc}")
             return
         self.model = model
-        self.loop = InferenceLoop([m.predict for m in models], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000)
+        if self.registry is not None:
+            self.default_memory_bytes = max(self._footprint() - memory_before, 0)
+        self.default_load_seconds = t3 - t0
+        self.loop = InferenceLoop([m.predict for m in models], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000,
+                                  model=self.default_id)
         self.loop.start()
+        if self.registry is not None and not self._load_pinned(on_failure):
+            return
         self.ready.set()
         if engine != "pytorch":
             threading.Thread(target=self._swap_in_engine, args=(engine, weights, reference), name="engine-builder",
@@ -107,6 +121,72 @@ class Service:
                 "startup_s": {phase: round(seconds, 3) for phase, seconds in phases.items()},
             }},
         )
+
+    def _load_pinned(self, on_failure) -> bool:
+        """PIN's models are loaded before the service is ready (a failure is as fatal as the default's); PRELOAD's
+        start loading too, and the service is ready without waiting for them."""
+        pinned = self.registry.preload(self.settings.pin)
+        self.registry.preload(self.settings.preload)
+        for future in pinned:
+            future.result()
+        failed = [e for e in self.registry.entries.values() if e.pinned and e.model is None]
+        if failed:
+            on_failure(f"PIN: model {failed[0].id!r} could not be loaded: {failed[0].error}")
+            return False
+        return True
+
+    def _footprint(self) -> int:
+        """What the models occupy now: GPU memory on CUDA, else the process's RSS (the registry returns what is free
+        before it measures)."""
+        if pick_device(self.settings.device).startswith("cuda"):
+            import torch
+
+            return torch.cuda.memory_allocated()
+        return rss_bytes()
+
+    def _load_on_demand(self, entry: Entry) -> tuple[LoadedModel, InferenceLoop]:
+        """One of MODELS (the registry's loader thread): weights, load, warm-up, its exported engine when ENGINE asks
+        for one and it can be had (built once, then fetched from the engine cache), and one inference loop."""
+        s = self.settings
+        weights = resolve_weights(entry.weights, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
+        device = pick_device(s.device)
+        model = load_model(weights, device)  # its task is the weights' own (MODEL_TASK is the default model's)
+        reference = model.warm_up()
+        from ..models import engines
+
+        engine = engines.choose_engine(s.engine, device)
+        if engine != "pytorch":
+            cache = engines.EngineCache(entry.weights, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
+            args = (engine, entry.weights, Path(weights), reference, warm_up_images(), model.device, model.task,
+                    model.name, s.max_batch_size, cache)
+            try:
+                model, _ = engines.prepare_engine(*args, build=False)
+            except engines.EngineNotBuilt:
+                # An export takes seconds to minutes: never on a request's path. It is built in the background, and
+                # serves from this model's next load on (after an eviction, or on any instance sharing the cache).
+                if entry.id not in self._engines_building:
+                    self._engines_building.add(entry.id)
+                    threading.Thread(target=self._build_engine, args=(entry.id, args), name="engine-builder",
+                                     daemon=True).start()
+            except Exception as exc:
+                log.warning(f"model {entry.id!r}: ENGINE={engine} is not available, serving with PyTorch: {exc}",
+                            extra={"fields": {"model": entry.id, "engine": "pytorch", "wanted": engine}})
+        loop = InferenceLoop([model.predict], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000, model=entry.id)
+        loop.start()
+        return model, loop
+
+    def _build_engine(self, model_id: str, args: tuple) -> None:
+        from ..models import engines
+
+        try:
+            _, info = engines.prepare_engine(*args)
+            log.info(f"model {model_id!r}: {info['engine']} engine built at {info['artefact']}; it serves from the "
+                     "model's next load", extra={"fields": {"model": model_id, **info}})
+        except Exception as exc:
+            log.warning(f"model {model_id!r}: ENGINE={args[0]} is not available, serving with PyTorch: {exc}",
+                        extra={"fields": {"model": model_id, "engine": "pytorch", "wanted": args[0]}})
+        finally:
+            self._engines_building.discard(model_id)
 
     def _replicas(self, weights: str, model: LoadedModel) -> list[LoadedModel]:
         """Copies of a PyTorch model for the cores Ultralytics leaves idle (model.cpu_replicas), each warmed up."""
@@ -152,8 +232,10 @@ class Service:
             return
         self.draining = True
         budget_s = max(self.settings.graceful_timeout_s - SHED_BEFORE_LIMIT_S, 0.5)
-        refused = self.loop.shed(budget_s)
-        asyncio.get_running_loop().call_later(budget_s, self.loop.shed, 0.0)
+        loops = [self.loop] + (self.registry.loops() if self.registry is not None else [])
+        refused = sum(loop.shed(budget_s) for loop in loops)
+        for loop in loops:
+            asyncio.get_running_loop().call_later(budget_s, loop.shed, 0.0)
         log.info(f"shutting down: {refused} queued images refused with 503, the rest have {budget_s:g} s",
                  extra={"fields": {"refused": refused}})
 
@@ -161,6 +243,8 @@ class Service:
         self.stopping = True
         if self.loop is not None:
             self.loop.stop(timeout=self.settings.graceful_timeout_s)
+        if self.registry is not None:
+            self.registry.stop(timeout=self.settings.graceful_timeout_s)
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -173,27 +257,66 @@ class Service:
             raise ModelNotReady("the model is loading; retry in a few seconds")
         return self.model
 
-    async def predict(self, request: PredictRequest, started: float, encode):
+    # -- which model ----------------------------------------------------------------------------------------------
+
+    def resolve(self, wanted: str | None) -> str | None:
+        """The model a request addressed by id: None for the default model; ModelNotFound for an id not configured
+        (nothing is ever loaded from what a client names). Without MODELS, any id when MODEL_ID is unset."""
+        if wanted is None or (self.registry is None and not self.settings.model_id) or wanted == self.default_id:
+            return None
+        if self.registry is not None and wanted in self.registry.entries:
+            return wanted
+        if self.registry is None:
+            raise ModelNotFound("Model not found")
+        raise ModelNotFound(f"Model not found: {wanted!r} is not one of this endpoint's models (GET /models lists them)")
+
+    async def acquire(self, model_id: str | None) -> Lease:
+        """A lease on the model (release it when the request ends), waiting for its load when it is not loaded: the
+        caller bounds the wait with the request's deadline. The default model's lease holds nothing."""
+        model = self.require_ready()
+        if model_id is None:
+            return Lease(model, self.loop)
+        while True:
+            taken = self.registry.take(model_id)
+            if isinstance(taken, Lease):
+                return taken
+            # Shielded: a request that gives up must not cancel the load the others wait for.
+            await asyncio.shield(asyncio.wrap_future(taken))
+
+    def describe_models(self) -> dict:
+        """GET /models: every id, its task, loaded or not, its measured memory and load seconds."""
+        s, model = self.settings, self.model
+        default = {"id": self.default_id, "task": model.task if model else None, "loaded": self.ready.is_set(),
+                   "pinned": True, "default": True,
+                   "memory_mb": round(self.default_memory_bytes / 2**20, 1) if self.default_memory_bytes else None,
+                   "load_seconds": None if self.default_load_seconds is None else round(self.default_load_seconds, 3),
+                   "loads": 1 if model else 0, "inflight": None, "error": None}
+        listed = [default] + (self.registry.describe() if self.registry is not None else [])
+        return {"default": self.default_id, "max_loaded_models": s.max_loaded_models,
+                "model_memory_mb": s.model_memory_bytes // 2**20 or None, "models": listed}
+
+    async def predict(self, request: PredictRequest, started: float, encode, lease: Lease | None = None):
         """Run the request's images through the model and return `encode(request, prediction)`, computed in the CPU
         pool while the decoded pixels are still counted (Results hold the original image until they are encoded).
 
         The caller bounds it with the request's deadline: cancelled at any await, it leaves nothing behind (queued
         jobs are dropped, pixels are returned when the work that holds them ends)."""
-        model = self.require_ready()
-        request = replace(request, params=self.resolve_classes(request.params))
+        self.require_ready()
+        lease = lease or Lease(self.model, self.loop)
+        request = replace(request, params=self.resolve_classes(request.params, lease.model))
         if request.video is not None:
-            return await self.predict_video(request, started, encode)
+            return await self.predict_video(request, started, encode, lease)
         if not request.images:
             raise BadImage("No image: send it as multipart field 'file' (or 'image'), or 'source' with a URL or base64 data")
         with self.admission.admit(len(request.images)):
             blobs = await asyncio.gather(*(self._image_bytes(image) for image in request.images))
-            return await self._infer(list(blobs), request, model, started, encode)
+            return await self._infer(list(blobs), request, lease, started, encode)
 
-    def resolve_classes(self, params: PredictParams) -> PredictParams:
+    def resolve_classes(self, params: PredictParams, model: LoadedModel | None = None) -> PredictParams:
         """`classes` as the client wrote them (names or ids) → the model's class ids; an unknown one is a 400."""
         if not params.class_names:
             return params
-        names = class_names(self.model)
+        names = class_names(model or self.model)
         by_name = {name.lower(): index for index, name in names.items()}
         ids = []
         for given in params.class_names:
@@ -204,15 +327,15 @@ class Service:
             ids.append(index)
         return replace(params, classes=tuple(sorted(set(ids))))
 
-    async def predict_video(self, request: PredictRequest, started: float, encode):
+    async def predict_video(self, request: PredictRequest, started: float, encode, lease: Lease):
         """Decode the video as a stream and send its frames to the model a chunk at a time (MAX_BATCH_SIZE frames for
         each model serving side by side): requests for images queue between two chunks, never behind the whole video. Each frame's Results is reduced
         (`request.reduce`) as soon as it is answered, so only one batch of frames is ever held."""
         from .video import open_video
 
-        model = self.require_ready()
+        model, loop = lease.model, lease.loop
         s = self.settings
-        chunk = max(1, s.max_batch_size) * self.loop.models
+        chunk = max(1, s.max_batch_size) * loop.models
         reduce = request.reduce or (lambda result: result)
         kept, frames = [], []
         with self.admission.admit(chunk):
@@ -223,7 +346,7 @@ class Service:
                     running: list[Future] = []
                     try:
                         t0 = time.monotonic()
-                        running = self.loop.submit([frame.image for frame in batch], request.params)
+                        running = loop.submit([frame.image for frame in batch], request.params)
                         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in running))
                         self.admission.observe(time.monotonic() - t0, len(batch))
                         reducing = self.cpu_pool.submit(lambda: [reduce(result) for result in results])
@@ -254,7 +377,7 @@ class Service:
             return await asyncio.get_running_loop().run_in_executor(self.fetch_pool, self.fetcher.fetch, text)
         return decode_base64(text, self.settings.max_upload_bytes)
 
-    async def _infer(self, blobs: list[bytes], request: PredictRequest, model: LoadedModel, started: float, encode):
+    async def _infer(self, blobs: list[bytes], request: PredictRequest, lease: Lease, started: float, encode):
         max_pixels = self.settings.max_image_pixels
         sizes = await self.run_cpu(lambda: [image_pixels(blob, max_pixels) for blob in blobs])
         held = await self.pixels.acquire(sum(sizes))
@@ -266,10 +389,10 @@ class Service:
             running = [decoding]
             images = await asyncio.wrap_future(decoding)
             t0 = time.monotonic()
-            running = self.loop.submit(images, request.params)
+            running = lease.loop.submit(images, request.params)
             results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in running)))
             self.admission.observe(time.monotonic() - t0, len(blobs))
-            prediction = Prediction(results=results, model=model, started=started, process_started=self.started_at)
+            prediction = Prediction(results=results, model=lease.model, started=started, process_started=self.started_at)
             encoding = self.cpu_pool.submit(encode, request, prediction)
             running = [encoding]
             return await asyncio.wrap_future(encoding)
@@ -281,6 +404,18 @@ class Service:
         if pixels >= TRIM_AFTER_PIXELS:
             # On the loop's next turn, once the finished request has dropped its arrays, not while it still holds them.
             asyncio.get_running_loop().call_soon(self.cpu_pool.submit, trim_heap)
+
+
+def _return_memory() -> None:
+    """After an eviction, and before a footprint is measured: what was freed goes back to the system (and to CUDA)."""
+    import gc
+    import sys
+
+    gc.collect()
+    trim_heap()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def class_names(model: LoadedModel) -> dict[int, str]:

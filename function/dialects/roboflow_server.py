@@ -11,19 +11,21 @@ be the `api_key` query parameter or `Authorization: Bearer`.
 Response: the hosted API's per-image body (`roboflow.inference_response`), a list of them for a list of images.
 Errors: `{"message": ...}`.
 
-The registry holds one model, this endpoint's, under whatever id the client asks for (`/model/add` answers with that
-id added), unless MODEL_ID is set: then only that project's ids (`MODEL_ID/<version>`) are served and others are 404.
+The model id's project is the model's id here (its version is not read): with MODELS, `"pose/1"` is the model `pose`,
+an id not configured is a 404, and `/model/add` loads the model it names. Without MODELS the registry holds one model,
+this endpoint's, under whatever id the client asks for (`/model/add` answers with that id added), unless MODEL_ID is
+set: then only that project's ids (`MODEL_ID/<version>`) are served and others are 404.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 from ..core.requests import Prediction, PredictRequest
 from ..core.service import Service
 from ..encode.views import View
-from ..errors import BadParameter, ModelNotFound, ServiceError
-from ..settings import DialectSettings
+from ..errors import BadParameter, InferenceTimeout, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
 from .params import Number, parse_class_names
 from .roboflow import draw, inference_response, parse_depth_format, roboflow_params
@@ -57,16 +59,24 @@ def api_key(incoming: Incoming) -> str | None:
 
 
 def model_id(incoming: Incoming) -> str | None:
-    return None  # in the body: checked by parse() (check_model_id)
+    """The project of the body's `model_id` (the edge reads this dialect's body first); a body without one is
+    refused by parse()."""
+    try:
+        body = incoming.json() if incoming.body is not None else None
+    except BadParameter:  # parse() says so
+        return None
+    given = body.get("model_id") if isinstance(body, dict) else None
+    return project_of(given) if isinstance(given, str) and given.strip() else None
 
 
-def check_model_id(given, settings: DialectSettings) -> str:
-    """`project/version` (or `project`): the project must be MODEL_ID when that is set."""
+def project_of(model_id: str) -> str:
+    return model_id.strip().split("/", 1)[0]
+
+
+def check_model_id(given) -> str:
+    """`project/version` (or `project`); whether the project is served is the edge's question (Service.resolve)."""
     if not isinstance(given, str) or not given.strip():
         raise BadParameter("'model_id' is required: the Roboflow model id, e.g. \"my-project/1\"")
-    wanted = settings.model_id
-    if wanted and given.split("/", 1)[0] != wanted:
-        raise ModelNotFound(f"Model not found: this endpoint serves {wanted!r}")
     return given
 
 
@@ -113,7 +123,7 @@ def parse(incoming: Incoming) -> PredictRequest:
     body = incoming.json()
     if not isinstance(body, dict):
         raise BadParameter("The request body must be a JSON object")
-    check_model_id(body.get("model_id"), incoming.settings)
+    check_model_id(body.get("model_id"))
     images = body.get("image")
     many = isinstance(images, list)
     entries = images if many else [images]
@@ -165,15 +175,16 @@ def error(error: ServiceError) -> Reply:
 # -- the registry: system routes, answered without the model ---------------------------------------------------------
 
 
-def describe(model_id: str, service: Service) -> dict:
-    model = service.model
-    return {"model_id": model_id, "task_type": TASK_TYPES[model.task], "batch_size": service.settings.max_batch_size,
+def describe(model_id: str, task: str, service: Service) -> dict:
+    return {"model_id": model_id, "task_type": TASK_TYPES[task], "batch_size": service.settings.max_batch_size,
             "input_height": None, "input_width": None}
 
 
-def listed_id(service: Service) -> str:
-    """What the registry lists before any /model/add: MODEL_ID, else the weights' name."""
-    return service.settings.model_id or service.model.name.rsplit(".", 1)[0]
+def listed(service: Service) -> list[tuple[str, str]]:
+    """(id, task) of what the registry lists before any /model/add: the default model, under MODEL_ID or else the
+    weights' name, and every model of MODELS that is loaded."""
+    loaded = [(m["id"], m["task"]) for m in service.describe_models()["models"] if m["loaded"] and not m["default"]]
+    return [(service.default_id, service.model.task)] + loaded
 
 
 async def registry(incoming: Incoming, service: Service) -> Reply:
@@ -181,21 +192,29 @@ async def registry(incoming: Incoming, service: Service) -> Reply:
         service.require_ready()
     except ServiceError as exc:
         return error(exc)
-    return Reply(200, {"models": [describe(listed_id(service), service)]})
+    return Reply(200, {"models": [describe(model_id, task, service) for model_id, task in listed(service)]})
 
 
 async def add_model(incoming: Incoming, service: Service) -> Reply:
+    """Roboflow's server loads the model here; so does this one for a model of MODELS (within REQUEST_TIMEOUT_S)."""
     try:
         incoming.authorize(api_key(incoming))
         body = incoming.json()
         if not isinstance(body, dict):
             raise BadParameter("The request body must be a JSON object")
-        wanted = check_model_id(body.get("model_id"), incoming.settings)
-        service.require_ready()
+        wanted = check_model_id(body.get("model_id"))
+        resolved = service.resolve(project_of(wanted))
+        try:
+            async with asyncio.timeout(service.settings.request_timeout_s):
+                lease = await service.acquire(resolved)
+        except TimeoutError:
+            raise InferenceTimeout(f"Model {resolved!r} did not load within REQUEST_TIMEOUT_S") from None
+        lease.release()
     except ServiceError as exc:
         return error(exc)
-    ids = list(dict.fromkeys([listed_id(service), wanted]))
-    return Reply(200, {"models": [describe(model_id, service) for model_id in ids]})
+    models = dict(listed(service))
+    models.setdefault(wanted, lease.model.task)
+    return Reply(200, {"models": [describe(model_id, task, service) for model_id, task in models.items()]})
 
 
 add_model.reads_body = True

@@ -20,7 +20,6 @@ from ..errors import (
     ClientGone,
     HeadersTooLarge,
     InferenceTimeout,
-    ModelNotFound,
     RequestTimeout,
     ServiceError,
     UriTooLong,
@@ -136,19 +135,31 @@ async def serve_predict(dialect: Dialect, exchange: _Exchange, incoming: Incomin
         await exchange.read(incoming, limits)
         key = dialect.api_key(incoming)
     exchange.edge.api_keys.check(key)
-    wanted = dialect.model_id(incoming)
-    if wanted is not None and settings.model_id and wanted != settings.model_id:
-        raise ModelNotFound("Model not found")
-    incoming.model_task = service.require_ready().task
+    if dialect.key_in_body:  # its model id is in the body too
+        await _read_once(exchange, incoming, limits)
+    model_id = service.resolve(dialect.model_id(incoming))
+    try:
+        async with asyncio.timeout_at(exchange.deadline):
+            lease = await service.acquire(model_id)
+    except TimeoutError:
+        raise InferenceTimeout(f"Model {model_id!r} did not load within REQUEST_TIMEOUT_S={settings.request_timeout_s:g} s") from None
+    try:
+        incoming.model_task = lease.model.task
+        await _read_once(exchange, incoming, limits)
+        request = dialect.parse(incoming)
+        try:
+            async with asyncio.timeout_at(exchange.deadline):
+                return await service.predict(request, exchange.started, dialect.encode, lease)
+        except TimeoutError:
+            raise InferenceTimeout(f"The request did not finish within REQUEST_TIMEOUT_S={settings.request_timeout_s:g} s") from None
+    finally:
+        lease.release()
+
+
+async def _read_once(exchange: _Exchange, incoming: Incoming, limits: BodyLimits) -> None:
     if not exchange.body_read and incoming.form is None and incoming.body is None:
         exchange.refuse_declared_length(limits)
         await exchange.read(incoming, limits)
-    request = dialect.parse(incoming)
-    try:
-        async with asyncio.timeout_at(exchange.deadline):
-            return await service.predict(request, exchange.started, dialect.encode)
-    except TimeoutError:
-        raise InferenceTimeout(f"The request did not finish within REQUEST_TIMEOUT_S={settings.request_timeout_s:g} s") from None
 
 
 def _check_request_size(request: Request) -> None:

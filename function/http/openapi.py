@@ -313,7 +313,20 @@ def document() -> dict:
         "/{project}/{version}": _roboflow_hosted(),
         "/healthz": _system("Liveness", {"application/json": {"schema": _object({"status": {"type": "string"}}, ("status",))}}, errors=False),
         "/readyz": _system("Readiness: the model is loaded and warmed", {"application/json": {"schema": _object(
-            {"status": {"type": "string"}, "model": {"type": "string"}, "task": {"type": "string"}}, ("status", "model", "task"))}}),
+            {"status": {"type": "string"}, "model": {"type": "string"}, "task": {"type": "string"},
+             "models": {"type": "integer", "description": "With MODELS: how many models GET /models lists"}},
+            ("status", "model", "task"))}}),
+        "/models": {"get": {**_system("Every model this endpoint serves: the default (MODEL) and MODELS' ids, each with its "
+                                      "task, whether it is loaded, its measured memory and load seconds", {"application/json": {
+            "schema": _object({"default": {"type": "string"}, "max_loaded_models": {"type": "integer"},
+                               "model_memory_mb": {"type": ["integer", "null"]}, "models": _array(_object({
+                                   "id": {"type": "string"}, "task": {"type": ["string", "null"]},
+                                   "loaded": {"type": "boolean"}, "pinned": {"type": "boolean"},
+                                   "default": {"type": "boolean"}, "memory_mb": {"type": ["number", "null"]},
+                                   "load_seconds": {"type": ["number", "null"]}, "loads": {"type": "integer"},
+                                   "inflight": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]}},
+                                   ("id", "task", "loaded", "default")))},
+                              ("default", "models"))}}, errors=False)["get"], "security": SECURITY}},
         "/metrics": _system("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, errors=False),
         "/openapi.json": _system("This document", {"application/json": {"schema": {"type": "object"}}}, errors=False),
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import metrics
 from ..core.service import Service
-from ..dialects import Incoming, Reply, hub, platform, roboflow, roboflow_server
+from ..dialects import Incoming, Reply, bearer_or_x_api_key, hub, platform, roboflow, roboflow_server
 from ..errors import MethodNotAllowed, NotFound
 from . import openapi
 
@@ -26,7 +26,15 @@ async def healthz(incoming: Incoming, service: Service) -> Reply:
 
 async def readyz(incoming: Incoming, service: Service) -> Reply:
     model = service.require_ready()
-    return Reply(200, {"status": "ready", "model": model.name, "task": model.task})
+    several = {} if service.registry is None else {"models": 1 + len(service.registry.entries)}  # GET /models lists them
+    return Reply(200, {"status": "ready", "model": model.name, "task": model.task, **several})
+
+
+async def models(incoming: Incoming, service: Service) -> Reply:
+    """Every model id this endpoint serves: its task, loaded or not, its memory and load seconds. It names the
+    models, so it takes the API key like a predict call."""
+    incoming.authorize(bearer_or_x_api_key(incoming))
+    return Reply(200, service.describe_models())
 
 
 async def metrics_text(incoming: Incoming, service: Service) -> Reply:
@@ -83,6 +91,7 @@ ROUTES = (
     Route("/healthz", {"GET": healthz}),
     Route("/readyz", {"GET": readyz}),
     Route("/metrics", {"GET": metrics_text}),
+    Route("/models", {"GET": models}),
     Route("/openapi.json", {"GET": openapi_json}),
     Route("/", {"GET": page}),
     Route("/static/{path:path}", {"GET": static_file}),

@@ -63,13 +63,13 @@ def batch_key(job: Job) -> tuple:
     return tuple(job.params.model_args.items()), job.image.shape
 
 
-def run_batch(predict, batch: list[Job]) -> None:
+def run_batch(predict, batch: list[Job], model: str = "") -> None:
     """Run live jobs, one model call per group of equal keys; every failure reaches every job it touched."""
     started = time.monotonic()
     live = [job for job in batch if job.future.set_running_or_notify_cancel()]
     groups: dict[tuple, list[Job]] = {}
     for job in live:
-        metrics.QUEUE_WAIT_SECONDS.observe(started - job.queued_at)
+        metrics.QUEUE_WAIT_SECONDS.labels(model).observe(started - job.queued_at)
         groups.setdefault(batch_key(job), []).append(job)
 
     for group in groups.values():
@@ -83,18 +83,19 @@ def run_batch(predict, batch: list[Job]) -> None:
                 job.future.set_exception(exc)
             continue
         finally:
-            metrics.INFERENCE_SECONDS.observe(time.monotonic() - t0)
-            metrics.BATCH_SIZE.observe(len(group))
-        metrics.IMAGES.inc(len(group))
+            metrics.INFERENCE_SECONDS.labels(model).observe(time.monotonic() - t0)
+            metrics.BATCH_SIZE.labels(model).observe(len(group))
+        metrics.IMAGES.labels(model).inc(len(group))
         for job, result in zip(group, results):
             job.future.set_result(result)
 
 
 class InferenceLoop:
     """Requests call submit() from any thread or the event loop; only the loop's own threads touch the models, each
-    thread its own model."""
+    thread its own model. With several models (MODELS) each has a loop of its own; `model` is its id in the metrics."""
 
-    def __init__(self, predict, max_queue: int, max_batch_size: int = 1, max_batch_wait_s: float = 0.0):
+    def __init__(self, predict, max_queue: int, max_batch_size: int = 1, max_batch_wait_s: float = 0.0, model: str = ""):
+        self.model = model
         self._predicts = list(predict) if isinstance(predict, (list, tuple)) else [predict]
         self.max_batch_size = max_batch_size
         self.max_batch_wait_s = max_batch_wait_s
@@ -171,7 +172,7 @@ class InferenceLoop:
         for job in refused:
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(ModelNotReady("the server is shutting down; retry on another instance"))
-        metrics.QUEUE_DEPTH.set(self.jobs.qsize())
+        metrics.QUEUE_DEPTH.labels(self.model).set(self.jobs.qsize())
         return len(refused)
 
     def submit(self, images: list[np.ndarray], params: PredictParams) -> list[Future]:
@@ -184,7 +185,7 @@ class InferenceLoop:
                 raise Overloaded(f"{self.jobs.maxsize} images are already waiting for the model; retry shortly")
         for job in jobs:
             self.jobs.put_nowait(job)
-        metrics.QUEUE_DEPTH.set(self.jobs.qsize())
+        metrics.QUEUE_DEPTH.labels(self.model).set(self.jobs.qsize())
         return [job.future for job in jobs]
 
     def predict_sync(self, image: np.ndarray, params: PredictParams, timeout_s: float):
@@ -214,10 +215,10 @@ class InferenceLoop:
             if predict is None:  # retired by a swap while waiting: another thread runs these
                 self._put_back(batch + ([_STOP] if stop else []))
                 return
-            metrics.QUEUE_DEPTH.set(self.jobs.qsize())
+            metrics.QUEUE_DEPTH.labels(self.model).set(self.jobs.qsize())
             if batch:
                 t0 = time.monotonic()
-                run_batch(predict, batch)
+                run_batch(predict, batch, self.model)
                 per_image = (time.monotonic() - t0) / len(batch)
                 if timed:
                     self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * per_image \

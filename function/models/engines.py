@@ -399,10 +399,15 @@ def _detections(result) -> dict:
 # -- the whole path -----------------------------------------------------------------------------------------------
 
 
+class EngineNotBuilt(EngineError):
+    """The cache has no usable artefact and the caller would not wait for an export."""
+
+
 def prepare_engine(engine: str, model_uri: str, weights: Path, reference: list, warm_up_images: list[np.ndarray],
-                   device: str, task: str, name: str, batch: int, cache: EngineCache) -> tuple[LoadedModel, dict]:
-    """A verified engine: from the cache, or exported (and stored) when the cache has none or a bad one. Raises
-    EngineError saying why not; returns the model and what happened (for the log)."""
+                   device: str, task: str, name: str, batch: int, cache: EngineCache,
+                   build: bool = True) -> tuple[LoadedModel, dict]:
+    """A verified engine: from the cache, or exported (and stored) when the cache has none or a bad one and `build`
+    allows it (EngineNotBuilt otherwise). Raises EngineError saying why not; returns the model and what happened."""
     spec = engine_spec(engine, weights, device, batch)
     info = {"engine": engine, "artefact": cache.uri(spec), "key": spec.key}
     replace = False
@@ -419,6 +424,8 @@ def prepare_engine(engine: str, model_uri: str, weights: Path, reference: list, 
             log.warning(f"cached engine {cache.uri(spec)} is unusable ({exc}); rebuilding")
             cache.discard(spec)
             replace = True
+    if not build:
+        raise EngineNotBuilt(f"{cache.uri(spec)} is not built yet")
     cache.local_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.local_dir, prefix=".build-") as workdir:
         log.info(f"exporting {name} to {engine} ({spec.key}); serving with PyTorch meanwhile")

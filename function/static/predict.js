@@ -57,6 +57,7 @@ const state = {
   last: null, // {body, roundTripMs}: the latest response drawn
   stream: null,
   examples: new Map(), // url -> Promise<Blob>, started at page load
+  severalModels: false, // readyz counts more than one model (MODELS): the page offers a model picker
 };
 
 // ---- small helpers ---------------------------------------------------------------------------------------------
@@ -112,6 +113,37 @@ el.key.addEventListener("input", () => {
   updateCurl();
   schedule(); // a corrected key re-runs the current image, debounced like any parameter
 });
+el.key.addEventListener("change", () => {
+  if (state.severalModels) listModels();
+});
+
+// ---- the model picker (an endpoint with several models, which readyz counts; GET models takes the key) --------
+
+const picker = $("model-picker");
+
+async function listModels() {
+  try {
+    const headers = apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {};
+    const response = await fetch("models", { headers, cache: "no-store" });
+    const models = response.ok ? (await response.json()).models : [];
+    if (models.length < 2) return;
+    const chosen = picker.value;
+    picker.replaceChildren(...models.map((m) => h("option", { value: m.default ? "" : m.id },
+      `${m.id}${m.task ? ` (${m.task})` : ""}${m.default ? " · default" : ""}`)));
+    picker.value = models.some((m) => !m.default && m.id === chosen) ? chosen : "";
+    $("model-pick").hidden = false;
+  } catch {
+    // one model, or no key yet: no picker
+  }
+}
+
+picker.addEventListener("change", () => {
+  updateCurl();
+  if (state.image) runNow();
+});
+
+// The default model is POST predict; another is the Platform's POST api/models/{id}/predict.
+const predictPath = () => (picker.value ? `api/models/${encodeURIComponent(picker.value)}/predict` : "predict");
 
 // Enter in the key field runs the current image at once instead of submitting anywhere.
 $("key-form").addEventListener("submit", (event) => {
@@ -139,6 +171,8 @@ async function checkModel(delayMs = 0) {
       state.task = body.task || null;
       el.bitsField.hidden = state.task !== "depth";
       updateCurl();
+      state.severalModels = body.models > 1;
+      if (state.severalModels) listModels();
       const pending = state.rerunWhenReady;
       state.rerunWhenReady = null;
       if (pending !== null && pending === state.seq) runNow({ retry: true });
@@ -369,11 +403,12 @@ function updateCurl() {
   const key = Boolean(apiKey());
   const bearer = key ? ` \\\n  -H "Authorization: Bearer $API_KEY"` : "";
   const bits = p.bits ? ` -F "bits=${p.bits}"` : "";
-  el.curl.textContent = `curl -X POST "${base}predict"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"${bits}`;
+  el.curl.textContent = `curl -X POST "${base}${predictPath()}"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"${bits}`;
   const xApiKey = key ? ` \\\n  -H "x-api-key: $API_KEY"` : "";
-  el.curlHub.textContent = `curl -X POST "${base}v1/predict/${snippetModelId}"${xApiKey} \\\n  -F "image=@image.jpg" -F "size=${p.imgsz}" -F "confidence=${p.conf}" -F "iou=${p.iou}"`;
+  const modelId = picker.value || snippetModelId;
+  el.curlHub.textContent = `curl -X POST "${base}v1/predict/${modelId}"${xApiKey} \\\n  -F "image=@image.jpg" -F "size=${p.imgsz}" -F "confidence=${p.conf}" -F "iou=${p.iou}"`;
   const query = `${key ? "api_key=$API_KEY&" : ""}confidence=${Math.round(p.conf * 100)}&overlap=${Math.round(p.iou * 100)}`;
-  el.curlRoboflow.textContent = `base64 image.jpg | curl -d @- \\\n  "${base}${snippetModelId}/1?${query}"`;
+  el.curlRoboflow.textContent = `base64 image.jpg | curl -d @- \\\n  "${base}${modelId}/1?${query}"`;
 }
 
 // ---- running inference -----------------------------------------------------------------------------------------
@@ -405,7 +440,7 @@ async function runNow({ retry = false } = {}) {
   const started = performance.now();
   let response, text;
   try {
-    response = await fetch("predict", { method: "POST", body: form, headers, signal: controller.signal, cache: "no-store" });
+    response = await fetch(predictPath(), { method: "POST", body: form, headers, signal: controller.signal, cache: "no-store" });
     text = await response.text();
   } catch (error) {
     if (error.name === "AbortError" || seq !== state.seq) return; // superseded by a newer request

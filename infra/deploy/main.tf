@@ -16,6 +16,7 @@ module "yolo" {
   model_object                  = var.model_object
   model_path_in_image           = var.model_path_in_image
   model_id                      = var.model_id
+  models                        = var.models
   gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
   http2                         = var.http2
   artifact_registry_location    = var.artifact_registry_location

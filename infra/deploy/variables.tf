@@ -86,6 +86,12 @@ variable "model_id" {
   default     = ""
 }
 
+variable "models" {
+  description = "More models beside the default one: id => object name in the weights bucket, or gs://BUCKET/OBJECT (the service's MODELS)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "gpu_zonal_redundancy_disabled" {
   description = "Turn GPU zonal redundancy off (cheaper)."
   type        = bool

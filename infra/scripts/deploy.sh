@@ -54,6 +54,9 @@ Options:
   --domains LIST         comma-separated domains: also create a global HTTPS load balancer
                          with a Google-managed certificate in front of all regions
   --model-id ID          ID accepted at POST /api/models/ID/predict
+  --models ID=W,...      more models beside --model, each at its own id, loaded on demand
+                         (docs/models.md): W is a local .pt (uploaded like --model) or
+                         gs://bucket/object.pt (the service account may read that object)
   --engine ENGINE        the server's ENGINE in every region: default (OpenVINO in f32 on CPU
                          regions: Ultralytics' answers within 1e-3 px, faster; PyTorch on GPU
                          regions), pytorch (Ultralytics' answers bit for bit), onnx, openvino,
@@ -82,7 +85,7 @@ refuse_model() {
 	exit 2
 }
 
-REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" ENGINE=default BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
+REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" MODELS_ARG="" ENGINE=default BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
 
 while (($#)); do
 	arg=$1
@@ -92,7 +95,7 @@ while (($#)); do
 		value=${arg#*=}
 		arg=${arg%%=*}
 		;;
-	--project | --regions | --model | --name | --min-instances | --max-instances | --concurrency | --canary | --domains | --model-id | --engine)
+	--project | --regions | --model | --models | --name | --min-instances | --max-instances | --concurrency | --canary | --domains | --model-id | --engine)
 		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
 		value=$2
 		shift
@@ -102,6 +105,7 @@ while (($#)); do
 	--project) PROJECT=$value ;;
 	--regions) REGIONS_ARG=$value ;;
 	--model) MODEL=$value ;;
+	--models) MODELS_ARG=$value ;;
 	--name) NAME=$value ;;
 	--min-instances) MIN_INSTANCES=$value ;;
 	--max-instances) MAX_INSTANCES=$value ;;
@@ -182,6 +186,25 @@ if [[ -n $DOMAINS_ARG ]]; then
 	done
 fi
 [[ $MODEL_ID =~ ^[A-Za-z0-9_-]{0,64}$ ]] || usage_error "--model-id may only contain letters, digits, underscores and hyphens"
+# --models id=weights,...: more models beside --model (docs/models.md), each a local .pt (uploaded to the weights
+# bucket like --model) or a gs://bucket/object.pt (used where it is; the service account is granted read on it).
+MODEL_IDS=() MODEL_SOURCES=()
+if [[ -n $MODELS_ARG ]]; then
+	IFS=',' read -r -a entries <<<"$MODELS_ARG"
+	for entry in "${entries[@]}"; do
+		id=${entry%%=*} source=${entry#*=}
+		[[ $entry == *=* && $id =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ ]] || usage_error "--models: '$entry' is not id=weights (an id is letters, digits, '.', '_', '-')"
+		[[ " ${MODEL_IDS[*]} " != *" $id "* ]] || usage_error "--models: '$id' is given twice"
+		if [[ $source == gs://* ]]; then
+			[[ $source =~ ^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]/.*[^/]\.pt$ ]] || usage_error "--models: '$source' is not a gs://bucket/object.pt URI"
+		else
+			[[ -f $source && -r $source && -s $source ]] || usage_error "--models: '$source' is not a readable file (give a local weights file or a gs:// URI)"
+			[[ $source == *.pt ]] || usage_error "--models: $(basename "$source") is not PyTorch weights (.pt)"
+		fi
+		MODEL_IDS+=("$id")
+		MODEL_SOURCES+=("$source")
+	done
+fi
 case $ENGINE in
 default | pytorch | onnx | openvino | tensorrt | auto) ;;
 *) usage_error "--engine must be default, pytorch, onnx, openvino, tensorrt or auto, got '$ENGINE'" ;;
@@ -272,6 +295,24 @@ else
 	[[ $base =~ ^[A-Za-z0-9._-]+$ ]] || base=best.pt
 	MODEL_OBJECT="models/$sha/$base"
 fi
+# Each of --models: a gs:// URI as given, a local file at models/SHA/NAME in the weights bucket.
+MODEL_OBJECTS=()
+for source in "${MODEL_SOURCES[@]}"; do
+	if [[ $source == gs://* ]]; then
+		MODEL_OBJECTS+=("$source")
+	else
+		base=$(basename "$source")
+		[[ $base =~ ^[A-Za-z0-9._-]+$ ]] || base=best.pt
+		MODEL_OBJECTS+=("models/$(sha256 <"$source" | cut -c1-16)/$base")
+	fi
+done
+models_json() { # {"helmets":"models/SHA/helmets.pt","poses":"gs://bucket/poses.pt"}
+	local out="" i
+	for i in "${!MODEL_IDS[@]}"; do
+		out+="\"${MODEL_IDS[$i]}\":\"${MODEL_OBJECTS[$i]}\","
+	done
+	printf '{%s}' "${out%,}"
+}
 
 # The image flavours the regions need: one image each (cloudbuild.yaml), named endpoint-FLAVOUR.
 HAS_CPU=0 HAS_L4=0 HAS_RTX=0
@@ -301,8 +342,8 @@ defaults_json() {
 	printf '{%s}' "${out%,}"
 }
 base_vars() { # base_vars CPU_IMAGE L4_IMAGE RTX_IMAGE -> the deployment's variables as one JSON object
-	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"cpu":"%s","nvidia-l4":"%s","nvidia-rtx-pro-6000":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","engine":"%s","cpu_defaults":%s,"gpu_defaults":%s,"rtx_pro_6000_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"http2":%s,"lb_domains":%s}' \
-		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$3" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" "$ENGINE" \
+	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"cpu":"%s","nvidia-l4":"%s","nvidia-rtx-pro-6000":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","models":%s,"engine":"%s","cpu_defaults":%s,"gpu_defaults":%s,"rtx_pro_6000_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"http2":%s,"lb_domains":%s}' \
+		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$3" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" "$(models_json)" "$ENGINE" \
 		"$(defaults_json)" "$(defaults_json)" "$(defaults_json)" "$(bool $((!ZONAL_REDUNDANCY)))" "$(bool "$HTTP2")" "$(json_list "${DOMAINS[@]}")"
 }
 
@@ -350,6 +391,14 @@ else
 		run gcloud storage cp "$MODEL" "$target" --project="$PROJECT"
 	fi
 fi
+for i in "${!MODEL_IDS[@]}"; do
+	if [[ ${MODEL_OBJECTS[$i]} == gs://* ]]; then
+		run gcloud storage objects describe "${MODEL_OBJECTS[$i]}" --project="$PROJECT" --format='value(size)'
+	elif ! exists gcloud storage objects describe "gs://$WEIGHTS_BUCKET/${MODEL_OBJECTS[$i]}" --project="$PROJECT"; then
+		run gcloud storage cp "${MODEL_SOURCES[$i]}" "gs://$WEIGHTS_BUCKET/${MODEL_OBJECTS[$i]}" --project="$PROJECT"
+	fi
+done
+((${#MODEL_IDS[@]} == 0)) || note "models beside the default: ${MODEL_IDS[*]} (loaded on demand; MAX_LOADED_MODELS, MODEL_MEMORY_MB: docs/models.md)"
 
 # ---- 4. Images --------------------------------------------------------------------------------
 note "== 4/5 images"

@@ -32,7 +32,7 @@ class UsageError(Exception):
 
 
 # What a release is: the variables a canary keeps for the stable revision (infra/variables.tf canary.stable).
-RELEASE_KEYS = ("images", "weights_bucket", "model_object", "model_path_in_image", "model_id", "http2")
+RELEASE_KEYS = ("images", "weights_bucket", "model_object", "model_path_in_image", "model_id", "models", "http2")
 CANARY_IN_PROGRESS = "a canary is in progress: run make promote (all traffic to the new release) or make rollback first"
 
 
@@ -76,6 +76,8 @@ def release(data: dict) -> dict:
     defaults = {"images": {}, "http2": True}
     found = {k: data.get(k, defaults.get(k, "")) for k in RELEASE_KEYS}
     found["images"] = {flavour: image for flavour, image in (found["images"] or {}).items() if image}
+    if not found["models"]:  # one model: the release is what it was before MODELS existed (its revision's name too)
+        del found["models"]
     return found
 
 

@@ -1,0 +1,246 @@
+"""Several models per endpoint (MODELS): ids → weights, loaded on demand into an LRU bounded by count and memory.
+
+The default model (MODEL) is the Service's own and is not here: it is loaded at start, with its CPU replicas and its
+exported engine, and never evicted. Each model here runs as one copy with an inference loop (one thread, its own queue
+and batching) of its own, so N loaded models cost N footprints, never N × replicas.
+
+A request takes a lease on its model (`take`): an in-flight count that keeps the model from eviction until the lease
+is released. A model that is not loaded gets one load however many requests ask for it (single flight): they all wait
+on the same future. Loads run one at a time on the loader thread, so each measured footprint (the process's RSS, or
+GPU memory, before and after) is that model's alone. Before a load, least recently used models without requests in
+flight are evicted until the count and the memory (at the new model's last measured footprint) fit; after it, again,
+at the footprint just measured. When every loaded model is busy the new one is loaded anyway and the bound is restored
+as their requests end. A model that fails to load answers 503 for its own id for FAILED_RETRY_S, then is tried again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from .. import metrics
+from ..errors import ModelNotReady, Overloaded, WeightsError
+from ..logs import log
+
+if TYPE_CHECKING:
+    from .batcher import InferenceLoop
+    from .loaded import LoadedModel
+
+# A failed load is not retried for this long (a broken file stays broken; a transient error gets its retry).
+FAILED_RETRY_S = 30.0
+MB = 2**20
+
+
+@dataclass(eq=False)
+class Entry:
+    """One configured model: its weights and, while loaded, its model and inference loop."""
+
+    id: str
+    weights: str
+    pinned: bool = False
+    task: str | None = None  # found at the first load, kept after an eviction
+    model: LoadedModel | None = None
+    loop: InferenceLoop | None = None
+    memory_bytes: int = 0  # the last measured footprint, kept after an eviction: the estimate for the next load
+    load_seconds: float | None = None
+    loads: int = 0
+    inflight: int = 0
+    last_used: float = 0.0
+    loading: Future | None = None
+    error: str | None = None
+    failed_at: float = 0.0
+
+    def describe(self) -> dict:
+        return {"id": self.id, "task": self.task, "loaded": self.model is not None, "pinned": self.pinned,
+                "default": False, "memory_mb": round(self.memory_bytes / MB, 1) if self.memory_bytes else None,
+                "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
+                "loads": self.loads, "inflight": self.inflight, "error": self.error}
+
+
+@dataclass(eq=False)
+class Lease:
+    """A request's hold on a loaded model: it is not evicted until every lease on it is released."""
+
+    model: LoadedModel
+    loop: InferenceLoop
+    entry: Entry | None = None
+    registry: ModelRegistry | None = None
+
+    def release(self) -> None:
+        if self.registry is not None:
+            self.registry.release(self)
+            self.registry = None  # once
+
+
+class ModelRegistry:
+    """`load(entry) -> (LoadedModel, started InferenceLoop)` and `footprint() -> bytes` are the Service's; this holds
+    the ids, the single flight, the LRU and its bounds."""
+
+    def __init__(self, weights: dict[str, str], load: Callable, footprint: Callable[[], int], max_loaded: int,
+                 max_memory_bytes: int = 0, pinned: tuple[str, ...] = (), unloaded: Callable[[], None] = lambda: None):
+        self.entries = {model_id: Entry(model_id, path, model_id in pinned) for model_id, path in weights.items()}
+        self.max_loaded = max_loaded
+        self.max_memory_bytes = max_memory_bytes
+        self._load_model, self._footprint, self._unloaded = load, footprint, unloaded
+        self._lock = threading.Lock()
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
+        # Loads waiting or running: more than max_loaded would evict one another before serving (429 beyond).
+        self._pending = 0
+        self.stopping = False
+
+    # -- requests -------------------------------------------------------------------------------------------------
+
+    def take(self, model_id: str) -> Lease | Future:
+        """A lease on the model when it is loaded; else the future of its load (started now if need be) to wait on
+        before taking again. ModelNotReady while its last load failed, Overloaded when the load queue is full."""
+        with self._lock:
+            entry = self.entries[model_id]
+            if entry.model is not None:
+                entry.inflight += 1
+                entry.last_used = time.monotonic()
+                return Lease(entry.model, entry.loop, entry, self)
+            if self.stopping:
+                raise ModelNotReady("the server is shutting down; retry on another instance")
+            if entry.loading is not None:
+                return entry.loading
+            wait_s = entry.failed_at + FAILED_RETRY_S - time.monotonic()
+            if entry.error is not None and wait_s > 0:
+                error = ModelNotReady(f"model {model_id!r} could not be loaded: {entry.error}")
+                error.retry_after_s = max(1, int(wait_s + 0.5))
+                raise error
+            if self._pending >= self.max_loaded:
+                raise Overloaded(f"{self._pending} models are already waiting to load (MAX_LOADED_MODELS="
+                                 f"{self.max_loaded}); retry shortly")
+            return self._start_load(entry)
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            lease.entry.inflight -= 1
+            over = self._over_bounds()
+        if over and not self.stopping:  # a load went over the bounds while every model was busy: restore them now
+            self._loader.submit(self._evict_over_bounds, None)
+
+    def preload(self, model_ids: tuple[str, ...]) -> list[Future]:
+        """Start loading these (PRELOAD, PIN) now; the futures resolve when each load has ended, well or not."""
+        with self._lock:
+            return [self.entries[i].loading or self._start_load(self.entries[i]) for i in model_ids
+                    if self.entries[i].model is None]
+
+    def describe(self) -> list[dict]:
+        with self._lock:
+            return [entry.describe() for entry in self.entries.values()]
+
+    def loops(self) -> list[InferenceLoop]:
+        with self._lock:
+            return [entry.loop for entry in self.entries.values() if entry.loop is not None]
+
+    def stop(self, timeout: float) -> None:
+        self.stopping = True
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for loop in self.loops():
+            loop.stop(timeout=max(deadline - time.monotonic(), 0))
+
+    # -- the loader thread ----------------------------------------------------------------------------------------
+
+    def _start_load(self, entry: Entry) -> Future:  # under the lock
+        entry.loading = Future()
+        self._pending += 1
+        self._loader.submit(self._load, entry)
+        return entry.loading
+
+    def _load(self, entry: Entry) -> None:
+        try:
+            self._make_room(entry)
+            self._unloaded()  # what evicted models held goes back first, so the measure is the new model's alone
+            before = self._footprint()
+            started = time.monotonic()
+            model, loop = self._load_model(entry)
+            seconds = time.monotonic() - started
+            used = max(self._footprint() - before, 0)
+        except Exception as exc:  # a WeightsError says why; anything else is worth its type
+            reason = str(exc) if isinstance(exc, WeightsError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                entry.error, entry.failed_at = reason, time.monotonic()
+                done, entry.loading = entry.loading, None
+                self._pending -= 1
+            metrics.MODEL_LOADS.labels(entry.id, "failed").inc()
+            log.error(f"model {entry.id!r} could not be loaded: {reason}", extra={"fields": {"model": entry.id}})
+            done.set_result(None)
+            return
+        with self._lock:
+            entry.model, entry.loop, entry.task = model, loop, model.task
+            entry.memory_bytes, entry.load_seconds, entry.error = used, seconds, None
+            entry.loads += 1
+            entry.last_used = time.monotonic()
+            done, entry.loading = entry.loading, None
+            self._pending -= 1
+        metrics.MODEL_LOADS.labels(entry.id, "loaded").inc()
+        metrics.MODEL_SWITCH_SECONDS.labels(entry.id).observe(seconds)
+        metrics.MODEL_LOADED.labels(entry.id).set(1)
+        metrics.MODEL_MEMORY_BYTES.labels(entry.id).set(used)
+        log.info(f"model {entry.id!r} loaded ({model.task}, {model.engine}) in {seconds:.2f} s, {used / MB:.0f} MB",
+                 extra={"fields": {"model": entry.id, "task": model.task, "load_s": round(seconds, 3),
+                                   "memory_mb": round(used / MB, 1)}})
+        done.set_result(None)
+        self._evict_over_bounds(entry)
+
+    def _make_room(self, entry: Entry) -> None:
+        """Before a load: evict until one more model fits, counting the new one at its last measured footprint."""
+        while True:
+            with self._lock:
+                loaded = [e for e in self.entries.values() if e.model is not None]
+                memory = sum(e.memory_bytes for e in loaded) + entry.memory_bytes
+                if len(loaded) < self.max_loaded and not (self.max_memory_bytes and memory > self.max_memory_bytes):
+                    return
+                victim = self._least_recently_used(entry)
+                if victim is None:
+                    return
+                loop = self._detach(victim)
+            self._tear_down(victim, loop)
+
+    def _evict_over_bounds(self, keep: Entry | None) -> None:
+        """After a load, or once a busy model is released: evict until within the bounds, never the model just loaded
+        or, by default, the most recently used (with pinned models over the bound, evicting it would only make the
+        next request load it again)."""
+        evicted = False
+        while True:
+            with self._lock:
+                if not self._over_bounds():
+                    break
+                if keep is None:
+                    keep = max((e for e in self.entries.values() if e.model is not None and not e.pinned),
+                               key=lambda e: e.last_used, default=None)
+                victim = self._least_recently_used(keep)
+                if victim is None:
+                    break
+                loop = self._detach(victim)
+            self._tear_down(victim, loop)
+            evicted = True
+        if evicted:
+            self._unloaded()
+
+    def _over_bounds(self) -> bool:  # under the lock
+        loaded = [e for e in self.entries.values() if e.model is not None]
+        memory = sum(e.memory_bytes for e in loaded)
+        return len(loaded) > self.max_loaded or bool(self.max_memory_bytes and memory > self.max_memory_bytes)
+
+    def _least_recently_used(self, keep: Entry | None) -> Entry | None:  # under the lock
+        evictable = [e for e in self.entries.values()
+                     if e.model is not None and not e.pinned and e.inflight == 0 and e is not keep]
+        return min(evictable, key=lambda e: e.last_used, default=None)
+
+    def _detach(self, entry: Entry) -> InferenceLoop:  # under the lock: from now on no request can take it
+        loop = entry.loop
+        entry.model = entry.loop = None
+        return loop
+
+    def _tear_down(self, entry: Entry, loop: InferenceLoop) -> None:
+        loop.stop(timeout=5)  # nothing is queued (no lease): its thread ends at once; the caller returns the memory
+        metrics.MODEL_EVICTIONS.labels(entry.id).inc()
+        metrics.MODEL_LOADED.labels(entry.id).set(0)
+        metrics.MODEL_MEMORY_BYTES.labels(entry.id).set(0)
+        log.info(f"model {entry.id!r} evicted (least recently used)", extra={"fields": {"model": entry.id}})
