@@ -218,3 +218,26 @@ def test_the_predict_page_picks_a_model(server, weights, bus_jpg):
             assert body["images"][0]["results"] == local_summary(weights["pose"], str(bus_jpg))
         finally:
             browser.close()
+
+
+def test_an_on_demand_model_serves_pytorch_at_once_and_its_engine_from_the_next_load(start_server, weights, bus_jpg,
+                                                                                     tmp_path):
+    """An export takes seconds: never on a request's path. The first load serves PyTorch (Ultralytics' own answers)
+    while ONNX is built in the background; after an eviction the model loads with the engine, checked against the .pt."""
+    from test_engines import assert_as_the_pt, wait_for_log
+
+    models = f"detect={weights['detect']},pose={weights['pose']}"
+    engine_server = start_server({"MODEL": str(weights["classify"]), "MODELS": models, "MAX_LOADED_MODELS": "1",
+                                  "ENGINE": "onnx", "MODEL_CACHE_DIR": str(tmp_path), "API_KEYS": KEY})
+    first = platform(engine_server, "detect", bus_jpg)
+    assert first.status_code == 200
+    assert first.json()["images"][0]["results"] == local_summary(weights["detect"], str(bus_jpg)), "PyTorch, exactly"
+    built = wait_for_log(engine_server, "model 'detect': onnx engine built at ")
+    assert built["artefact"].startswith(str(tmp_path / "engines" / "onnx-fp32-"))
+    assert platform(engine_server, "pose", bus_jpg).status_code == 200  # evicts detect (one model at a time)
+    again = platform(engine_server, "detect", bus_jpg)
+    assert again.status_code == 200
+    assert any(m.startswith("model 'detect' loaded (detect, onnx)") for m in
+               (e.get("message", "") for e in engine_server.log_entries()))
+    assert_as_the_pt(again.json()["images"][0]["results"], local_summary(weights["detect"], str(bus_jpg)))
+    assert engine_server.stop() == 0
