@@ -1,13 +1,14 @@
 """`make bench-threads`: how an exported CPU engine should spend the cores, measured on the engine alone.
 
 For ONNX Runtime and OpenVINO (f32), on yolo11n-pose and bus.jpg, each setting of threads per copy × copies that fits
-the cores (threads × copies = cores), and OpenVINO with its CPU pinning on and off:
+the cores (threads × copies = cores), with OpenVINO's CPU pinning and ONNX Runtime's spinning each way:
 
 * P1 = p50 of one predict at a time ÷ p50 of in-process PyTorch `YOLO.predict` (Ultralytics' own threads);
 * P2 = images/s with every copy predicting at once, one Python thread each ÷ in-process PyTorch's sequential images/s.
 
 Rounds are interleaved (every setting measured in each round, the baseline first) and the ratios are the medians over
-the rounds. The server's choice (engines.fit_to_cpu: one copy on every core, unpinned) comes from this table.
+the rounds. The server's choice (engines.fit_to_cpu: one copy on every core, OpenVINO unpinned, ONNX Runtime spinning
+as it does by default) comes from this table.
 """
 
 from __future__ import annotations
@@ -29,12 +30,21 @@ sys.path.insert(0, str(ROOT))
 os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", YOLO_VERBOSE="false")
 
 
-def compile_with(model, path: Path, threads: int, pinning: bool) -> None:
-    """engines.fit_to_cpu with the threads and pinning given (the server's is the row with pinning off)."""
+def compile_with(model, path: Path, threads: int, variant: bool) -> None:
+    """engines.fit_to_cpu with the threads given; `variant` is the runtime's other way of waiting for work: OpenVINO's
+    CPU pinning back on (the server turns it off), ONNX Runtime's spinning off (the server keeps its default)."""
     from function.models import engines
 
     engines.fit_to_cpu(model, path, threads)
-    if model.engine == "openvino" and pinning:
+    if model.engine == "onnx" and variant:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model.yolo.predictor.model.backend.session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"])
+    if model.engine == "openvino" and variant:
         backend = model.yolo.predictor.model.backend
         compile_ = backend.compile_model
         config = {**compile_.keywords["config"], "ENABLE_CPU_PINNING": True}
@@ -68,13 +78,14 @@ def main() -> None:
     settings = {}
     for engine, path in artefacts.items():
         for threads in sorted({cores, 1}, reverse=True):
-            for pinning in ((False, True) if engine == "openvino" else (False,)):
+            for variant in (False, True):
                 copies = []
                 for _ in range(cores // threads):
                     model = load_model(str(path), "cpu", "pose", engine=engine)
-                    compile_with(model, path, threads, pinning)
+                    compile_with(model, path, threads, variant)
                     copies.append(model)
-                name = f"{engine} {threads} thread(s) × {len(copies)}" + (", pinned" if pinning else "")
+                name = f"{engine} {threads} thread(s) × {len(copies)}" + (
+                    (", pinned" if engine == "openvino" else ", no spinning") if variant else "")
                 settings[name] = copies
 
     baseline = YOLO(str(weights))
