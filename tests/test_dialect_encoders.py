@@ -190,7 +190,7 @@ def test_roboflow_errors_are_roboflows():
     assert roboflow_server.error(ModelNotFound("nope")).body == {"message": "nope"}
 
 
-def test_roboflow_server_parse_takes_json_fractions_lists_and_checks_the_model_id():
+def test_roboflow_server_parse_takes_json_fractions_lists_and_names_the_model():
     settings = load_settings({"MODEL": "m.pt", "MODEL_ID": "fall"}).dialects
     body = (b'{"model_id": "fall/3", "api_key": "k", "image": [{"type": "base64", "value": "QUJD"}, '
             b'{"type": "url", "value": "https://example.com/a.jpg"}], "confidence": 0.5, "iou_threshold": 0.4, '
@@ -201,9 +201,9 @@ def test_roboflow_server_parse_takes_json_fractions_lists_and_checks_the_model_i
     assert (params.conf, params.iou, params.class_names, params.max_det) == (0.5, 0.4, ("Fall",), 7)
     assert request.options["many"] and request.options["visualize"]
     assert roboflow_server.api_key(incoming(body=body)) == "k"
-    with pytest.raises(ModelNotFound):
-        roboflow_server.parse(incoming(path="/infer/object_detection", model_task="detect", settings=settings,
-                                       body=b'{"model_id": "other/1", "image": {"type": "base64", "value": "QUJD"}}'))
+    # Which model: the body's project, which the edge resolves (an id not served is its 404: test_dialects, test_models).
+    assert roboflow_server.model_id(incoming(body=body)) == "fall"
+    assert roboflow_server.model_id(incoming(body=b'{"model_id": " other/1 ", "image": []}')) == "other"
     for bad in (b'{"model_id": "fall/1"}', b'[1]', b'not json', b'{"model_id": "fall/1", "image": {"type": "numpy", "value": "x"}}',
                 b'{"model_id": "fall/1", "image": {"type": "base64", "value": "QUJD"}, "confidence": "high"}',
                 b'{"model_id": "fall/1", "image": {"type": "base64", "value": "QUJD"}, "confidence": 4}'):
