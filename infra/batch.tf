@@ -1,0 +1,127 @@
+# ---------------------------------------------------------------------------------------------
+# Bulk inference: a Cloud Run Job per region of var.batch_jobs (modules/job), in the endpoint's image with its
+# weights. Its own identity: it reads the weights and the input buckets and creates objects only under the output
+# prefixes (plus exported engines beside the weights, as the service does); it cannot delete or overwrite anything,
+# which is also what makes each chunk's create-only write the exactly-once guarantee.
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  batch_jobs = { for region, j in var.batch_jobs : region => merge(j, {
+    accelerator = coalesce(j.accelerator, try(var.regions[region].accelerator == "nvidia-l4" ? "nvidia-l4" : "none", "none"))
+    input       = "${trimsuffix(j.input, "/")}/"
+    output      = "${trimsuffix(j.output, "/")}/"
+  }) }
+  batch_flavour = { for region, j in local.batch_jobs : region => local.accelerators[j.accelerator].flavour }
+  # Jobs whose image exists (none before the first build, as for the services).
+  batch_regions       = toset([for region, j in local.batch_jobs : region if lookup(var.images, local.batch_flavour[region], "") != ""])
+  batch_input_buckets = toset([for region, j in local.batch_jobs : regex("^gs://([^/]+)/", j.input)[0]])
+  # Per output bucket, one IAM condition over the output prefixes in it (object names as in the engines' condition).
+  batch_output_conditions = { for bucket in distinct([for region, j in local.batch_jobs : regex("^gs://([^/]+)/", j.output)[0]]) : bucket => join(" || ", [
+    for prefix in sort(distinct([for region, j in local.batch_jobs : regex("^gs://[^/]+/(.*)$", j.output)[0] if regex("^gs://([^/]+)/", j.output)[0] == bucket])) :
+    "resource.name.startsWith(${jsonencode("projects/_/buckets/${bucket}/objects/${prefix}")})"
+  ]) }
+}
+
+resource "google_service_account" "batch" {
+  count = length(var.batch_jobs) > 0 ? 1 : 0
+
+  project      = var.project_id
+  account_id   = "${var.name}-batch"
+  display_name = "YOLO endpoint ${var.name} (batch jobs)"
+  description  = "Identity of the ${var.name} batch jobs: reads the weights and the input buckets, creates objects only under the output prefixes. Nothing else."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_iam_member" "batch_reads_weights" {
+  for_each = length(var.batch_jobs) > 0 && local.weights_in_bucket ? toset([local.release_buckets["candidate"]]) : toset([])
+
+  bucket = each.value
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.batch[0].member
+
+  depends_on = [google_storage_bucket.weights]
+}
+
+resource "google_storage_bucket_iam_member" "batch_writes_engines" {
+  for_each = length(var.batch_jobs) > 0 ? local.engine_upload_conditions : {}
+
+  bucket = each.key
+  role   = "roles/storage.objectCreator"
+  member = google_service_account.batch[0].member
+
+  condition {
+    title       = "exported-engines-only"
+    description = "Create objects only under the weights' .engines/ prefix (exported ONNX/OpenVINO/TensorRT engines)."
+    expression  = each.value
+  }
+
+  depends_on = [google_storage_bucket.weights]
+}
+
+resource "google_storage_bucket_iam_member" "batch_reads_input" {
+  for_each = local.batch_input_buckets
+
+  bucket = each.value
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.batch[0].member
+}
+
+# Reading the output bucket (the plan, the listing of done chunks) needs a bucket-wide list; writing is limited to
+# the output prefixes by the condition.
+resource "google_storage_bucket_iam_member" "batch_reads_output" {
+  for_each = local.batch_output_conditions
+
+  bucket = each.key
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.batch[0].member
+}
+
+resource "google_storage_bucket_iam_member" "batch_writes_output" {
+  for_each = local.batch_output_conditions
+
+  bucket = each.key
+  role   = "roles/storage.objectCreator"
+  member = google_service_account.batch[0].member
+
+  condition {
+    title       = "batch-output-only"
+    description = "Create objects only under the batch jobs' output prefixes."
+    expression  = each.value
+  }
+}
+
+module "batch_job" {
+  source   = "./modules/job"
+  for_each = local.batch_regions
+
+  project_id           = var.project_id
+  region               = each.value
+  name                 = "${var.name}-batch"
+  image                = var.images[local.batch_flavour[each.value]]
+  accelerator          = local.batch_jobs[each.value].accelerator
+  cpu                  = coalesce(local.batch_jobs[each.value].cpu, local.kind_defaults[local.batch_jobs[each.value].accelerator].cpu)
+  memory               = coalesce(local.batch_jobs[each.value].memory, local.kind_defaults[local.batch_jobs[each.value].accelerator].memory)
+  service_account      = google_service_account.batch[0].email
+  model                = local.model
+  input                = local.batch_jobs[each.value].input
+  output               = local.batch_jobs[each.value].output
+  batch_args           = local.batch_jobs[each.value].batch_args
+  task_count           = local.batch_jobs[each.value].task_count
+  parallelism          = local.batch_jobs[each.value].parallelism
+  max_retries          = local.batch_jobs[each.value].max_retries
+  task_timeout_seconds = local.batch_jobs[each.value].task_timeout_seconds
+  # As the region's endpoint when it runs the same accelerator, else that accelerator's defaults.
+  env = {
+    ENGINE         = try(local.settings[each.value].accelerator == local.batch_jobs[each.value].accelerator ? local.settings[each.value].engine : var.engine, var.engine)
+    MAX_BATCH_SIZE = tostring(try(local.settings[each.value].accelerator == local.batch_jobs[each.value].accelerator ? local.settings[each.value].max_batch_size : local.kind_defaults[local.batch_jobs[each.value].accelerator].max_batch_size, local.kind_defaults[local.batch_jobs[each.value].accelerator].max_batch_size))
+  }
+  labels = local.labels
+
+  depends_on = [
+    google_storage_bucket_iam_member.batch_reads_weights,
+    google_storage_bucket_iam_member.batch_reads_input,
+    google_storage_bucket_iam_member.batch_reads_output,
+    google_storage_bucket_iam_member.batch_writes_output,
+  ]
+}
