@@ -23,4 +23,5 @@ module "yolo" {
   canary                        = var.canary
   monitoring                    = var.monitoring
   notification_channels         = var.notification_channels
+  batch_jobs                    = var.batch_jobs
 }
