@@ -46,6 +46,7 @@ test: install infra-deps page-deps image
 
 bench: install
 	$(PY) bench/bench.py
+	$(PY) bench/batch.py
 
 # The serving core under attack (refused gigabytes, slow clients, bursts, huge images): figures, not pass/fail.
 bench-reliability: install
@@ -56,3 +57,6 @@ include infra/infra.mk
 
 # make deploy checks MODEL with the venv's Ultralytics before anything is built.
 deploy: install
+
+# make batch over a local folder runs the venv's python -m function batch.
+batch batch-status: install
