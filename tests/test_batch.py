@@ -367,3 +367,60 @@ def test_too_many_failures_fail_the_task_and_a_retry_fails_the_same(photos, weig
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["errors"] == 2
     assert run_batch(args, {**env, "CLOUD_RUN_TASK_ATTEMPT": "1"}).returncode == 3
     assert run_batch([*args[:-1], "0.7"], env).returncode == 0
+
+
+# -- the parts, without a model ----------------------------------------------------------------------------------
+
+
+def test_objects_are_created_once_whole_in_a_bucket_and_in_a_folder(gcs, tmp_path):
+    from function.batch.writer import GcsOutput, LocalOutput
+
+    for output in (GcsOutput(f"gs://{OUT_BUCKET}/create-once"), LocalOutput(str(tmp_path / "out"))):
+        assert output.create("results/chunk-000000.jsonl", b'{"a":1}\n', {"items": 1}) is True
+        assert output.create("results/chunk-000000.jsonl", b'{"b":2}\n', {"items": 2}) is False  # 412: keep the first
+        assert output.read("results/chunk-000000.jsonl") == b'{"a":1}\n'
+        assert output.list("results/") == {"results/chunk-000000.jsonl": {"items": "1"}}
+        assert output.read("results/chunk-000001.jsonl") is None
+    assert not [p for p in (tmp_path / "out").rglob("*.part")]
+
+
+def test_each_chunk_belongs_to_one_task_whatever_the_count():
+    from function.batch.shares import share
+    from function.settings import TaskShare, load_task_share
+    from function.errors import ConfigError
+
+    for count in (1, 3, 7, 25):
+        shares = [share(21, TaskShare(index, count)) for index in range(count)]
+        assert sorted(chunk for s in shares for chunk in s) == list(range(21))
+    assert load_task_share({}) == TaskShare(0, 1, 0)
+    assert load_task_share({"CLOUD_RUN_TASK_INDEX": "2", "CLOUD_RUN_TASK_COUNT": "3", "CLOUD_RUN_TASK_ATTEMPT": "1"}) \
+        == TaskShare(2, 3, 1)
+    with pytest.raises(ConfigError, match="CLOUD_RUN_TASK_INDEX=3 must be below CLOUD_RUN_TASK_COUNT=3"):
+        load_task_share({"CLOUD_RUN_TASK_INDEX": "3", "CLOUD_RUN_TASK_COUNT": "3"})
+
+
+def test_the_plan_is_written_once_and_pins_what_was_listed(tmp_path):
+    from function.batch.plan import load_or_make, run_id
+    from function.batch.reader import LocalInput
+    from function.batch.writer import LocalOutput
+    from function.errors import BadParameter
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("b.jpg", "a.jpg", "c.png"):
+        (folder / name).write_bytes(name.encode())
+    source, output = LocalInput(str(folder)), LocalOutput(str(tmp_path / "out"))
+    run = run_id(source.uri, "*.jpg", "sha", {"conf": 0.25})
+    plan, made = load_or_make(output, source, "*.jpg", run, {"conf": 0.25}, 1)
+    assert made and [item.name for item in plan.items] == ["a.jpg", "b.jpg"] and plan.chunks == 2
+    (folder / "0.jpg").write_bytes(b"late")  # listed after the plan: not part of this run
+    again, made = load_or_make(output, source, "*.jpg", run, {"conf": 0.25}, 5)
+    assert not made and again == plan
+    other = run_id(source.uri, "*.jpg", "sha", {"conf": 0.3})
+    with pytest.raises(BadParameter, match=f"holds run {run}"):
+        load_or_make(output, source, "*.jpg", other, {"conf": 0.3}, 1)
+    with pytest.raises(BadParameter, match="holds no object matching --glob"):
+        load_or_make(LocalOutput(str(tmp_path / "out2")), source, "*.gif", run, {}, 1)
+    (folder / "a.jpg").write_bytes(b"replaced")
+    with pytest.raises(Exception, match="changed since the run was planned"):
+        source.read(plan.items[0])

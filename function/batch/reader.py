@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadImage, NotFound
+from ..errors import BadImage, BadParameter, NotFound
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,16 @@ class GcsInput:
             return self._client
 
     def list(self, glob: str | None) -> list[Item]:
+        from google.api_core import exceptions as gexc
+
         items = []
-        for blob in self.client().list_blobs(self.bucket_name, prefix=self.prefix):
-            name = blob.name[len(self.prefix):]
-            if name and not name.endswith("/") and matches(name, glob):
-                items.append(Item(name, f"gs://{self.bucket_name}/{blob.name}", int(blob.generation), int(blob.size)))
+        try:
+            for blob in self.client().list_blobs(self.bucket_name, prefix=self.prefix):
+                name = blob.name[len(self.prefix):]
+                if name and not name.endswith("/") and matches(name, glob):
+                    items.append(Item(name, f"gs://{self.bucket_name}/{blob.name}", int(blob.generation), int(blob.size)))
+        except gexc.NotFound:
+            raise BadParameter(f"--input {self.uri}: no bucket {self.bucket_name!r}") from None
         return sorted(items, key=lambda item: item.name)  # GCS lists in this order already
 
     def read(self, item: Item) -> bytes:
@@ -81,7 +86,7 @@ class LocalInput:
 
     def list(self, glob: str | None) -> list[Item]:
         if not self.root.is_dir():
-            raise FileNotFoundError(f"--input {self.root} is not a folder")
+            raise BadParameter(f"--input {self.root} is not a folder")
         items = []
         for path in self.root.rglob("*"):
             name = path.relative_to(self.root).as_posix()

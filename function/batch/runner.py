@@ -22,7 +22,7 @@ from ..core.requests import PredictRequest
 from ..core.service import Service
 from ..core.video import looks_like_a_video
 from ..dialects import platform
-from ..errors import Overloaded, ModelNotReady, ServiceError, TooLarge, WeightsError
+from ..errors import ModelNotReady, Overloaded, ServiceError, TooLarge, WeightsError
 from ..logs import log
 from ..models.params import PredictParams
 from ..settings import Settings, TaskShare
@@ -31,7 +31,7 @@ from .reader import Item, open_input
 from .shares import done_chunks, errors_name, results_name, share
 from .writer import open_output
 
-READ_THREADS = 16  # reads wait on the network, not on our CPU
+IO_THREADS = 16  # reads and writes wait on the network, not on our CPU
 SUMMARY = "summary.json"
 EXIT_FAILURE_RATE = 3
 
@@ -57,7 +57,7 @@ class Runner:
         self.job, self.task, self.progress_bar = job, task, progress_bar
         self.source, self.output = open_input(job.input), open_output(job.output)
         self.service = Service(self.settings)
-        self.read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="read")
+        self.io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io")
 
     # -- start-up -------------------------------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ class Runner:
             lines, errors = await self._infer(items, blobs, params)
             seconds = time.monotonic() - t0
             written = await asyncio.get_running_loop().run_in_executor(
-                self.read_pool, self._write, chunk, len(items), lines, errors, seconds)
+                self.io_pool, self._write, chunk, len(items), lines, errors, seconds)
             processed += len(items)
             self._progress(chunk, items, lines, errors, seconds, written, position + 1, len(todo),
                            processed / max(time.monotonic() - started, 1e-9))
@@ -124,7 +124,7 @@ class Runner:
 
     def _read(self, items: tuple[Item, ...]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
-        return asyncio.ensure_future(asyncio.gather(*(loop.run_in_executor(self.read_pool, self._read_one, item)
+        return asyncio.ensure_future(asyncio.gather(*(loop.run_in_executor(self.io_pool, self._read_one, item)
                                                       for item in items)))
 
     def _read_one(self, item: Item) -> bytes | ServiceError:
