@@ -1281,6 +1281,9 @@ def test_the_job_module_runs_the_batch_command_in_the_endpoints_image():
         ("${var.max_retries}", "${var.task_timeout_seconds}s", "${var.service_account}")
     container = block(task, "containers")
     assert container["image"] == "${var.image}"
+    # The Dockerfile's CMD is `python -m function` (the server); Cloud Run's args alone would replace all of it.
+    assert container["command"] == ["python", "-m", "function"]
+    assert 'CMD ["python", "-m", "function"]' in (ROOT / "Dockerfile").read_text()
     assert container["args"] == '${concat(["batch", "--input", var.input, "--output", var.output], var.batch_args)}'
     text = (INFRA / "modules" / "job" / "main.tf").read_text()
     assert '{ "nvidia.com/gpu" = "1" }' in text and "accelerator = node_selector.value" in text

@@ -98,8 +98,8 @@ tf_init
 tf_apply "$WORK/deploy.tfvars.json"
 push_tfvars
 
-# An execution's --args replace the container's arguments: the whole command line, with gcloud's
-# alternate delimiter when an argument holds a comma (--classes person,car).
+# An execution's --args replace the container's arguments (its command, python -m function, stays): the whole
+# batch command line, with gcloud's alternate delimiter when an argument holds a comma (--classes person,car).
 ARGS=(batch --input "$INPUT" --output "$OUTPUT" ${BATCH_ARGS[@]+"${BATCH_ARGS[@]}"})
 delimiter=","
 for arg in "${ARGS[@]}"; do [[ $arg != *,* ]] || delimiter="|"; done

@@ -25,7 +25,10 @@ resource "google_cloud_run_v2_job" "batch" {
 
       containers {
         image = var.image
-        args  = concat(["batch", "--input", var.input, "--output", var.output], var.batch_args)
+        # The image's CMD (the server) is replaced by the entry point and its batch command; an execution's --args
+        # replace only the arguments.
+        command = ["python", "-m", "function"]
+        args    = concat(["batch", "--input", var.input, "--output", var.output], var.batch_args)
 
         resources {
           limits = merge({ cpu = var.cpu, memory = var.memory }, var.accelerator == "none" ? {} : { "nvidia.com/gpu" = "1" })
