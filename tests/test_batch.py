@@ -424,3 +424,16 @@ def test_the_plan_is_written_once_and_pins_what_was_listed(tmp_path):
     (folder / "a.jpg").write_bytes(b"replaced")
     with pytest.raises(Exception, match="changed since the run was planned"):
         source.read(plan.items[0])
+
+
+def test_a_chunk_of_videos_takes_them_in_turn(photos, weights, tmp_path_factory, tmp_path):
+    """More videos in one chunk than the model's queue has room for at once: each is answered, none fails the task."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"clip-{i}.mp4").write_bytes((photos / "clip.mp4").read_bytes())
+    env = batch_env(weights, tmp_path_factory, MAX_QUEUE="1")
+    done = run_batch(["--input", str(folder), "--output", str(tmp_path / "out"), "--chunk-size", "6", "--imgsz", "64"], env)
+    assert done.returncode == 0, done.stdout[-2000:]
+    lines = read_lines((tmp_path / "out" / "results" / "chunk-000000.jsonl").read_text())
+    assert Counter(Path(line["source"]["uri"]).name for line in lines) == {f"clip-{i}.mp4": VIDEO_FRAMES for i in range(6)}

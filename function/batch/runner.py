@@ -58,6 +58,7 @@ class Runner:
         self.source, self.output = open_input(job.input), open_output(job.output)
         self.service = Service(self.settings)
         self.io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io")
+        self.one_video = None  # an asyncio.Semaphore(1), made on the loop: a chunk's videos take turns
 
     # -- start-up -------------------------------------------------------------------------------------------------
 
@@ -91,6 +92,9 @@ class Runner:
 
     async def run(self, params: PredictParams) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
+        # A video holds a whole model batch of admission while its frames stream through the model; the images of a
+        # chunk each hold one. One video at a time keeps a chunk within the room made for it above.
+        self.one_video = asyncio.Semaphore(1)
         plan = self.plan(params)
         mine = share(plan.chunks, self.task)
         done = done_chunks(self.output)
@@ -152,7 +156,11 @@ class Runner:
         else:
             request = PredictRequest(images=(data,), params=params)
         try:
-            images = await self.service.predict(request, time.monotonic(), _platform_images)
+            if request.video is None:
+                images = await self.service.predict(request, time.monotonic(), _platform_images)
+            else:
+                async with self.one_video:
+                    images = await self.service.predict(request, time.monotonic(), _platform_images)
         except (Overloaded, ModelNotReady):
             raise  # the model's side, not the item's: the task fails and is retried
         except ServiceError as exc:
