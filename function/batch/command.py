@@ -8,7 +8,7 @@ import asyncio
 import json
 import sys
 
-from ..dialects.params import NUMBERS, parse_params
+from ..dialects.params import NUMBERS, parse_number, parse_params
 from ..errors import BadParameter, ConfigError, WeightsError
 from ..logs import log, setup_logging
 from ..settings import load_settings, load_task_share
@@ -17,9 +17,8 @@ from .shares import done_chunks
 
 DEFAULT_CHUNK_SIZE = 100
 DEFAULT_MAX_FAILURE_RATE = 0.1
-# /predict's fields, by their command-line names.
-PARAMS = {"conf": "conf", "iou": "iou", "imgsz": "imgsz", "max_det": "max_det", "decimals": "decimals",
-          "classes": "classes", "normalize": "normalize"}
+# /predict's model fields; the option of each is its name with '-' for '_' (--max-det).
+MODEL_FIELDS = ("conf", "iou", "imgsz", "max_det", "decimals", "classes", "normalize")
 
 EXIT_BAD_ARGUMENTS = 2
 EXIT_WEIGHTS = 4
@@ -28,19 +27,23 @@ EXIT_WEIGHTS = 4
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m function batch",
-        description="Run the model (MODEL, as for the server) over every object under --input and write JSONL results "
-                    "under --output, exactly once; inside a Cloud Run Job each task takes its share "
+        description="Run the model (MODEL, as for the server) over every object under --input and write JSONL "
+                    "results under --output, exactly once; inside a Cloud Run Job each task takes its share "
                     "(CLOUD_RUN_TASK_INDEX/COUNT). `python -m function batch status --output …` shows progress.")
     p.add_argument("--input", required=True, help="gs://BUCKET/PREFIX or a local folder")
-    p.add_argument("--output", required=True, help="gs://BUCKET/PREFIX or a local folder: one run's plan, results, errors")
+    p.add_argument("--output", required=True,
+                   help="gs://BUCKET/PREFIX or a local folder: one run's plan, results, errors")
     p.add_argument("--glob", help="only names matching this pattern, e.g. '*.jpg' (fnmatch, on the name under --input)")
-    p.add_argument("--chunk-size", default=str(DEFAULT_CHUNK_SIZE), help=f"items per chunk (default {DEFAULT_CHUNK_SIZE})")
+    p.add_argument("--chunk-size", default=str(DEFAULT_CHUNK_SIZE),
+                   help=f"items per chunk (default {DEFAULT_CHUNK_SIZE})")
     p.add_argument("--max-failure-rate", default=str(DEFAULT_MAX_FAILURE_RATE),
-                   help=f"fail the task when more of its items than this fraction are errors (default {DEFAULT_MAX_FAILURE_RATE})")
+                   help="fail the task when more of its items than this fraction are errors "
+                        f"(default {DEFAULT_MAX_FAILURE_RATE})")
     for name in ("conf", "iou", "imgsz", "max_det", "decimals", "vid_stride"):
         number = NUMBERS[name]
+        meaning = number.description.split(" (")[0]
         p.add_argument(f"--{name.replace('_', '-')}", dest=name,
-                       help=f"{number.description.split(' (')[0]} ({number.low:g}-{number.high:g}, default {number.default})")
+                       help=f"{meaning} ({number.low:g}-{number.high:g}, default {number.default})")
     p.add_argument("--classes", help="comma-separated class names or ids to keep")
     p.add_argument("--normalize", help="true: box coordinates as fractions of the image")
     return p
@@ -49,11 +52,9 @@ def parser() -> argparse.ArgumentParser:
 def make_job(args: argparse.Namespace):
     from .runner import Job
 
-    given = [(name, getattr(args, name)) for name in PARAMS if getattr(args, name) is not None]
+    given = [(name, getattr(args, name)) for name in MODEL_FIELDS if getattr(args, name) is not None]
     params = parse_params(given)
     vid_stride = NUMBERS["vid_stride"].parse("vid_stride", args.vid_stride) if args.vid_stride else 1
-    from ..dialects.params import parse_number
-
     chunk_size = parse_number("chunk-size", args.chunk_size, int, 1, 100_000)
     max_failure_rate = parse_number("max-failure-rate", args.max_failure_rate, float, 0.0, 1.0)
     for flag in ("input", "output"):

@@ -63,7 +63,8 @@ class GcsInput:
             for blob in self.client().list_blobs(self.bucket_name, prefix=self.prefix):
                 name = blob.name[len(self.prefix):]
                 if name and not name.endswith("/") and matches(name, glob):
-                    items.append(Item(name, f"gs://{self.bucket_name}/{blob.name}", int(blob.generation), int(blob.size)))
+                    uri = f"gs://{self.bucket_name}/{blob.name}"
+                    items.append(Item(name, uri, int(blob.generation), int(blob.size)))
         except gexc.NotFound:
             raise BadParameter(f"--input {self.uri}: no bucket {self.bucket_name!r}") from None
         return sorted(items, key=lambda item: item.name)  # GCS lists in this order already

@@ -31,7 +31,7 @@ from .reader import Item, open_input
 from .shares import done_chunks, errors_name, results_name, share
 from .writer import open_output
 
-IO_THREADS = 16  # reads and writes wait on the network, not on our CPU
+READ_THREADS = 16  # reads wait on the network, not on our CPU
 SUMMARY = "summary.json"
 EXIT_FAILURE_RATE = 3
 
@@ -57,7 +57,9 @@ class Runner:
         self.job, self.task, self.progress_bar = job, task, progress_bar
         self.source, self.output = open_input(job.input), open_output(job.output)
         self.service = Service(self.settings)
-        self.io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io")
+        self.read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="read")
+        # Its own thread: a chunk's write never queues behind the next chunk's reads.
+        self.write_pool = ThreadPoolExecutor(1, thread_name_prefix="write")
         self.one_video = None  # an asyncio.Semaphore(1), made on the loop: a chunk's videos take turns
 
     # -- start-up -------------------------------------------------------------------------------------------------
@@ -84,8 +86,10 @@ class Runner:
         plan, made = plans.load_or_make(self.output, self.source, self.job.glob, run, decided, self.job.chunk_size)
         if plan.chunk_size != self.job.chunk_size:
             log.info(f"the run's plan has chunks of {plan.chunk_size}; --chunk-size {self.job.chunk_size} is ignored")
-        log.info(f"run {plan.run}: {len(plan.items)} items in {plan.chunks} chunks ({'planned now' if made else 'planned before'})",
-                 extra={"fields": {"run": plan.run, "items": len(plan.items), "chunks": plan.chunks, "planned_now": made}})
+        when = "planned now" if made else "planned before"
+        log.info(f"run {plan.run}: {len(plan.items)} items in {plan.chunks} chunks ({when})",
+                 extra={"fields": {"run": plan.run, "items": len(plan.items), "chunks": plan.chunks,
+                                   "planned_now": made}})
         return plan
 
     # -- the loop -------------------------------------------------------------------------------------------------
@@ -100,7 +104,8 @@ class Runner:
         done = done_chunks(self.output)
         todo = [chunk for chunk in mine if chunk not in done]
         log.info(f"task {self.task.index}/{self.task.count} (attempt {self.task.attempt}): {len(mine)} chunks, "
-                 f"{len(todo)} to do", extra={"fields": {"task": self.task.index, "share": len(mine), "todo": len(todo)}})
+                 f"{len(todo)} to do",
+                 extra={"fields": {"task": self.task.index, "share": len(mine), "todo": len(todo)}})
         started, processed = time.monotonic(), 0
         reading = self._read(plan.chunk(todo[0])) if todo else None
         for position, chunk in enumerate(todo):
@@ -112,7 +117,7 @@ class Runner:
             lines, errors = await self._infer(items, blobs, params)
             seconds = time.monotonic() - t0
             written = await asyncio.get_running_loop().run_in_executor(
-                self.io_pool, self._write, chunk, len(items), lines, errors, seconds)
+                self.write_pool, self._write, chunk, len(items), lines, errors, seconds)
             processed += len(items)
             self._progress(chunk, items, lines, errors, seconds, written, position + 1, len(todo),
                            processed / max(time.monotonic() - started, 1e-9))
@@ -128,7 +133,7 @@ class Runner:
 
     def _read(self, items: tuple[Item, ...]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
-        return asyncio.ensure_future(asyncio.gather(*(loop.run_in_executor(self.io_pool, self._read_one, item)
+        return asyncio.ensure_future(asyncio.gather(*(loop.run_in_executor(self.read_pool, self._read_one, item)
                                                       for item in items)))
 
     def _read_one(self, item: Item) -> bytes | ServiceError:
