@@ -8,7 +8,7 @@ resource "google_cloud_run_v2_job" "batch" {
   name                = var.name
   deletion_protection = var.deletion_protection
   labels              = var.labels
-  # GPU jobs are still a beta surface of the Admin API.
+  # GPUs in jobs came as a preview: BETA lets the Admin API accept them whatever stage they are at now.
   launch_stage = var.accelerator == "none" ? null : "BETA"
 
   template {
