@@ -437,3 +437,26 @@ def test_a_chunk_of_videos_takes_them_in_turn(photos, weights, tmp_path_factory,
     assert done.returncode == 0, done.stdout[-2000:]
     lines = read_lines((tmp_path / "out" / "results" / "chunk-000000.jsonl").read_text())
     assert Counter(Path(line["source"]["uri"]).name for line in lines) == {f"clip-{i}.mp4": VIDEO_FRAMES for i in range(6)}
+
+
+def test_errors_an_earlier_attempt_wrote_are_the_chunks_errors(photos, weights, tmp_path_factory, tmp_path):
+    """An attempt died between a chunk's errors object and its results object; the retry finds the errors already
+    written: what they name is not written again as a result, so each input still appears once."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = files(photos)[:3]
+    for name in names:
+        (folder / Path(name).name).write_bytes((photos / name).read_bytes())
+    out = tmp_path / "out"
+    first = sorted(folder.iterdir())[0]
+    earlier = {"source": {"uri": str(first), "generation": first.stat().st_mtime_ns}, "stage": "infer",
+               "error": {"code": 500, "status": "Internal Server Error", "message": "inference failed: RuntimeError"}}
+    (out / "errors").mkdir(parents=True)
+    (out / "errors" / "chunk-000000.jsonl").write_text(json.dumps(earlier) + "\n")
+    done = run_batch(["--input", str(folder), "--output", str(out), "--imgsz", "64", "--max-failure-rate", "1"],
+                     batch_env(weights, tmp_path_factory))
+    assert done.returncode == 0, done.stdout[-2000:]
+    results = read_lines((out / "results" / "chunk-000000.jsonl").read_text())
+    assert sorted(line["source"]["uri"] for line in results) == [str(p) for p in sorted(folder.iterdir())[1:]]
+    assert read_lines((out / "errors" / "chunk-000000.jsonl").read_text()) == [earlier]
+    assert json.loads((out / "summary.json").read_text())["errors"] == 1

@@ -32,6 +32,9 @@ from .shares import done_chunks, errors_name, results_name, share
 from .writer import open_output
 
 READ_THREADS = 16  # reads wait on the network, not on our CPU
+# The next chunk is read ahead while this one is inferred, unless its objects add up to more than this (large videos):
+# then it is read when its turn comes, so a task holds one such chunk, not two.
+PREFETCH_BYTES = 1 << 30
 SUMMARY = "summary.json"
 EXIT_FAILURE_RATE = 3
 
@@ -107,12 +110,13 @@ class Runner:
                  f"{len(todo)} to do",
                  extra={"fields": {"task": self.task.index, "share": len(mine), "todo": len(todo)}})
         started, processed = time.monotonic(), 0
-        reading = self._read(plan.chunk(todo[0])) if todo else None
+        reading = None
         for position, chunk in enumerate(todo):
             items = plan.chunk(chunk)
-            blobs = await reading
+            blobs = await (reading or self._read(items))
+            following = plan.chunk(todo[position + 1]) if position + 1 < len(todo) else ()
             # The next chunk is read while this one is inferred.
-            reading = self._read(plan.chunk(todo[position + 1])) if position + 1 < len(todo) else None
+            reading = self._read(following) if following and _bytes(following) <= PREFETCH_BYTES else None
             t0 = time.monotonic()
             lines, errors = await self._infer(items, blobs, params)
             seconds = time.monotonic() - t0
@@ -177,12 +181,28 @@ class Runner:
 
     def _write(self, chunk: int, items: int, lines: list[dict], errors: list[dict], seconds: float) -> bool:
         """Errors first, then the results, whose existence marks the chunk done: a task killed between the two
-        leaves the chunk to do again, and the errors object (the same lines) is then found already there."""
-        if errors:
-            self.output.create(errors_name(chunk), jsonl(errors))
+        leaves the chunk to do again, and its errors object is then found already there."""
+        name = errors_name(chunk)
+        if not (errors and self.output.create(name, jsonl(errors))):
+            earlier = self.output.read(name)
+            if earlier is not None:
+                lines, errors = self._reconcile(chunk, lines, errors, read_jsonl(earlier))
         counts = {"items": items, "frames": len(lines), "errors": len(errors), "seconds": round(seconds, 3),
                   "task": self.task.index, "attempt": self.task.attempt, "written": round(time.time(), 3)}
         return self.output.create(results_name(chunk), jsonl(lines), counts)
+
+    def _reconcile(self, chunk: int, lines: list[dict], errors: list[dict], earlier: list[dict]):
+        """An earlier attempt wrote this chunk's errors and died before its results: those lines are the chunk's
+        errors, so an input they name gets no result line now. An input that failed only now (deleted since) has
+        no line at all: said in the log, since no object of this chunk can take it any more."""
+        failed = {_key(line["source"]) for line in earlier}
+        kept = [line for line in lines if _key(line["source"]) not in failed]
+        lost = [line["source"]["uri"] for line in errors if _key(line["source"]) not in failed]
+        if lost:
+            log.warning(f"chunk {chunk}: {len(lost)} inputs failed in this attempt but not in the one that wrote "
+                        f"{errors_name(chunk)}; they have no line: {', '.join(lost[:5])}",
+                        extra={"fields": {"chunk": chunk, "lost": lost}})
+        return kept, earlier
 
     def _progress(self, chunk, items, lines, errors, seconds, written, position, total, items_per_s) -> None:
         rate = len(lines) / max(seconds, 1e-9)
@@ -235,6 +255,18 @@ def error_line(item: Item, stage: str, error: ServiceError) -> dict:
 def _platform_images(request: PredictRequest, prediction) -> list[dict]:
     """The `images` of the Platform's /predict answer (its `metadata` is per request, not per item)."""
     return platform.encode(request, prediction).body["images"]
+
+
+def _bytes(items) -> int:
+    return sum(item.size for item in items)
+
+
+def _key(source: dict) -> tuple:
+    return source["uri"], source["generation"]
+
+
+def read_jsonl(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
 def jsonl(lines: list[dict]) -> bytes:
