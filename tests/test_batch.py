@@ -460,3 +460,23 @@ def test_errors_an_earlier_attempt_wrote_are_the_chunks_errors(photos, weights, 
     assert sorted(line["source"]["uri"] for line in results) == [str(p) for p in sorted(folder.iterdir())[1:]]
     assert read_lines((out / "errors" / "chunk-000000.jsonl").read_text()) == [earlier]
     assert json.loads((out / "summary.json").read_text())["errors"] == 1
+
+
+def test_two_attempts_at_the_same_share_write_each_chunk_once(gcs, photos, weights, tmp_path_factory, tmp_path):
+    """Two processes with the same task index at once (a retry racing an attempt Cloud Run thought lost): every chunk
+    is written by exactly one of them; the other's upload gets 412 and is skipped."""
+    args = ["--input", f"gs://{IN_BUCKET}/shoot", "--glob", "a/*", "--output", f"gs://{OUT_BUCKET}/race",
+            "--chunk-size", "5", *params_args(PARAMS)]
+    env = batch_env(weights, tmp_path_factory)
+    procs = [start(args, env, (0, 1), tmp_path / f"attempt-{i}.log") for i in range(2)]
+    assert [proc.wait(300) for proc in procs] == [0, 0]
+    logs = [json_lines((tmp_path / f"attempt-{i}.log").read_text()) for i in range(2)]
+    written = [chunk for log in logs for chunk in chunks_written(log)]
+    chunks = -(-(IMAGES // 2) // 5)
+    assert sorted(written) == list(range(chunks)), "each chunk written by exactly one attempt"
+    skipped = [entry["chunk"] for log in logs for entry in log if "chunk" in entry and entry.get("written") is False]
+    assert sorted(written + skipped) == sorted(chunk for log in logs for chunk in
+                                               [entry["chunk"] for entry in log if "chunk" in entry])
+    lines = [json.loads(line) for blob in gcs.client.list_blobs(OUT_BUCKET, prefix="race/results/")
+             for line in blob.download_as_text().splitlines()]
+    assert len(lines) == len({line["source"]["uri"] for line in lines}) == IMAGES // 2
