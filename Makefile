@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/bench.py
 	$(PY) bench/tasks.py
 	$(PY) bench/models.py
+	$(PY) bench/batch.py
 
 # How an exported CPU engine should spend the cores (threads × copies, OpenVINO's pinning): the engine alone.
 bench-threads: install
@@ -62,3 +63,6 @@ include infra/infra.mk
 
 # make deploy checks MODEL with the venv's Ultralytics before anything is built.
 deploy: install
+
+# make batch over a local folder runs the venv's python -m function batch.
+batch batch-status: install

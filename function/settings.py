@@ -310,3 +310,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "or ALLOW_UNAUTHENTICATED=true to serve without them"
         )
     return settings
+
+
+@dataclass(frozen=True)
+class TaskShare:
+    """Which task of a Cloud Run Job execution this process is (`python -m function batch`): outside a job, the only
+    one. Cloud Run sets CLOUD_RUN_TASK_INDEX (0-based), CLOUD_RUN_TASK_COUNT and CLOUD_RUN_TASK_ATTEMPT."""
+
+    index: int = 0
+    count: int = 1
+    attempt: int = 0
+
+
+def load_task_share(env: Mapping[str, str] | None = None) -> TaskShare:
+    env = os.environ if env is None else env
+    count = _int(env, "CLOUD_RUN_TASK_COUNT", 1, 1, 10_000)
+    index = _int(env, "CLOUD_RUN_TASK_INDEX", 0, 0, 9_999)
+    if index >= count:
+        raise ConfigError(f"CLOUD_RUN_TASK_INDEX={index} must be below CLOUD_RUN_TASK_COUNT={count}")
+    return TaskShare(index, count, _int(env, "CLOUD_RUN_TASK_ATTEMPT", 0, 0, 1_000))

@@ -10,6 +10,8 @@
 #   make stop   PROJECT=my-project REGION=europe-west4
 #   make start  PROJECT=my-project REGION=europe-west4
 #   make status PROJECT=my-project
+#   make batch  PROJECT=my-project INPUT=gs://photos/2026 OUTPUT=gs://results/2026 TASKS=20 REGION=us-central1 [ACCELERATOR=nvidia-l4 PARALLELISM=4 ARGS="--imgsz 640"]
+#   make batch  INPUT=./photos OUTPUT=./out      (runs here, no cloud; make batch-status OUTPUT=... shows progress)
 #   add DRY_RUN=1 to print the exact commands instead of running them.
 
 VENV ?= .venv
@@ -43,7 +45,14 @@ PROJECT_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(
 REGION_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--region,$(REGION)) $(call _opt,--name,$(NAME)) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
 
-.PHONY: deploy promote rollback start stop status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test infra-validate
+# make batch: a gs:// INPUT runs as a Cloud Run Job execution (batch.sh), anything else here.
+BATCH_FLAGS = $(call _opt,--input,$(INPUT)) $(call _opt,--output,$(OUTPUT)) $(call _opt,--region,$(REGION)) \
+	$(call _opt,--tasks,$(TASKS)) $(call _opt,--parallelism,$(PARALLELISM)) $(call _opt,--accelerator,$(ACCELERATOR)) \
+	$(call _opt,--project,$(PROJECT)) $(call _opt,--name,$(NAME)) $(if $(filter 1 yes true,$(DRY_RUN)),--dry-run) \
+	$(if $(strip $(ARGS)),-- $(ARGS))
+BATCH_HERE = MODEL="$${MODEL:-$(DEFAULT_MODEL)}" $(PY) -m function batch --input "$(INPUT)" --output "$(OUTPUT)" $(ARGS)
+
+.PHONY: deploy promote rollback start stop status batch batch-status infra-deps infra-check infra-fmt infra-fmt-fix infra-lint infra-test infra-validate
 
 # deploy.sh loads MODEL with Ultralytics before anything is built (it refuses weights that cannot
 # serve), with the project's virtualenv: `make install` first.
@@ -64,6 +73,13 @@ stop: ## Stop a region: no instance, nothing billed for it (PROJECT, REGION)
 
 status: ## Show each region: running (kind, URL, revision, model, /readyz) or stopped, and the dashboard (PROJECT)
 	$(INFRA_SCRIPTS)/status.sh $(PROJECT_FLAGS)
+
+batch: ## Bulk inference, exactly once: INPUT=gs://... OUTPUT=gs://... TASKS=N REGION=... as a Cloud Run Job (waits), or INPUT=./folder OUTPUT=./out here (DRY_RUN=1 to print)
+	$(if $(strip $(INPUT)),,$(error make batch needs INPUT=gs://BUCKET/PREFIX or a folder, and OUTPUT=))
+	$(if $(filter gs://%,$(INPUT)),$(INFRA_SCRIPTS)/batch.sh $(BATCH_FLAGS),$(if $(filter 1 yes true,$(DRY_RUN)),echo )$(BATCH_HERE))
+
+batch-status: ## How far the batch run in OUTPUT is (chunks and items done of the total)
+	$(PY) -m function batch status --output "$(OUTPUT)"
 
 # System tools the infra tests need: shellcheck (Debian) and checkov in its own virtualenv,
 # because checkov's bc-python-hcl2 installs the same `hcl2` module as python-hcl2 (used by the

@@ -186,3 +186,21 @@ locals {
     local.load_balancer ? ["compute.googleapis.com"] : [],
   )
 }
+
+locals {
+  # Batch jobs (batch.tf): each region's job with its accelerator resolved and its prefixes ending in "/".
+  batch_jobs = { for region, j in var.batch_jobs : region => merge(j, {
+    accelerator = coalesce(j.accelerator, try(var.regions[region].accelerator == "nvidia-l4" ? "nvidia-l4" : "none", "none"))
+    input       = "${trimsuffix(j.input, "/")}/"
+    output      = "${trimsuffix(j.output, "/")}/"
+  }) }
+  batch_flavour = { for region, j in local.batch_jobs : region => local.accelerators[j.accelerator].flavour }
+  # Jobs whose image exists (none before the first build, as for the services).
+  batch_regions       = toset([for region, j in local.batch_jobs : region if lookup(var.images, local.batch_flavour[region], "") != ""])
+  batch_input_buckets = toset([for region, j in local.batch_jobs : regex("^gs://([^/]+)/", j.input)[0]])
+  # Per output bucket, one IAM condition over the output prefixes in it (object names as in the engines' condition).
+  batch_output_conditions = { for bucket in distinct([for region, j in local.batch_jobs : regex("^gs://([^/]+)/", j.output)[0]]) : bucket => join(" || ", [
+    for prefix in sort(distinct([for region, j in local.batch_jobs : regex("^gs://[^/]+/(.*)$", j.output)[0] if regex("^gs://([^/]+)/", j.output)[0] == bucket])) :
+    "resource.name.startsWith(${jsonencode("projects/_/buckets/${bucket}/objects/${prefix}")})"
+  ]) }
+}

@@ -279,3 +279,40 @@ module "endpoint" {
     google_project_iam_member.runtime_writes_metrics,
   ]
 }
+
+# Bulk inference: a Cloud Run Job per region of var.batch_jobs, in the endpoint's image with its weights; its
+# identity and grants are in batch.tf.
+module "batch_job" {
+  source   = "./modules/job"
+  for_each = local.batch_regions
+
+  project_id           = var.project_id
+  region               = each.value
+  name                 = "${var.name}-batch"
+  image                = var.images[local.batch_flavour[each.value]]
+  accelerator          = local.batch_jobs[each.value].accelerator
+  cpu                  = coalesce(local.batch_jobs[each.value].cpu, local.kind_defaults[local.batch_jobs[each.value].accelerator].cpu)
+  memory               = coalesce(local.batch_jobs[each.value].memory, local.kind_defaults[local.batch_jobs[each.value].accelerator].memory)
+  service_account      = google_service_account.batch[0].email
+  model                = local.model
+  input                = local.batch_jobs[each.value].input
+  output               = local.batch_jobs[each.value].output
+  batch_args           = local.batch_jobs[each.value].batch_args
+  task_count           = local.batch_jobs[each.value].task_count
+  parallelism          = local.batch_jobs[each.value].parallelism
+  max_retries          = local.batch_jobs[each.value].max_retries
+  task_timeout_seconds = local.batch_jobs[each.value].task_timeout_seconds
+  # As the region's endpoint when it runs the same accelerator, else that accelerator's defaults.
+  env = {
+    ENGINE         = try(local.settings[each.value].accelerator == local.batch_jobs[each.value].accelerator ? local.settings[each.value].engine : var.engine, var.engine)
+    MAX_BATCH_SIZE = tostring(try(local.settings[each.value].accelerator == local.batch_jobs[each.value].accelerator ? local.settings[each.value].max_batch_size : local.kind_defaults[local.batch_jobs[each.value].accelerator].max_batch_size, local.kind_defaults[local.batch_jobs[each.value].accelerator].max_batch_size))
+  }
+  labels = local.labels
+
+  depends_on = [
+    google_storage_bucket_iam_member.batch_reads_weights,
+    google_storage_bucket_iam_member.batch_reads_input,
+    google_storage_bucket_iam_member.batch_reads_output,
+    google_storage_bucket_iam_member.batch_writes_output,
+  ]
+}

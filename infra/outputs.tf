@@ -99,3 +99,13 @@ output "api_keys_secret" {
   description = "Secret Manager secret ID holding the API keys (one per line). Read a key with: gcloud secrets versions access latest --secret=ID --project=PROJECT. The key itself is never a Terraform value."
   value       = google_secret_manager_secret.api_keys.secret_id
 }
+
+output "batch_jobs" {
+  description = "The batch job of each region that has one: {region = job name}; run it with make batch (docs/batch.md)."
+  value       = { for region, job in module.batch_job : region => job.name }
+}
+
+output "batch_service_account" {
+  description = "Email of the batch jobs' identity (empty without batch_jobs): grant it objectViewer on input buckets the module does not know of."
+  value       = length(google_service_account.batch) > 0 ? google_service_account.batch[0].email : ""
+}

@@ -564,3 +564,53 @@ variable "deletion_protection" {
   type        = bool
   default     = false
 }
+
+variable "batch_jobs" {
+  description = <<-EOT
+    Cloud Run Jobs for bulk inference (docs/batch.md), one per region that wants one (the key: a Cloud Run region):
+    `python -m function batch` in the endpoint's image with its weights, over input (gs://BUCKET/PREFIX) into output
+    (gs://BUCKET/PREFIX). accelerator is "none" or "nvidia-l4" (one L4 per task; default: the region's endpoint's, else
+    "none"); cpu and memory default to cpu_defaults or gpu_defaults. task_count (1-10000) tasks per execution,
+    parallelism (0: no limit) at once, max_retries (0-10) per task, task_timeout_seconds per attempt. `make batch`
+    sets the entry of its REGION and runs an execution. The tasks' identity reads the weights and the input buckets and
+    creates objects only under the output prefixes. Empty (default): no job and no batch identity.
+  EOT
+  type = map(object({
+    input                = string
+    output               = string
+    accelerator          = optional(string)
+    cpu                  = optional(string)
+    memory               = optional(string)
+    batch_args           = optional(list(string), [])
+    task_count           = optional(number, 10)
+    parallelism          = optional(number, 0)
+    max_retries          = optional(number, 3)
+    task_timeout_seconds = optional(number, 3600)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for r, j in var.batch_jobs : can(regex("^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", j.input)) && can(regex("^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$", j.output))])
+    error_message = "batch_jobs: input and output must be gs://BUCKET/PREFIX in every job."
+  }
+
+  validation {
+    condition     = alltrue([for r, j in var.batch_jobs : !startswith(trimsuffix(j.output, "/"), "${trimsuffix(j.input, "/")}/") && trimsuffix(j.output, "/") != trimsuffix(j.input, "/")])
+    error_message = "batch_jobs: output must not be inside input (the results would become input)."
+  }
+
+  validation {
+    condition     = alltrue([for r, j in var.batch_jobs : j.accelerator == null || contains(["none", "nvidia-l4"], coalesce(j.accelerator, "none"))])
+    error_message = "batch_jobs: accelerator must be \"none\" or \"nvidia-l4\" (the GPU Cloud Run Jobs offer)."
+  }
+
+  validation {
+    condition = alltrue([for r, j in var.batch_jobs :
+      j.task_count == floor(j.task_count) && j.task_count >= 1 && j.task_count <= 10000 &&
+      j.parallelism == floor(j.parallelism) && j.parallelism >= 0 && j.parallelism <= 10000 &&
+      j.max_retries == floor(j.max_retries) && j.max_retries >= 0 && j.max_retries <= 10 &&
+      j.task_timeout_seconds == floor(j.task_timeout_seconds) && j.task_timeout_seconds >= 1 && j.task_timeout_seconds <= 604800
+    ])
+    error_message = "batch_jobs: task_count must be 1-10000, parallelism 0-10000, max_retries 0-10 and task_timeout_seconds 1-604800 (168 hours), whole numbers."
+  }
+}

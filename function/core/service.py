@@ -47,6 +47,9 @@ class Service:
         self.model: LoadedModel | None = None
         self.loop: InferenceLoop | None = None
         self.ready = threading.Event()
+        # Set once the default model serves with the engine it will keep (its exported engine swapped in, or PyTorch
+        # for good): what a batch run waits for, so that all its answers come from one engine.
+        self.engine_settled = threading.Event()
         self.stopping = False
         self.draining = False  # SIGTERM arrived: queued work is shed (begin_shutdown)
         self.fetcher = SourceFetcher(settings.max_upload_bytes, settings.url_timeout_s, settings.url_allowed_networks,
@@ -111,6 +114,8 @@ class Service:
         if engine != "pytorch":
             threading.Thread(target=self._swap_in_engine, args=(engine, weights, reference), name="engine-builder",
                              daemon=True).start()
+        else:
+            self.engine_settled.set()
         phases = {"weights": t1 - t0, "load": t2 - t1, "warmup": t3 - t2, "total": t3 - t0}
         for phase, seconds in phases.items():
             metrics.MODEL_LOAD_SECONDS.labels(phase).set(seconds)
@@ -200,6 +205,12 @@ class Service:
         return copies
 
     def _swap_in_engine(self, engine: str, weights: str, reference: list) -> None:
+        try:
+            self._build_and_swap(engine, weights, reference)
+        finally:
+            self.engine_settled.set()
+
+    def _build_and_swap(self, engine: str, weights: str, reference: list) -> None:
         """Build or fetch the exported engine and swap it in once verified; when it cannot be had, say why and keep
         PyTorch (with its CPU replicas). Never fatal."""
         from ..models import engines

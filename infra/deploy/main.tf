@@ -24,4 +24,5 @@ module "yolo" {
   canary                        = var.canary
   monitoring                    = var.monitoring
   notification_channels         = var.notification_channels
+  batch_jobs                    = var.batch_jobs
 }

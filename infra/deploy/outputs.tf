@@ -87,3 +87,8 @@ output "api_keys_secret" {
   description = "Secret Manager secret ID of the API keys (the key itself is never an output)."
   value       = module.yolo.api_keys_secret
 }
+
+output "batch_jobs" {
+  description = "The batch job of each region that has one (make batch runs it)."
+  value       = module.yolo.batch_jobs
+}

@@ -133,3 +133,9 @@ variable "notification_channels" {
   type        = list(string)
   default     = []
 }
+
+variable "batch_jobs" {
+  description = "Batch jobs by region (make batch sets them; see the module's batch_jobs)."
+  type        = any
+  default     = {}
+}

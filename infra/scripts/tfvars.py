@@ -11,6 +11,7 @@ terraform, not in the project's virtualenv.
     tfvars.py rollback FILE              end the canary: the stable release is the release again
     tfvars.py stop FILE REGION...        add regions to stopped_regions
     tfvars.py start FILE REGION...       remove regions from stopped_regions
+    tfvars.py job FILE REGION JSON       set the batch job of REGION (batch_jobs[REGION]), keep the others
     tfvars.py get FILE KEY               print a value (lists and map keys one per line);
                                          KEY "deployed" prints "yes" when an image is deployed
 
@@ -155,9 +156,16 @@ def set_stopped(data: dict, regions: list[str], stopped: bool) -> dict:
     return {**data, "stopped_regions": [r for r in known if r in current]}
 
 
+def set_job(data: dict, region: str, job: dict) -> dict:
+    """A region's batch job (infra/variables.tf batch_jobs); it changes no release, so a canary may be in progress."""
+    if not deployed(data):
+        raise UsageError("nothing is deployed yet: the batch job runs the endpoint's image, so run make deploy first")
+    return {**data, "batch_jobs": {**data.get("batch_jobs", {}), region: job}}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in {"merge", "canary", "promote", "rollback", "stop", "start", "get"}:
-        raise UsageError("usage: tfvars.py merge|canary|promote|rollback|stop|start|get FILE ...")
+    if len(argv) < 2 or argv[0] not in {"merge", "canary", "promote", "rollback", "stop", "start", "job", "get"}:
+        raise UsageError("usage: tfvars.py merge|canary|promote|rollback|stop|start|job|get FILE ...")
     command, path = argv[0], Path(argv[1])
     rest = argv[2:]
     if command == "merge":
@@ -178,6 +186,12 @@ def main(argv: list[str]) -> int:
         if not path.exists():
             raise UsageError(f"{path} does not exist: nothing is deployed")
         save(path, promote(load(path)) if command == "promote" else rollback(load(path)))
+    elif command == "job":
+        if len(rest) != 2:
+            raise UsageError("usage: tfvars.py job FILE REGION JSON")
+        if not path.exists():
+            raise UsageError(f"{path} does not exist: nothing is deployed")
+        save(path, set_job(load(path), rest[0], json.loads(rest[1])))
     elif command in {"stop", "start"}:
         if not rest:
             raise UsageError(f"usage: tfvars.py {command} FILE REGION...")

@@ -40,4 +40,16 @@ module "yolo" {
   monitoring = {
     p95_latency_threshold_ms = 1500
   }
+
+  # Bulk inference over a bucket (docs/batch.md): a Cloud Run Job with an L4 per task, in the endpoint's image with
+  # its weights; run it with make batch, or gcloud run jobs execute yolo-batch --region us-central1 --wait.
+  batch_jobs = {
+    "us-central1" = {
+      input       = "gs://${var.project_id}-photos/incoming"
+      output      = "gs://${var.project_id}-results/incoming"
+      task_count  = 20
+      parallelism = 4
+      batch_args  = ["--imgsz", "640"]
+    }
+  }
 }
