@@ -50,6 +50,8 @@ GOALS = {  # from issue 9
     "decode_ratio": 1.2,
     "soak_memory_growth": 0.05,
     "container_start_overhead_s": 1.0,  # issue 15: the image's start → ready against the same start outside it
+    # issue 19: the CPU's default engine (engines.AUTO_CPU, what ENGINE unset serves) against in-process PyTorch.
+    "default_engine": {"p1": 0.6, "p2": 2.5, "memory_ratio": 1.1, "cached_start_overhead_s": 0.5},
 }
 IN_PROCESS_FIRST_PREDICT = """
 import sys, time
@@ -434,6 +436,18 @@ def goals(report: dict) -> dict:
             row["faster_than_naive_in_rounds"].split("/")[1]
     if "pytorch" in rows:
         met[f"pytorch memory <= {GOALS['memory_ratio']}x in-process"] = rows["pytorch"]["memory_ratio"] <= GOALS["memory_ratio"]
+    from function.models.engines import AUTO_CPU
+
+    if AUTO_CPU in rows:  # the default on a CPU
+        goal, row = GOALS["default_engine"], rows[AUTO_CPU]
+        met[f"default engine ({AUTO_CPU}) P1 <= {goal['p1']}"] = row["P1"] <= goal["p1"]
+        met[f"default engine ({AUTO_CPU}) P2 >= {goal['p2']}"] = row["P2"] >= goal["p2"]
+        met[f"default engine ({AUTO_CPU}) memory <= {goal['memory_ratio']}x in-process"] = \
+            row["memory_ratio"] <= goal["memory_ratio"]
+        serving = report["engines"][AUTO_CPU]["serving_cached_engine_s"]
+        met[f"default engine ({AUTO_CPU}) serving from its cache <= in-process first predict + "
+            f"{goal['cached_start_overhead_s']} s"] = \
+            serving <= report["cold_start"]["in_process_first_predict_s"] + goal["cached_start_overhead_s"]
     met[f"cold start overhead <= {GOALS['cold_start_overhead_s']} s"] = \
         report["cold_start"]["overhead_s"] <= GOALS["cold_start_overhead_s"]
     if "container" in report:

@@ -40,7 +40,9 @@ def matches(name: str, glob: str | None) -> bool:
     return glob is None or fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(name.rsplit("/", 1)[-1], glob)
 
 
-class GcsInput:
+class GcsPrefix:
+    """gs://BUCKET/PREFIX/ and one storage client for it, made on first use (by any of the task's threads)."""
+
     def __init__(self, uri: str, client=None):
         self.bucket_name, self.prefix = split_gs(uri)
         self.uri = f"gs://{self.bucket_name}/{self.prefix}"
@@ -54,6 +56,9 @@ class GcsInput:
 
                 self._client = storage.Client()
             return self._client
+
+
+class GcsInput(GcsPrefix):
 
     def list(self, glob: str | None) -> list[Item]:
         from google.api_core import exceptions as gexc

@@ -12,26 +12,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 from pathlib import Path
 
-from .reader import split_gs
+from .reader import GcsPrefix
 
 
-class GcsOutput:
-    def __init__(self, uri: str, client=None):
-        self.bucket_name, self.prefix = split_gs(uri)
-        self.uri = f"gs://{self.bucket_name}/{self.prefix}"
-        self._client = client
-        self._lock = threading.Lock()
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                from google.cloud import storage
-
-                self._client = storage.Client()
-            return self._client
+class GcsOutput(GcsPrefix):
 
     def _blob(self, name: str):
         return self.client().bucket(self.bucket_name).blob(self.prefix + name)
