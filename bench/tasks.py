@@ -51,7 +51,8 @@ def bench_task(task: str, yaml: str, workdir: Path, image: Path, rounds: int, ca
 
     weights = _build_noisy(yaml, workdir / f"{task}.pt")
     model = YOLO(str(weights))
-    server = endpoint(task, str(weights), workdir)
+    # PyTorch on both sides: this is the endpoint's own cost per task (the engines are make bench's other rows).
+    server = endpoint(task, str(weights), workdir, ENGINE="pytorch")
     try:
         server.wait_ready()
         data = image.read_bytes()
