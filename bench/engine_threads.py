@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,22 +35,13 @@ def compile_with(model, path: Path, threads: int, variant: bool) -> None:
     from function.models import engines
 
     engines.fit_to_cpu(model, path, threads)
+    backend = model.yolo.predictor.model.backend
     if model.engine == "onnx" and variant:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options = engines.onnx_cpu_options(threads)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        model.yolo.predictor.model.backend.session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"])
+        engines.reopen_onnx(backend, path, options)
     if model.engine == "openvino" and variant:
-        backend = model.yolo.predictor.model.backend
-        compile_ = backend.compile_model
-        config = {**compile_.keywords["config"], "ENABLE_CPU_PINNING": True}
-        backend.compile_model = partial(compile_.func, device_name=compile_.keywords["device_name"], config=config)
-        xml = next(path.glob("*.xml"))
-        backend.ov_compiled_model = backend.compile_model(
-            compile_.func.__self__.read_model(model=str(xml), weights=str(xml.with_suffix(".bin"))))
+        engines.recompile_openvino(backend, path, {"ENABLE_CPU_PINNING": True})
 
 
 def main() -> None:

@@ -80,15 +80,11 @@ class Runner:
         return self.service.resolve_classes(self.job.params)
 
     def plan(self, params: PredictParams) -> plans.Plan:
-        from ..models.weights import resolve_weights
-
-        s = self.settings
-        weights = resolve_weights(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
         decided = {"conf": params.conf, "iou": params.iou, "imgsz": params.imgsz, "max_det": params.max_det,
                    "classes": list(params.classes) if params.classes is not None else None,
                    "normalize": params.normalize, "decimals": params.decimals, "vid_stride": self.job.vid_stride,
                    "task": self.service.model.task}
-        run = plans.run_id(self.source.uri, self.job.glob, weights_digest(weights), decided)
+        run = plans.run_id(self.source.uri, self.job.glob, weights_digest(self.service.weights), decided)
         plan, made = plans.load_or_make(self.output, self.source, self.job.glob, run, decided, self.job.chunk_size)
         if plan.chunk_size != self.job.chunk_size:
             log.info(f"the run's plan has chunks of {plan.chunk_size}; --chunk-size {self.job.chunk_size} is ignored")
@@ -278,14 +274,8 @@ def jsonl(lines: list[dict]) -> bytes:
 
 def weights_digest(weights: str) -> str:
     """sha256 of the weights file (the run id changes when the weights do); an Ultralytics asset name as it is."""
-    import hashlib
     from pathlib import Path
 
-    path = Path(weights)
-    if not path.is_file():
-        return weights
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(8 * 2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from ..models.engines import file_sha256
+
+    return file_sha256(Path(weights)) if Path(weights).is_file() else weights

@@ -45,6 +45,7 @@ class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.model: LoadedModel | None = None
+        self.weights: str | None = None  # the default model's weights on local disk (or an Ultralytics asset name)
         self.loop: InferenceLoop | None = None
         self.ready = threading.Event()
         # Set once the default model serves with the engine it will keep (its exported engine swapped in, or PyTorch
@@ -101,7 +102,7 @@ class Service:
         except Exception as exc:  # anything else at start-up is just as fatal; say what it was
             on_failure(f"MODEL={s.model} could not be loaded: {type(exc).__name__}: {exc}")
             return
-        self.model = model
+        self.model, self.weights = model, weights
         if self.registry is not None:
             self.default_memory_bytes = max(self._footprint() - memory_before, 0)
         self.default_load_seconds = t3 - t0
@@ -174,8 +175,7 @@ class Service:
                     threading.Thread(target=self._build_engine, args=(entry.id, args), name="engine-builder",
                                      daemon=True).start()
             except Exception as exc:
-                log.warning(f"model {entry.id!r}: ENGINE={engine} is not available, serving with PyTorch: {exc}",
-                            extra={"fields": {"model": entry.id, "engine": "pytorch", "wanted": engine}})
+                _engine_unavailable(engine, exc, entry.id)
         loop = InferenceLoop([model.predict], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000, model=entry.id)
         loop.start()
         return model, loop
@@ -188,8 +188,7 @@ class Service:
             log.info(f"model {model_id!r}: {info['engine']} engine built at {info['artefact']}; it serves from the "
                      "model's next load", extra={"fields": {"model": model_id, **info}})
         except Exception as exc:
-            log.warning(f"model {model_id!r}: ENGINE={args[0]} is not available, serving with PyTorch: {exc}",
-                        extra={"fields": {"model": model_id, "engine": "pytorch", "wanted": args[0]}})
+            _engine_unavailable(args[0], exc, model_id)
         finally:
             self._engines_building.discard(model_id)
 
@@ -221,10 +220,8 @@ class Service:
             exported, info = engines.prepare_engine(
                 engine, s.model, Path(weights), reference, warm_up_images(), model.device, model.task, model.name,
                 s.max_batch_size, cache)
-        except Exception as exc:  # an EngineError says why; anything else is a bug worth its type
-            reason = str(exc) if isinstance(exc, engines.EngineError) else f"{type(exc).__name__}: {exc}"
-            log.warning(f"ENGINE={engine} is not available, serving with PyTorch: {reason}",
-                        extra={"fields": {"engine": "pytorch", "wanted": engine}})
+        except Exception as exc:
+            _engine_unavailable(engine, exc)
             if not self.stopping:
                 self.loop.swap([model.predict] + [copy.predict for copy in self._replicas(weights, model)])
             return
@@ -415,6 +412,16 @@ class Service:
         if pixels >= TRIM_AFTER_PIXELS:
             # On the loop's next turn, once the finished request has dropped its arrays, not while it still holds them.
             asyncio.get_running_loop().call_soon(self.cpu_pool.submit, trim_heap)
+
+
+def _engine_unavailable(engine: str, exc: Exception, model_id: str | None = None) -> None:
+    """Say why a model keeps serving with PyTorch: an EngineError says why; anything else is a bug worth its type."""
+    from ..models.engines import EngineError
+
+    reason = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+    about = f"model {model_id!r}: " if model_id else ""
+    fields = {"engine": "pytorch", "wanted": engine, **({"model": model_id} if model_id else {})}
+    log.warning(f"{about}ENGINE={engine} is not available, serving with PyTorch: {reason}", extra={"fields": fields})
 
 
 def _return_memory() -> None:

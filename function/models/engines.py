@@ -294,22 +294,38 @@ def fit_to_cpu(model: LoadedModel, path: Path, threads: int) -> None:
     model.warm_up()  # Ultralytics opens the runtime on the first inference
     backend = model.yolo.predictor.model.backend
     if model.engine == "openvino":
-        compile_ = backend.compile_model  # functools.partial(core.compile_model, device_name=..., config=...)
-        config = {**compile_.keywords["config"], **openvino_cpu_config(backend.ov, threads)}
-        backend.compile_model = partial(compile_.func, device_name=compile_.keywords["device_name"], config=config)
-        xml = next(path.glob("*.xml")) if path.is_dir() else path
-        ov_model = compile_.func.__self__.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
-        backend.ov_compiled_model = backend.compile_model(ov_model)
+        recompile_openvino(backend, path, openvino_cpu_config(backend.ov, threads))
     elif model.engine == "onnx":
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        backend.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        reopen_onnx(backend, path, onnx_cpu_options(threads))
 
 
 def openvino_cpu_config(ov, threads: int) -> dict:
     return {"INFERENCE_PRECISION_HINT": ov.Type.f32, "INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
+
+
+def recompile_openvino(backend, path: Path, config: dict) -> None:
+    """Compile the model again on Ultralytics' own Core and device, with its config updated by `config`."""
+    compile_ = backend.compile_model  # functools.partial(core.compile_model, device_name=..., config=...)
+    merged = {**compile_.keywords["config"], **config}
+    backend.compile_model = partial(compile_.func, device_name=compile_.keywords["device_name"], config=merged)
+    xml = next(path.glob("*.xml")) if path.is_dir() else path
+    ov_model = compile_.func.__self__.read_model(model=str(xml), weights=str(xml.with_suffix(".bin")))
+    backend.ov_compiled_model = backend.compile_model(ov_model)
+
+
+def onnx_cpu_options(threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return options
+
+
+def reopen_onnx(backend, path: Path, options) -> None:
+    """A new ONNX Runtime session on the CPU with `options`, in place of the one Ultralytics opened."""
+    import onnxruntime
+
+    backend.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 # -- verification -------------------------------------------------------------------------------------------------
