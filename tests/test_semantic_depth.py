@@ -89,8 +89,10 @@ def test_platform_semantic_rows_and_mask_equal_ultralytics(semantic, weights, bu
         assert set(np.unique(png_pixels(mask["data"]))) <= {10, 14, 255}, "excluded pixels are 255, as Ultralytics marks"
 
 
-def test_semantic_format_image_is_a_jpeg_of_the_input_size(semantic, bus_jpg):
-    response = requests.post(semantic.url + "/predict", files={"file": bus_jpg.open("rb")}, data={"format": "image"},
+@pytest.mark.parametrize("task", ["semantic", "depth"])
+def test_format_image_is_a_jpeg_of_the_input_size(task, request, bus_jpg):
+    server = request.getfixturevalue(task)
+    response = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, data={"format": "image"},
                              timeout=120)
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     assert jpeg_size(response.content) == (1080, 810)
@@ -178,13 +180,6 @@ def test_depth_refuses_bad_bits_and_video(depth, bus_jpg, tmp_path):
     response = requests.post(depth.url + "/predict", files={"file": video.open("rb")}, timeout=30)
     assert response.status_code == 400
     assert "images only" in response.json()["error"]["message"]
-
-
-def test_depth_format_image_is_a_jpeg_of_the_input_size(depth, bus_jpg):
-    response = requests.post(depth.url + "/predict", files={"file": bus_jpg.open("rb")}, data={"format": "image"},
-                             timeout=120)
-    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
-    assert jpeg_size(response.content) == (1080, 810)
 
 
 def test_hub_v1_depth_has_no_rows_and_the_platform_map(depth, weights, bus_jpg):
