@@ -241,3 +241,45 @@ def test_an_on_demand_model_serves_pytorch_at_once_and_its_engine_from_the_next_
                (e.get("message", "") for e in engine_server.log_entries()))
     assert_as_the_pt(again.json()["images"][0]["results"], local_summary(weights["detect"], str(bus_jpg)))
     assert engine_server.stop() == 0
+
+
+def test_a_request_waits_for_its_models_load_within_its_deadline(start_server, weights, bus_jpg, tmp_path):
+    """A model whose weights are slow to arrive (a large file from a slow store): its first request is a 504 at the
+    request's deadline, the other models serve meanwhile, and the load goes on, so a later request gets the model."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    released = threading.Event()
+    body = weights["detect"].read_bytes()
+
+    class SlowWeights(BaseHTTPRequestHandler):
+        def do_GET(self):
+            released.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    store = ThreadingHTTPServer(("127.0.0.1", 0), SlowWeights)
+    threading.Thread(target=store.serve_forever, daemon=True).start()
+    try:
+        slow = start_server({"MODEL": str(weights["classify"]), "API_KEYS": KEY, "REQUEST_TIMEOUT_S": "3",
+                             "MODELS": f"slow=http://127.0.0.1:{store.server_port}/slow.pt,pose={weights['pose']}",
+                             "MODEL_CACHE_DIR": str(tmp_path)})
+        refused = platform(slow, "slow", bus_jpg)
+        assert refused.status_code == 504
+        assert refused.json()["error"]["message"] == "Model 'slow' did not load within REQUEST_TIMEOUT_S=3 s"
+        assert not listing(slow)["slow"]["loaded"]
+        assert platform(slow, "pose", bus_jpg).status_code == 200  # the others serve while it loads
+        released.set()
+        answer = platform(slow, "slow", bus_jpg)  # the same load, finished (or still finishing within this deadline)
+        assert answer.status_code == 200
+        assert answer.json()["images"][0]["results"] == local_summary(weights["detect"], str(bus_jpg))
+        assert loads(slow, "slow") == 1
+        assert slow.stop() == 0
+    finally:
+        released.set()
+        store.shutdown()

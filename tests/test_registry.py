@@ -18,7 +18,7 @@ MB = 2**20
 
 
 class Loader:
-    """`load(entry)` for the registry: a model of `sizes[id]` MB, after `gate` opens when one is given."""
+    """`load(entry, weights)` for the registry: a model of `sizes[id]` MB, after `gate` opens when one is given."""
 
     def __init__(self, sizes: dict[str, int], gate: threading.Event | None = None, broken: tuple[str, ...] = ()):
         self.sizes, self.gate, self.broken = sizes, gate, broken
@@ -26,7 +26,8 @@ class Loader:
         self.resident = 0  # what footprint() reports: the sum of what is loaded
         self.stopped: list[str] = []
 
-    def load(self, entry):
+    def load(self, entry, weights):
+        assert weights == entry.weights  # the registry's own fetch: the configured path as is
         self.calls.append(entry.id)
         if self.gate is not None:
             self.gate.wait(10)
@@ -133,6 +134,25 @@ def test_a_failed_load_answers_for_its_id_only_then_is_retried():
     assert not isinstance(retry, Lease)
     retry.result(10)
     assert loader.calls == ["bad", "a", "bad"]
+
+
+def test_a_slow_fetch_holds_up_only_its_own_model():
+    # Weights from a slow store: the download runs beside the other models' loads, never on the loader thread.
+    slow_store = threading.Event()
+    loader = Loader({"slow": 10, "a": 10})
+
+    def fetch(entry):
+        if entry.id == "slow":
+            slow_store.wait(10)
+        return entry.weights
+
+    reg = ModelRegistry({m: f"{m}.pt" for m in loader.sizes}, loader.load, loader.footprint, 2, fetch=fetch)
+    waiting = reg.take("slow")
+    use(reg, "a")
+    assert loader.calls == ["a"] and not waiting.done()
+    slow_store.set()
+    waiting.result(10)
+    assert loaded(reg) == {"slow", "a"} and loader.calls == ["a", "slow"]
 
 
 def test_the_load_queue_is_bounded():

@@ -65,7 +65,7 @@ class Service:
         self._engines_building: set[str] = set()  # MODELS ids whose exported engine is being built (one at a time each)
         self.registry = ModelRegistry(dict(settings.models), self._load_on_demand, self._footprint,
                                       settings.max_loaded_models, settings.model_memory_bytes, settings.pin,
-                                      _return_memory) if settings.models else None
+                                      _return_memory, self._fetch_weights) if settings.models else None
 
     # -- start-up -------------------------------------------------------------------------------------------------
 
@@ -150,11 +150,15 @@ class Service:
             return torch.cuda.memory_allocated()
         return rss_bytes()
 
-    def _load_on_demand(self, entry: Entry) -> tuple[LoadedModel, InferenceLoop]:
-        """One of MODELS (the registry's loader thread): weights, load, warm-up, its exported engine when ENGINE asks
-        for one and it can be had (built once, then fetched from the engine cache), and one inference loop."""
+    def _fetch_weights(self, entry: Entry) -> str:
+        """One of MODELS' weights, as a local path (downloaded into the cache when remote)."""
         s = self.settings
-        weights = resolve_weights(entry.weights, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
+        return resolve_weights(entry.weights, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
+
+    def _load_on_demand(self, entry: Entry, weights: str) -> tuple[LoadedModel, InferenceLoop]:
+        """One of MODELS (the registry's loader thread), its weights fetched: load, warm-up, its exported engine when
+        ENGINE asks for one and it can be had (built once, then fetched from the engine cache), one inference loop."""
+        s = self.settings
         device = pick_device(s.device)
         model = load_model(weights, device)  # its task is the weights' own (MODEL_TASK is the default model's)
         reference = model.warm_up()

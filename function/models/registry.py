@@ -6,8 +6,9 @@ and batching) of its own, so N loaded models cost N footprints, never N × repli
 
 A request takes a lease on its model (`take`): an in-flight count that keeps the model from eviction until the lease
 is released. A model that is not loaded gets one load however many requests ask for it (single flight): they all wait
-on the same future. Loads run one at a time on the loader thread, so each measured footprint (the process's RSS, or
-GPU memory, before and after) is that model's alone. Before a load, least recently used models without requests in
+on the same future. A load fetches the weights first (a download into the cache, side by side with other models'
+fetches: a slow store holds up only its own model), then loads them one at a time on the loader thread, so each
+measured footprint (the process's RSS, or GPU memory, before and after) is that model's alone. Before a load, least recently used models without requests in
 flight are evicted until the count and the memory (at the new model's last measured footprint) fit; after it, again,
 at the footprint just measured. When every loaded model is busy the new one is loaded anyway and the bound is restored
 as their requests end. A model that fails to load answers 503 for its own id for FAILED_RETRY_S, then is tried again.
@@ -76,17 +77,19 @@ class Lease:
 
 
 class ModelRegistry:
-    """`load(entry) -> (LoadedModel, started InferenceLoop)` and `footprint() -> bytes` are the Service's; this holds
-    the ids, the single flight, the LRU and its bounds."""
+    """`fetch(entry) -> local weights`, `load(entry, weights) -> (LoadedModel, started InferenceLoop)` and
+    `footprint() -> bytes` are the Service's; this holds the ids, the single flight, the LRU and its bounds."""
 
     def __init__(self, weights: dict[str, str], load: Callable, footprint: Callable[[], int], max_loaded: int,
-                 max_memory_bytes: int = 0, pinned: tuple[str, ...] = (), unloaded: Callable[[], None] = lambda: None):
+                 max_memory_bytes: int = 0, pinned: tuple[str, ...] = (), unloaded: Callable[[], None] = lambda: None,
+                 fetch: Callable[[Entry], str] = lambda entry: entry.weights):
         self.entries = {model_id: Entry(model_id, path, model_id in pinned) for model_id, path in weights.items()}
         self.max_loaded = max_loaded
         self.max_memory_bytes = max_memory_bytes
-        self._load_model, self._footprint, self._unloaded = load, footprint, unloaded
+        self._fetch_weights, self._load_model, self._footprint, self._unloaded = fetch, load, footprint, unloaded
         self._lock = threading.Lock()
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
+        self._fetcher = ThreadPoolExecutor(max_loaded, thread_name_prefix="model-fetch")  # one per pending load
         # Loads waiting or running: more than max_loaded would evict one another before serving (429 beyond).
         self._pending = 0
         self.stopping = False
@@ -139,6 +142,7 @@ class ModelRegistry:
 
     def stop(self, timeout: float) -> None:
         self.stopping = True
+        self._fetcher.shutdown(wait=False, cancel_futures=True)
         self._loader.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout
         for loop in self.loops():
@@ -149,27 +153,28 @@ class ModelRegistry:
     def _start_load(self, entry: Entry) -> Future:  # under the lock
         entry.loading = Future()
         self._pending += 1
-        self._loader.submit(self._load, entry)
+        self._fetcher.submit(self._fetch, entry)
         return entry.loading
 
-    def _load(self, entry: Entry) -> None:
+    def _fetch(self, entry: Entry) -> None:
+        started = time.monotonic()
+        try:
+            weights = self._fetch_weights(entry)
+            self._loader.submit(self._load, entry, weights, time.monotonic() - started)
+        except Exception as exc:  # a shut-down loader included: the load's waiters are told
+            self._failed(entry, exc)
+
+    def _load(self, entry: Entry, weights: str, fetch_seconds: float) -> None:
         try:
             self._make_room(entry)
             self._unloaded()  # what evicted models held goes back first, so the measure is the new model's alone
             before = self._footprint()
             started = time.monotonic()
-            model, loop = self._load_model(entry)
-            seconds = time.monotonic() - started
+            model, loop = self._load_model(entry, weights)
+            seconds = fetch_seconds + time.monotonic() - started
             used = max(self._footprint() - before, 0)
-        except Exception as exc:  # a WeightsError says why; anything else is worth its type
-            reason = str(exc) if isinstance(exc, WeightsError) else f"{type(exc).__name__}: {exc}"
-            with self._lock:
-                entry.error, entry.failed_at = reason, time.monotonic()
-                done, entry.loading = entry.loading, None
-                self._pending -= 1
-            metrics.MODEL_LOADS.labels(entry.id, "failed").inc()
-            log.error(f"model {entry.id!r} could not be loaded: {reason}", extra={"fields": {"model": entry.id}})
-            done.set_result(None)
+        except Exception as exc:
+            self._failed(entry, exc)
             return
         with self._lock:
             entry.model, entry.loop, entry.task = model, loop, model.task
@@ -187,6 +192,16 @@ class ModelRegistry:
                                    "memory_mb": round(used / MB, 1)}})
         done.set_result(None)
         self._evict_over_bounds(entry)
+
+    def _failed(self, entry: Entry, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, WeightsError) else f"{type(exc).__name__}: {exc}"  # else worth its type
+        with self._lock:
+            entry.error, entry.failed_at = reason, time.monotonic()
+            done, entry.loading = entry.loading, None
+            self._pending -= 1
+        metrics.MODEL_LOADS.labels(entry.id, "failed").inc()
+        log.error(f"model {entry.id!r} could not be loaded: {reason}", extra={"fields": {"model": entry.id}})
+        done.set_result(None)
 
     def _make_room(self, entry: Entry) -> None:
         """Before a load: evict until one more model fits, counting the new one at its last measured footprint."""
