@@ -155,6 +155,25 @@ def test_a_slow_fetch_holds_up_only_its_own_model():
     assert loaded(reg) == {"slow", "a"} and loader.calls == ["a", "slow"]
 
 
+def test_stopping_wakes_every_request_waiting_for_a_load():
+    # SIGTERM while loads are running or queued: their waiters get a 503 at once, not their deadline.
+    gate = threading.Event()
+    loader = Loader({"a": 1, "b": 1}, gate)
+    reg = registry(loader)
+    running, queued = reg.take("a"), reg.take("b")
+    reg.stop(timeout=1)
+    for waiting in (running, queued):
+        waiting.result(1)
+    with pytest.raises(ModelNotReady, match="shutting down"):
+        reg.take("b")
+    gate.set()
+    deadline = time.monotonic() + 5
+    while reg.entries["a"].loading is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The load that was running ends quietly (its waiters were told already); the queued one never runs.
+    assert reg.entries["a"].loading is None and loader.calls == ["a"]
+
+
 def test_the_load_queue_is_bounded():
     gate = threading.Event()
     loader = Loader({"a": 1, "b": 1, "c": 1}, gate)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -144,6 +144,10 @@ class ModelRegistry:
         self.stopping = True
         self._fetcher.shutdown(wait=False, cancel_futures=True)
         self._loader.shutdown(wait=False, cancel_futures=True)
+        with self._lock:  # a cancelled load never ends: its waiters are told now (they take again, and get a 503)
+            waiting = [entry.loading for entry in self.entries.values() if entry.loading is not None]
+        for future in waiting:
+            _resolve(future)
         deadline = time.monotonic() + timeout
         for loop in self.loops():
             loop.stop(timeout=max(deadline - time.monotonic(), 0))
@@ -190,7 +194,7 @@ class ModelRegistry:
         log.info(f"model {entry.id!r} loaded ({model.task}, {model.engine}) in {seconds:.2f} s, {used / MB:.0f} MB",
                  extra={"fields": {"model": entry.id, "task": model.task, "load_s": round(seconds, 3),
                                    "memory_mb": round(used / MB, 1)}})
-        done.set_result(None)
+        _resolve(done)
         self._evict_over_bounds(entry)
 
     def _failed(self, entry: Entry, exc: Exception) -> None:
@@ -201,7 +205,7 @@ class ModelRegistry:
             self._pending -= 1
         metrics.MODEL_LOADS.labels(entry.id, "failed").inc()
         log.error(f"model {entry.id!r} could not be loaded: {reason}", extra={"fields": {"model": entry.id}})
-        done.set_result(None)
+        _resolve(done)
 
     def _make_room(self, entry: Entry) -> None:
         """Before a load: evict until one more model fits, counting the new one at its last measured footprint."""
@@ -259,3 +263,11 @@ class ModelRegistry:
         metrics.MODEL_LOADED.labels(entry.id).set(0)
         metrics.MODEL_MEMORY_BYTES.labels(entry.id).set(0)
         log.info(f"model {entry.id!r} evicted (least recently used)", extra={"fields": {"model": entry.id}})
+
+
+def _resolve(future: Future) -> None:
+    """Wake a load's waiters, once (stop() may have woken them first)."""
+    try:
+        future.set_result(None)
+    except InvalidStateError:
+        pass
