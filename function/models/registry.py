@@ -8,10 +8,11 @@ A request takes a lease on its model (`take`): an in-flight count that keeps the
 is released. A model that is not loaded gets one load however many requests ask for it (single flight): they all wait
 on the same future. A load fetches the weights first (a download into the cache, side by side with other models'
 fetches: a slow store holds up only its own model), then loads them one at a time on the loader thread, so each
-measured footprint (the process's RSS, or GPU memory, before and after) is that model's alone. Before a load, least recently used models without requests in
-flight are evicted until the count and the memory (at the new model's last measured footprint) fit; after it, again,
-at the footprint just measured. When every loaded model is busy the new one is loaded anyway and the bound is restored
-as their requests end. A model that fails to load answers 503 for its own id for FAILED_RETRY_S, then is tried again.
+measured footprint (the process's RSS, or GPU memory, before and after) is that model's alone. Before a load, least
+recently used models without requests in flight are evicted until the count and the memory (at the new model's last
+measured footprint) fit; after it, again, at the footprint just measured. When every loaded model is busy the new one
+is loaded anyway and the bound is restored as their requests end. A model that fails to load answers 503 for its own
+id for FAILED_RETRY_S, then is tried again.
 """
 
 from __future__ import annotations
