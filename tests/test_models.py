@@ -244,8 +244,9 @@ def test_an_on_demand_model_serves_pytorch_at_once_and_its_engine_from_the_next_
 
 
 def test_a_request_waits_for_its_models_load_within_its_deadline(start_server, weights, bus_jpg, tmp_path):
-    """A model whose weights are slow to arrive (a large file from a slow store): its first request is a 504 at the
-    request's deadline, the other models serve meanwhile, and the load goes on, so a later request gets the model."""
+    """Models whose weights are slow to arrive (a large file from a slow store): a first request is a 504 at the
+    request's deadline while the load goes on; another model loads and serves meanwhile; with MAX_LOADED_MODELS loads
+    waiting, one more is a 429; once the store answers, each slow model was loaded once and answers as its .pt."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -266,19 +267,28 @@ def test_a_request_waits_for_its_models_load_within_its_deadline(start_server, w
     store = ThreadingHTTPServer(("127.0.0.1", 0), SlowWeights)
     threading.Thread(target=store.serve_forever, daemon=True).start()
     try:
+        url = f"http://127.0.0.1:{store.server_port}"
+        models = f"slow={url}/slow.pt,slow2={url}/slow2.pt,pose={weights['pose']},segment={weights['segment']}"
         slow = start_server({"MODEL": str(weights["classify"]), "API_KEYS": KEY, "REQUEST_TIMEOUT_S": "3",
-                             "MODELS": f"slow=http://127.0.0.1:{store.server_port}/slow.pt,pose={weights['pose']}",
-                             "MODEL_CACHE_DIR": str(tmp_path)})
+                             "MODELS": models, "MAX_LOADED_MODELS": "2", "MODEL_CACHE_DIR": str(tmp_path)})
         refused = platform(slow, "slow", bus_jpg)
         assert refused.status_code == 504
         assert refused.json()["error"]["message"] == "Model 'slow' did not load within REQUEST_TIMEOUT_S=3 s"
         assert not listing(slow)["slow"]["loaded"]
-        assert platform(slow, "pose", bus_jpg).status_code == 200  # the others serve while it loads
+        assert platform(slow, "pose", bus_jpg).status_code == 200  # the others load and serve while it downloads
+        assert platform(slow, "slow2", bus_jpg).status_code == 504  # two loads waiting now: MAX_LOADED_MODELS
+        full = platform(slow, "segment", bus_jpg)
+        assert full.status_code == 429 and int(full.headers["Retry-After"]) >= 1
+        assert "2 models are already waiting to load" in full.json()["error"]["message"]
+        with open(bus_jpg, "rb") as f:  # the default model never waits for a load
+            assert requests.post(slow.url + "/predict", headers=AUTH, files={"file": f}, timeout=60).status_code == 200
         released.set()
-        answer = platform(slow, "slow", bus_jpg)  # the same load, finished (or still finishing within this deadline)
-        assert answer.status_code == 200
-        assert answer.json()["images"][0]["results"] == local_summary(weights["detect"], str(bus_jpg))
-        assert loads(slow, "slow") == 1
+        for model_id in ("slow", "slow2"):  # the same loads, finished (or finishing within this deadline)
+            answer = platform(slow, model_id, bus_jpg)
+            assert answer.status_code == 200
+            assert answer.json()["images"][0]["results"] == local_summary(weights["detect"], str(bus_jpg))
+            assert loads(slow, model_id) == 1
+        assert platform(slow, "segment", bus_jpg).status_code == 200
         assert slow.stop() == 0
     finally:
         released.set()
