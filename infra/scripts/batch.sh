@@ -31,36 +31,9 @@ USAGE
 }
 
 INPUT="" OUTPUT="" REGION="" TASKS=10 PARALLELISM=0 ACCELERATOR=none
-BATCH_ARGS=()
-while (($#)); do
-	arg=$1 value=""
-	case $arg in
-	--) shift; BATCH_ARGS=("$@"); break ;;
-	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
-	--input | --output | --region | --tasks | --parallelism | --accelerator | --project | --name)
-		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-		value=$2
-		shift
-		;;
-	esac
-	case $arg in
-	--input) INPUT=$value ;;
-	--output) OUTPUT=$value ;;
-	--region) REGION=$value ;;
-	--tasks) TASKS=$value ;;
-	--parallelism) PARALLELISM=$value ;;
-	--accelerator) ACCELERATOR=$value ;;
-	--project) PROJECT=$value ;;
-	--name) NAME=$value ;;
-	--dry-run) DRY_RUN=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*) usage_error "unknown argument: $arg" ;;
-	esac
-	shift
-done
+parse_options "--input=INPUT --output=OUTPUT --region=REGION --tasks=TASKS --parallelism=PARALLELISM
+	--accelerator=ACCELERATOR --project=PROJECT --name=NAME --dry-run:DRY_RUN=1 --" "$@"
+BATCH_ARGS=(${REST_ARGS[@]+"${REST_ARGS[@]}"})
 
 GS='^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$'
 [[ $INPUT =~ $GS ]] || usage_error "--input must be gs://BUCKET/PREFIX, got '$INPUT' (a local folder runs here: make batch INPUT=./photos OUTPUT=./out)"

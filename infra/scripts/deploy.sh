@@ -87,46 +87,10 @@ refuse_model() {
 
 REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" MODELS_ARG="" ENGINE=default BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
 
-while (($#)); do
-	arg=$1
-	value=""
-	case $arg in
-	--*=*)
-		value=${arg#*=}
-		arg=${arg%%=*}
-		;;
-	--project | --regions | --model | --models | --name | --min-instances | --max-instances | --concurrency | --canary | --domains | --model-id | --engine)
-		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-		value=$2
-		shift
-		;;
-	esac
-	case $arg in
-	--project) PROJECT=$value ;;
-	--regions) REGIONS_ARG=$value ;;
-	--model) MODEL=$value ;;
-	--models) MODELS_ARG=$value ;;
-	--name) NAME=$value ;;
-	--min-instances) MIN_INSTANCES=$value ;;
-	--max-instances) MAX_INSTANCES=$value ;;
-	--concurrency) CONCURRENCY=$value ;;
-	--canary) CANARY=$value ;;
-	--domains) DOMAINS_ARG=$value ;;
-	--model-id) MODEL_ID=$value ;;
-	--engine) ENGINE=$value ;;
-	--bake-weights) BAKE=1 ;;
-	--zonal-redundancy) ZONAL_REDUNDANCY=1 ;;
-	--http1) HTTP2=0 ;;
-	--http2) HTTP2=1 ;;
-	--dry-run) DRY_RUN=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*) usage_error "unknown argument: $arg" ;;
-	esac
-	shift
-done
+parse_options "--project=PROJECT --regions=REGIONS_ARG --model=MODEL --models=MODELS_ARG --name=NAME
+	--min-instances=MIN_INSTANCES --max-instances=MAX_INSTANCES --concurrency=CONCURRENCY --canary=CANARY
+	--domains=DOMAINS_ARG --model-id=MODEL_ID --engine=ENGINE --bake-weights:BAKE=1 --zonal-redundancy:ZONAL_REDUNDANCY=1
+	--http1:HTTP2=0 --http2:HTTP2=1 --dry-run:DRY_RUN=1" "$@"
 
 # ---- validate every argument before touching anything ----------------------------------------
 [[ -n $PROJECT ]] || usage_error "--project is required (make deploy PROJECT=...)"

@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034  # the variables set here are read by the scripts that source it
-# Shared by deploy.sh, start.sh, stop.sh and status.sh; sourced, never run.
+# Shared by every script here (deploy, start, stop, status, promote, rollback, batch); sourced, never run.
 #
 # Conventions
 #   * Every command that touches Google Cloud or Terraform goes through `run` (or `exists`, `pipe_run`).
@@ -294,31 +294,48 @@ report_outputs() {
 
 # The arguments of the scripts that act on a whole deployment (status, promote, rollback): --project, --name,
 # --dry-run and --help (the calling script's own usage); then the names are checked and derived.
-parse_deployment_args() {
-	local arg value
+# parse_options SPEC ARGS...: every script's argument parser. SPEC is words: "--option=VAR" stores the option's
+# value (given as "--option VALUE" or "--option=VALUE") in VAR; "--flag:VAR=VALUE" sets VAR to VALUE; "--", when
+# SPEC has it, ends the options and leaves the rest in REST_ARGS. -h/--help prints usage(); anything else is exit 2.
+parse_options() {
+	local spec=" ${1//[$'\n\t']/ } " arg value inline target
+	shift
+	REST_ARGS=()
 	while (($#)); do
-		arg=$1 value=""
+		arg=$1 value="" inline=0
 		case $arg in
-		--*=*) value=${arg#*=} arg=${arg%%=*} ;;
-		--project | --name)
-			if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-			value=$2
-			shift
-			;;
-		esac
-		case $arg in
-		--project) PROJECT=$value ;;
-		--name) NAME=$value ;;
-		--dry-run) DRY_RUN=1 ;;
 		-h | --help)
 			usage
 			exit 0
 			;;
-		*) usage_error "unknown argument: $arg" ;;
+		--)
+			[[ $spec == *" -- "* ]] || usage_error "unknown argument: --"
+			shift
+			REST_ARGS=("$@")
+			return
+			;;
+		--*=*) value=${arg#*=} arg=${arg%%=*} inline=1 ;;
 		esac
+		if [[ $spec == *" $arg="* ]]; then
+			target=${spec#*" $arg="} target=${target%% *}
+			if ((!inline)); then
+				if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
+				value=$2
+				shift
+			fi
+			printf -v "$target" '%s' "$value"
+		elif [[ $spec == *" $arg:"* ]]; then
+			target=${spec#*" $arg:"} target=${target%% *}
+			printf -v "${target%%=*}" '%s' "${target#*=}"
+		else
+			usage_error "unknown argument: $arg"
+		fi
 		shift
 	done
+}
 
+parse_deployment_args() {
+	parse_options "--project=PROJECT --name=NAME --dry-run:DRY_RUN=1" "$@"
 	valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
 	default_project
 	valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"

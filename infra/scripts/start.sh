@@ -26,31 +26,8 @@ USAGE
 }
 
 REGION_ARG="" TIMEOUT=600 WAIT=1
-while (($#)); do
-	arg=$1 value=""
-	case $arg in
-	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
-	--region | --project | --name | --timeout)
-		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-		value=$2
-		shift
-		;;
-	esac
-	case $arg in
-	--region | --regions) REGION_ARG=$value ;;
-	--project) PROJECT=$value ;;
-	--name) NAME=$value ;;
-	--timeout) TIMEOUT=$value ;;
-	--no-wait) WAIT=0 ;;
-	--dry-run) DRY_RUN=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*) usage_error "unknown argument: $arg" ;;
-	esac
-	shift
-done
+parse_options "--region=REGION_ARG --regions=REGION_ARG --project=PROJECT --name=NAME --timeout=TIMEOUT
+	--no-wait:WAIT=0 --dry-run:DRY_RUN=1" "$@"
 
 parse_regions "$REGION_ARG"
 valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"

@@ -24,29 +24,7 @@ USAGE
 }
 
 REGION_ARG=""
-while (($#)); do
-	arg=$1 value=""
-	case $arg in
-	--*=*) value=${arg#*=} arg=${arg%%=*} ;;
-	--region | --project | --name)
-		if (($# < 2)) || [[ $2 == --* ]]; then usage_error "$arg needs a value"; fi
-		value=$2
-		shift
-		;;
-	esac
-	case $arg in
-	--region | --regions) REGION_ARG=$value ;;
-	--project) PROJECT=$value ;;
-	--name) NAME=$value ;;
-	--dry-run) DRY_RUN=1 ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*) usage_error "unknown argument: $arg" ;;
-	esac
-	shift
-done
+parse_options "--region=REGION_ARG --regions=REGION_ARG --project=PROJECT --name=NAME --dry-run:DRY_RUN=1" "$@"
 
 parse_regions "$REGION_ARG"
 valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
