@@ -52,10 +52,7 @@ fi
 if ! [[ $PARALLELISM =~ ^[0-9]{1,5}$ ]] || ((10#$PARALLELISM > 10000)); then
 	usage_error "--parallelism must be a whole number from 0 to 10000, got '$PARALLELISM'"
 fi
-valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
-default_project
-valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
-set_names
+check_deployment
 JOB="${NAME}-batch"
 
 require_tools gcloud terraform python3

@@ -334,12 +334,16 @@ parse_options() {
 	done
 }
 
-parse_deployment_args() {
-	parse_options "--project=PROJECT --name=NAME --dry-run:DRY_RUN=1" "$@"
+check_deployment() { # the --name and --project every script but deploy.sh takes, checked; the names they give
 	valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
 	default_project
 	valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
 	set_names
+}
+
+parse_deployment_args() {
+	parse_options "--project=PROJECT --name=NAME --dry-run:DRY_RUN=1" "$@"
+	check_deployment
 }
 
 end_canary() { # end_canary promote|rollback: Terraform owns traffic, so edit the canary variable and apply

@@ -30,11 +30,8 @@ parse_options "--region=REGION_ARG --regions=REGION_ARG --project=PROJECT --name
 	--no-wait:WAIT=0 --dry-run:DRY_RUN=1" "$@"
 
 parse_regions "$REGION_ARG"
-valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout must be a positive number of seconds"
-default_project
-valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
-set_names
+check_deployment
 
 require_tools gcloud terraform python3 curl
 check_project_access

@@ -27,10 +27,7 @@ REGION_ARG=""
 parse_options "--region=REGION_ARG --regions=REGION_ARG --project=PROJECT --name=NAME --dry-run:DRY_RUN=1" "$@"
 
 parse_regions "$REGION_ARG"
-valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters, digits or hyphens"
-default_project
-valid_project "$PROJECT" || usage_error "--project '$PROJECT' is not a valid project ID"
-set_names
+check_deployment
 
 require_tools gcloud terraform python3
 check_project_access
