@@ -174,6 +174,20 @@ def test_stopping_wakes_every_request_waiting_for_a_load():
     assert reg.entries["a"].loading is None and loader.calls == ["a"]
 
 
+def test_a_download_that_ends_after_stopping_loads_nothing_and_fails_nothing():
+    # Its waiters were told at stop(); what arrives afterwards is not a failed load (no error, no ERROR line).
+    slow_store = threading.Event()
+    loader = Loader({"slow": 1})
+    reg = ModelRegistry({"slow": "slow.pt"}, loader.load, loader.footprint, 2,
+                        fetch=lambda entry: slow_store.wait(10) and entry.weights)
+    waiting = reg.take("slow")
+    reg.stop(timeout=1)
+    waiting.result(1)
+    slow_store.set()
+    reg._fetcher.shutdown(wait=True)  # the download's thread has ended
+    assert loader.calls == [] and reg.entries["slow"].error is None
+
+
 def test_the_load_queue_is_bounded():
     gate = threading.Event()
     loader = Loader({"a": 1, "b": 1, "c": 1}, gate)

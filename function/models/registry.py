@@ -165,8 +165,10 @@ class ModelRegistry:
         started = time.monotonic()
         try:
             weights = self._fetch_weights(entry)
+            if self.stopping:  # stop() has told this load's waiters already: nothing to load, nothing failed
+                return
             self._loader.submit(self._load, entry, weights, time.monotonic() - started)
-        except Exception as exc:  # a shut-down loader included: the load's waiters are told
+        except Exception as exc:
             self._failed(entry, exc)
 
     def _load(self, entry: Entry, weights: str, fetch_seconds: float) -> None:
