@@ -285,8 +285,8 @@ class _ExplodingService(Service):
 def test_an_unexpected_error_is_a_500_without_a_stack_trace(bus_jpg):
     settings = load_settings({"MODEL": "unused.pt"})
     service = _ExplodingService(settings)
-    service.model = object()
-    service.ready.set()
+    service.models.model = object()
+    service.models.ready.set()
     response = _client(settings, service).post("/predict", files={"file": ("bus.jpg", bus_jpg.read_bytes())})
     assert response.status_code == 500
     assert response.json() == {

@@ -76,15 +76,15 @@ class Runner:
             raise WeightsError(failures[0])
         # Not a request that cannot wait: every answer of the run comes from the engine the service keeps (its
         # exported engine once built and checked, else PyTorch), never from two.
-        self.service.engine_settled.wait()
+        self.service.models.engine_settled.wait()
         return self.service.resolve_classes(self.job.params)
 
     def plan(self, params: PredictParams) -> plans.Plan:
         decided = {"conf": params.conf, "iou": params.iou, "imgsz": params.imgsz, "max_det": params.max_det,
                    "classes": list(params.classes) if params.classes is not None else None,
                    "normalize": params.normalize, "decimals": params.decimals, "vid_stride": self.job.vid_stride,
-                   "task": self.service.model.task}
-        run = plans.run_id(self.source.uri, self.job.glob, weights_digest(self.service.weights), decided)
+                   "task": self.service.models.model.task}
+        run = plans.run_id(self.source.uri, self.job.glob, weights_digest(self.service.models.weights), decided)
         plan, made = plans.load_or_make(self.output, self.source, self.job.glob, run, decided, self.job.chunk_size)
         if plan.chunk_size != self.job.chunk_size:
             log.info(f"the run's plan has chunks of {plan.chunk_size}; --chunk-size {self.job.chunk_size} is ignored")

@@ -1,8 +1,10 @@
-"""The service behind every dialect: start-up (weights → model → warm-up → ready), then predict, with no web types.
+"""The service behind every dialect: predict, with no web types. The models themselves (start-up, engines, MODELS'
+registry, their loops) are models/host.py's; a request here only takes a lease on one.
 
-A predict takes images in any form a dialect accepts (uploaded bytes, a URL, base64 text) and returns Ultralytics
-`Results`, one per image in request order. Admission, the source fetch, decoding under the pixel budget and the
-model's queue are all here, once, for every dialect.
+A predict takes images in any form a dialect accepts (uploaded bytes, a URL, base64 text) or one video, and returns
+what the dialect's encoder makes of Ultralytics `Results`, one per image in request order (per processed frame for a
+video). Admission, the source fetch, decoding under the pixel budget and the model's queue are all here, once, for
+every dialect.
 """
 
 from __future__ import annotations
@@ -12,20 +14,18 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 from PIL import Image
 
 from .. import metrics
-from ..errors import BadImage, BadParameter, ModelNotFound, ModelNotReady, TooLarge, WeightsError
+from ..errors import BadImage, BadParameter, ModelNotReady, TooLarge
 from ..logs import log
-from ..memory import TRIM_AFTER_PIXELS, rss_bytes, trim_heap
-from ..models.batcher import InferenceLoop
-from ..models.loaded import LoadedModel, cpu_replicas, load_model, pick_device, warm_up_images
+from ..memory import TRIM_AFTER_PIXELS, trim_heap
+from ..models.host import ModelHost
+from ..models.loaded import LoadedModel
 from ..models.params import PredictParams
-from ..models.registry import Entry, Lease, ModelRegistry
-from ..models.weights import resolve_weights
+from ..models.registry import Lease
 from ..settings import Settings
 from .admission import Admission, PixelBudget
 from .images import decode_image, image_pixels
@@ -44,14 +44,7 @@ SHED_BEFORE_LIMIT_S = 3.0
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.model: LoadedModel | None = None
-        self.weights: str | None = None  # the default model's weights on local disk (or an Ultralytics asset name)
-        self.loop: InferenceLoop | None = None
-        self.ready = threading.Event()
-        # Set once the default model serves with the engine it will keep (its exported engine swapped in, or PyTorch
-        # for good): what a batch run waits for, so that all its answers come from one engine.
-        self.engine_settled = threading.Event()
-        self.stopping = False
+        self.models = ModelHost(settings)
         self.draining = False  # SIGTERM arrived: queued work is shed (begin_shutdown)
         self.fetcher = SourceFetcher(settings.max_upload_bytes, settings.url_timeout_s, settings.url_allowed_networks,
                                      settings.allowed_source_buckets)
@@ -60,191 +53,25 @@ class Service:
         self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="cpu")
         self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self.started_at = time.monotonic()
-        self.default_id = settings.default_model_id
-        self.default_memory_bytes, self.default_load_seconds = 0, None
-        self._engines_building: set[str] = set()  # MODELS ids whose exported engine is being built (one at a time each)
-        self.registry = ModelRegistry(dict(settings.models), self._load_on_demand, self._footprint,
-                                      settings.max_loaded_models, settings.model_memory_bytes, settings.pin,
-                                      _return_memory, self._fetch_weights) if settings.models else None
 
-    # -- start-up -------------------------------------------------------------------------------------------------
+    # -- start and stop -------------------------------------------------------------------------------------------
 
     def start(self, on_failure: Callable[[str], None]) -> threading.Thread:
-        """Load in the background so /healthz answers at once; on failure call on_failure with the reason (the server
-        ends the process: the core never does)."""
-        thread = threading.Thread(target=self._load, args=(on_failure,), name="model-loader", daemon=True)
-        thread.start()
-        return thread
-
-    def _load(self, on_failure) -> None:
-        s = self.settings
+        """Load the models in the background so /healthz answers at once; on failure call on_failure with the reason
+        (the server ends the process: the core never does)."""
         # decode_image checks every header against MAX_IMAGE_PIXELS itself, with a message that names the size.
         Image.MAX_IMAGE_PIXELS = None
-        try:
-            memory_before = self._footprint() if self.registry is not None else 0  # the runtime before the model
-            t0 = time.monotonic()
-            weights = resolve_weights(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
-            t1 = time.monotonic()
-            device = pick_device(s.device)
-            model = load_model(weights, device, s.model_task)
-            t2 = time.monotonic()
-            reference = model.warm_up()
-            from ..models.engines import choose_engine  # the worker's: it needs numpy
-
-            engine = choose_engine(s.engine, device)
-            # CPU replicas are part of start-up (ready means all of them); an exported engine is built after it,
-            # while PyTorch serves, and swapped in once verified.
-            models = [model] + (self._replicas(weights, model) if engine == "pytorch" else [])
-            t3 = time.monotonic()
-        except WeightsError as exc:
-            on_failure(str(exc))
-            return
-        except Exception as exc:  # anything else at start-up is just as fatal; say what it was
-            on_failure(f"MODEL={s.model} could not be loaded: {type(exc).__name__}: {exc}")
-            return
-        self.model, self.weights = model, weights
-        if self.registry is not None:
-            self.default_memory_bytes = max(self._footprint() - memory_before, 0)
-        self.default_load_seconds = t3 - t0
-        self.loop = InferenceLoop([m.predict for m in models], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000,
-                                  model=self.default_id)
-        self.loop.start()
-        if self.registry is not None and not self._load_pinned(on_failure):
-            return
-        self.ready.set()
-        if engine != "pytorch":
-            threading.Thread(target=self._swap_in_engine, args=(engine, weights, reference), name="engine-builder",
-                             daemon=True).start()
-        else:
-            self.engine_settled.set()
-        phases = {"weights": t1 - t0, "load": t2 - t1, "warmup": t3 - t2, "total": t3 - t0}
-        for phase, seconds in phases.items():
-            metrics.MODEL_LOAD_SECONDS.labels(phase).set(seconds)
-        log.info(
-            f"ready: model {model.name} ({model.task}) on {model.device}{' fp16' if model.half else ''}",
-            extra={"fields": {
-                "model": model.name, "task": model.task, "device": model.device, "half": model.half,
-                "startup_s": {phase: round(seconds, 3) for phase, seconds in phases.items()},
-            }},
-        )
-
-    def _load_pinned(self, on_failure) -> bool:
-        """PIN's models are loaded before the service is ready (a failure is as fatal as the default's); PRELOAD's
-        start loading too, and the service is ready without waiting for them."""
-        pinned = self.registry.preload(self.settings.pin)
-        self.registry.preload(self.settings.preload)
-        for future in pinned:
-            future.result()
-        failed = [e for e in self.registry.entries.values() if e.pinned and e.model is None]
-        if failed:
-            on_failure(f"PIN: model {failed[0].id!r} could not be loaded: {failed[0].error}")
-            return False
-        return True
-
-    def _footprint(self) -> int:
-        """What the models occupy now: GPU memory on CUDA, else the process's RSS (the registry returns what is free
-        before it measures)."""
-        if pick_device(self.settings.device).startswith("cuda"):
-            import torch
-
-            return torch.cuda.memory_allocated()
-        return rss_bytes()
-
-    def _fetch_weights(self, entry: Entry) -> str:
-        """One of MODELS' weights, as a local path (downloaded into the cache when remote)."""
-        s = self.settings
-        return resolve_weights(entry.weights, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
-
-    def _load_on_demand(self, entry: Entry, weights: str) -> tuple[LoadedModel, InferenceLoop]:
-        """One of MODELS (the registry's loader thread), its weights fetched: load, warm-up, its exported engine when
-        ENGINE asks for one and it can be had (built once, then fetched from the engine cache), one inference loop."""
-        s = self.settings
-        device = pick_device(s.device)
-        model = load_model(weights, device)  # its task is the weights' own (MODEL_TASK is the default model's)
-        reference = model.warm_up()
-        from ..models import engines
-
-        engine = engines.choose_engine(s.engine, device)
-        if engine != "pytorch":
-            cache = engines.EngineCache(entry.weights, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
-            args = (engine, entry.weights, Path(weights), reference, warm_up_images(), model.device, model.task,
-                    model.name, s.max_batch_size, cache)
-            try:
-                model, _ = engines.prepare_engine(*args, build=False)
-            except engines.EngineNotBuilt:
-                # An export takes seconds to minutes: never on a request's path. It is built in the background, and
-                # serves from this model's next load on (after an eviction, or on any instance sharing the cache).
-                if entry.id not in self._engines_building:
-                    self._engines_building.add(entry.id)
-                    threading.Thread(target=self._build_engine, args=(entry.id, args), name="engine-builder",
-                                     daemon=True).start()
-            except Exception as exc:
-                _engine_unavailable(engine, exc, entry.id)
-        loop = InferenceLoop([model.predict], s.max_queue, s.max_batch_size, s.max_batch_wait_ms / 1000, model=entry.id)
-        loop.start()
-        return model, loop
-
-    def _build_engine(self, model_id: str, args: tuple) -> None:
-        from ..models import engines
-
-        try:
-            _, info = engines.prepare_engine(*args)
-            log.info(f"model {model_id!r}: {info['engine']} engine built at {info['artefact']}; it serves from the "
-                     "model's next load", extra={"fields": {"model": model_id, **info}})
-        except Exception as exc:
-            _engine_unavailable(args[0], exc, model_id)
-        finally:
-            self._engines_building.discard(model_id)
-
-    def _replicas(self, weights: str, model: LoadedModel) -> list[LoadedModel]:
-        """Copies of a PyTorch model for the cores Ultralytics leaves idle (model.cpu_replicas), each warmed up."""
-        count = cpu_replicas(model) if weights.endswith(".pt") else 1
-        copies = [load_model(weights, model.device, self.settings.model_task) for _ in range(count - 1)]
-        for copy in copies:
-            copy.warm_up()
-        if copies:
-            log.info(f"{count} PyTorch replicas: Ultralytics runs PyTorch on fewer threads than there are cores",
-                     extra={"fields": {"replicas": count}})
-        return copies
-
-    def _swap_in_engine(self, engine: str, weights: str, reference: list) -> None:
-        try:
-            self._build_and_swap(engine, weights, reference)
-        finally:
-            self.engine_settled.set()
-
-    def _build_and_swap(self, engine: str, weights: str, reference: list) -> None:
-        """Build or fetch the exported engine and swap it in once verified; when it cannot be had, say why and keep
-        PyTorch (with its CPU replicas). Never fatal."""
-        from ..models import engines
-
-        s, model, started = self.settings, self.model, time.monotonic()
-        try:
-            cache = engines.EngineCache(s.model, s.model_cache_dir, s.gcs_chunk_mb * 2**20, s.gcs_workers)
-            exported, info = engines.prepare_engine(
-                engine, s.model, Path(weights), reference, warm_up_images(), model.device, model.task, model.name,
-                s.max_batch_size, cache)
-        except Exception as exc:
-            _engine_unavailable(engine, exc)
-            if not self.stopping:
-                self.loop.swap([model.predict] + [copy.predict for copy in self._replicas(weights, model)])
-            return
-        if self.stopping:
-            return
-        self.loop.swap([exported.predict])
-        self.model = exported
-        log.info(f"serving with {engine}: {info['artefact']} ({info['source']})",
-                 extra={"fields": {**info, "seconds": round(time.monotonic() - started, 3)}})
+        return self.models.start(on_failure)
 
     def begin_shutdown(self) -> None:
         """SIGTERM (on the event loop; the server stops accepting connections and streams): queued images that cannot
         be done before the server must answer get a 503 now, and whatever is still queued SHED_BEFORE_LIMIT_S before
         the graceful limit gets it then, so every request in flight has a complete answer before Cloud Run's 10 s."""
-        if self.draining or self.loop is None:
+        loops = self.models.loops()
+        if self.draining or not loops:
             return
         self.draining = True
         budget_s = max(self.settings.graceful_timeout_s - SHED_BEFORE_LIMIT_S, 0.5)
-        loops = [self.loop] + (self.registry.loops() if self.registry is not None else [])
         refused = sum(loop.shed(budget_s) for loop in loops)
         for loop in loops:
             asyncio.get_running_loop().call_later(budget_s, loop.shed, 0.0)
@@ -252,60 +79,36 @@ class Service:
                  extra={"fields": {"refused": refused}})
 
     def stop(self) -> None:
-        self.stopping = True
-        if self.loop is not None:
-            self.loop.stop(timeout=self.settings.graceful_timeout_s)
-        if self.registry is not None:
-            self.registry.stop(timeout=self.settings.graceful_timeout_s)
+        self.models.stop(self.settings.graceful_timeout_s)
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.fetch_pool.shutdown(wait=False, cancel_futures=True)
 
-    # -- requests -------------------------------------------------------------------------------------------------
-
-    def require_ready(self) -> LoadedModel:
-        if self.stopping:
-            raise ModelNotReady("the server is shutting down; retry on another instance")
-        if not self.ready.is_set() or self.model is None:
-            raise ModelNotReady("the model is loading; retry in a few seconds")
-        return self.model
-
     # -- which model ----------------------------------------------------------------------------------------------
 
+    def require_ready(self) -> LoadedModel:
+        """The default model; ModelNotReady (503) while it loads or once the server is stopping."""
+        models = self.models
+        if models.stopping:
+            raise ModelNotReady("the server is shutting down; retry on another instance")
+        if not models.ready.is_set() or models.model is None:
+            raise ModelNotReady("the model is loading; retry in a few seconds")
+        return models.model
+
     def resolve(self, wanted: str | None) -> str | None:
-        """The model a request addressed by id: None for the default model; ModelNotFound for an id not configured
-        (nothing is ever loaded from what a client names). Without MODELS, any id when MODEL_ID is unset."""
-        if wanted is None or (self.registry is None and not self.settings.model_id) or wanted == self.default_id:
-            return None
-        if self.registry is not None and wanted in self.registry.entries:
-            return wanted
-        if self.registry is None:
-            raise ModelNotFound("Model not found")
-        raise ModelNotFound(f"Model not found: {wanted!r} is not one of this endpoint's models (GET /models lists them)")
+        return self.models.resolve(wanted)
 
     async def acquire(self, model_id: str | None) -> Lease:
         """A lease on the model (release it when the request ends), waiting for its load when it is not loaded: the
-        caller bounds the wait with the request's deadline. The default model's lease holds nothing."""
-        model = self.require_ready()
-        if model_id is None:
-            return Lease(model, self.loop)
+        caller bounds the wait with the request's deadline."""
+        self.require_ready()
         while True:
-            taken = self.registry.take(model_id)
+            taken = self.models.take(model_id)
             if isinstance(taken, Lease):
                 return taken
             # Shielded: a request that gives up must not cancel the load the others wait for.
             await asyncio.shield(asyncio.wrap_future(taken))
 
-    def describe_models(self) -> dict:
-        """GET /models: every id, its task, loaded or not, its measured memory and load seconds."""
-        s, model = self.settings, self.model
-        default = {"id": self.default_id, "task": model.task if model else None, "loaded": self.ready.is_set(),
-                   "pinned": True, "default": True,
-                   "memory_mb": round(self.default_memory_bytes / 2**20, 1) if self.default_memory_bytes else None,
-                   "load_seconds": None if self.default_load_seconds is None else round(self.default_load_seconds, 3),
-                   "loads": 1 if model else 0, "inflight": None, "error": None}
-        listed = [default] + (self.registry.describe() if self.registry is not None else [])
-        return {"default": self.default_id, "max_loaded_models": s.max_loaded_models,
-                "model_memory_mb": s.model_memory_bytes // 2**20 or None, "models": listed}
+    # -- requests -------------------------------------------------------------------------------------------------
 
     async def predict(self, request: PredictRequest, started: float, encode, lease: Lease | None = None):
         """Run the request's images through the model and return `encode(request, prediction)`, computed in the CPU
@@ -314,7 +117,7 @@ class Service:
         The caller bounds it with the request's deadline: cancelled at any await, it leaves nothing behind (queued
         jobs are dropped, pixels are returned when the work that holds them ends)."""
         self.require_ready()
-        lease = lease or Lease(self.model, self.loop)
+        lease = lease or self.models.take(None)
         request = replace(request, params=self.resolve_classes(request.params, lease.model))
         if request.video is not None:
             return await self.predict_video(request, started, encode, lease)
@@ -328,7 +131,7 @@ class Service:
         """`classes` as the client wrote them (names or ids) → the model's class ids; an unknown one is a 400."""
         if not params.class_names:
             return params
-        names = class_names(model or self.model)
+        names = class_names(model or self.models.model)
         by_name = {name.lower(): index for index, name in names.items()}
         ids = []
         for given in params.class_names:
@@ -416,28 +219,6 @@ class Service:
         if pixels >= TRIM_AFTER_PIXELS:
             # On the loop's next turn, once the finished request has dropped its arrays, not while it still holds them.
             asyncio.get_running_loop().call_soon(self.cpu_pool.submit, trim_heap)
-
-
-def _engine_unavailable(engine: str, exc: Exception, model_id: str | None = None) -> None:
-    """Say why a model keeps serving with PyTorch: an EngineError says why; anything else is a bug worth its type."""
-    from ..models.engines import EngineError
-
-    reason = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-    about = f"model {model_id!r}: " if model_id else ""
-    fields = {"engine": "pytorch", "wanted": engine, **({"model": model_id} if model_id else {})}
-    log.warning(f"{about}ENGINE={engine} is not available, serving with PyTorch: {reason}", extra={"fields": fields})
-
-
-def _return_memory() -> None:
-    """After an eviction, and before a footprint is measured: what was freed goes back to the system (and to CUDA)."""
-    import gc
-    import sys
-
-    gc.collect()
-    trim_heap()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def class_names(model: LoadedModel) -> dict[int, str]:

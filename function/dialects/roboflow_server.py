@@ -183,8 +183,9 @@ def describe(model_id: str, task: str, service: Service) -> dict:
 def listed(service: Service) -> list[tuple[str, str]]:
     """(id, task) of what the registry lists before any /model/add: the default model, under MODEL_ID or else the
     weights' name, and every model of MODELS that is loaded."""
-    loaded = [(m["id"], m["task"]) for m in service.describe_models()["models"] if m["loaded"] and not m["default"]]
-    return [(service.default_id, service.model.task)] + loaded
+    models = service.models
+    loaded = [(m["id"], m["task"]) for m in models.describe()["models"] if m["loaded"] and not m["default"]]
+    return [(models.default_id, models.model.task)] + loaded
 
 
 async def registry(incoming: Incoming, service: Service) -> Reply:

@@ -26,7 +26,8 @@ async def healthz(incoming: Incoming, service: Service) -> Reply:
 
 async def readyz(incoming: Incoming, service: Service) -> Reply:
     model = service.require_ready()
-    several = {} if service.registry is None else {"models": 1 + len(service.registry.entries)}  # GET /models lists them
+    registry = service.models.registry
+    several = {} if registry is None else {"models": 1 + len(registry.entries)}  # GET /models lists them
     return Reply(200, {"status": "ready", "model": model.name, "task": model.task, **several})
 
 
@@ -34,7 +35,7 @@ async def models(incoming: Incoming, service: Service) -> Reply:
     """Every model id this endpoint serves: its task, loaded or not, its memory and load seconds. It names the
     models, so it takes the API key like a predict call."""
     incoming.authorize(bearer_or_x_api_key(incoming))
-    return Reply(200, service.describe_models())
+    return Reply(200, service.models.describe())
 
 
 async def metrics_text(incoming: Incoming, service: Service) -> Reply:
