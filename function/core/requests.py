@@ -25,6 +25,8 @@ class PredictRequest:
     # For a video: what to keep of each frame's Results, called in the CPU pool as each frame is answered, so a long
     # video's Results (each holding its frame) never pile up in memory. None keeps the Results.
     reduce: Callable | None = None
+    # For a video: follow its objects from frame to frame with this tracker (core/tracking.py TRACKERS); None: don't.
+    track: str | None = None
     options: Mapping = field(default_factory=dict)
 
 
@@ -43,3 +45,4 @@ class Prediction:
     started: float  # time.monotonic() when the request arrived
     frames: list[Frame] | None = None  # a video's processed frames, parallel to `results`
     process_started: float = 0.0  # time.monotonic() when the service started (the Platform's functionTimeAlive)
+    tracks: list[dict] | None = None  # a tracked video's tracks (core/tracking.py TrackLog), one entry per track id

@@ -10,6 +10,7 @@ every dialect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from .admission import Admission, PixelBudget
 from .images import decode_image, image_pixels
 from .requests import Frame, Prediction, PredictRequest
 from .sources import SourceFetcher, decode_base64, is_url
+from .tracking import Sequence, TrackLog, check_trackable
 
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.
 FETCH_THREADS = 16
@@ -119,6 +121,11 @@ class Service:
         self.require_ready()
         lease = lease or self.models.take(None)
         request = replace(request, params=self.resolve_classes(request.params, lease.model))
+        if request.track is not None:
+            check_trackable(lease.model.task)
+            if request.video is None:
+                raise BadParameter("'track' follows objects across a video's frames: send a video (a live camera "
+                                   "streams its frames to GET /stream)")
         if request.video is not None:
             return await self.predict_video(request, started, encode, lease)
         if not request.images:
@@ -144,18 +151,29 @@ class Service:
 
     async def predict_video(self, request: PredictRequest, started: float, encode, lease: Lease):
         """Decode the video as a stream and send its frames to the model a chunk at a time (MAX_BATCH_SIZE frames for
-        each model serving side by side): requests for images queue between two chunks, never behind the whole video. Each frame's Results is reduced
+        each model serving side by side): requests for images queue between two chunks, never behind the whole video.
+        Each frame's Results is tracked (`request.track`: this request's own tracker, in frame order) and reduced
         (`request.reduce`) as soon as it is answered, so only one batch of frames is ever held."""
-        from .video import open_video
-
         model, loop = lease.model, lease.loop
         s = self.settings
         chunk = max(1, s.max_batch_size) * loop.models
         reduce = request.reduce or (lambda result: result)
+        # Built in the pool: the first one imports Ultralytics' trackers (a second or so).
+        sequence = await self.run_cpu(Sequence, request.track, model.task, model.device) if request.track else None
+        track_log = TrackLog() if sequence is not None else None
         kept, frames = [], []
+
+        def finish(batch, results) -> list:  # in the CPU pool, one chunk at a time: the tracker sees frames in order
+            answers = []
+            for frame, result in zip(batch, results):
+                if sequence is not None:
+                    result = sequence.update(result)
+                    track_log.observe(frame.index, result)
+                answers.append(reduce(result))
+            return answers
+
         with self.admission.admit(chunk):
-            reader = await self.run_cpu(open_video, request.video, request.vid_stride, s.max_video_frames, s.max_image_pixels)
-            try:
+            async with self._video_reader(request, s) as reader:
                 while batch := await self.run_cpu(reader.read, chunk):
                     held = await self.pixels.acquire(sum(frame.image.shape[0] * frame.image.shape[1] for frame in batch))
                     running: list[Future] = []
@@ -164,19 +182,44 @@ class Service:
                         running = loop.submit([frame.image for frame in batch], request.params)
                         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in running))
                         self.admission.observe(time.monotonic() - t0, len(batch))
-                        reducing = self.cpu_pool.submit(lambda: [reduce(result) for result in results])
-                        running = [reducing]
-                        kept += await asyncio.wrap_future(reducing)
+                        finishing = self.cpu_pool.submit(finish, batch, results)
+                        running = [finishing]
+                        kept += await asyncio.wrap_future(finishing)
                     finally:
                         _release_when_done(running, lambda held=held: self.pixels.release(held), asyncio.get_running_loop())
                     metrics.VIDEO_FRAMES.inc(len(batch))
                     frames += [Frame(frame.index, frame.timestamp) for frame in batch]
-            finally:
-                # Closed in the pool: a read may still be running there if this request gave up (deadline).
-                self.cpu_pool.submit(reader.close)
+            tracks = track_log.tracks(class_names(model)) if track_log is not None else None
             prediction = Prediction(results=kept, model=model, started=started, frames=frames,
-                                    process_started=self.started_at)
+                                    process_started=self.started_at, tracks=tracks)
             return await self.run_cpu(encode, request, prediction)
+
+    @contextlib.asynccontextmanager
+    async def _video_reader(self, request: PredictRequest, s: Settings):
+        """The request's video, open; closed however the request ends, even when it gives up (deadline, client gone)
+        while the video is still being opened or read in the pool: then it is closed there, once that work ends."""
+        from .video import open_video
+
+        opening = self.cpu_pool.submit(open_video, request.video, request.vid_stride, s.max_video_frames,
+                                       s.max_image_pixels)
+        try:
+            reader = await asyncio.wrap_future(opening)
+        except BaseException:
+            opening.add_done_callback(_close_opened_reader)
+            raise
+        try:
+            yield reader
+        finally:
+            # In the pool: a read may still be running there if this request gave up. A pool already shut down (the
+            # process is stopping) must not hide the error that brought us here: then it is closed here.
+            self._in_pool(reader.close)
+
+    def _in_pool(self, fn) -> None:
+        """Run `fn` in the CPU pool without waiting; here and now when the pool no longer takes work."""
+        try:
+            self.cpu_pool.submit(fn)
+        except RuntimeError:  # cannot schedule new futures after shutdown
+            fn()
 
     async def run_cpu(self, fn, *args):
         """Run CPU-heavy work (decoding, encoding, drawing) in the bounded pool, off the event loop."""
@@ -218,7 +261,13 @@ class Service:
         self.pixels.release(pixels)
         if pixels >= TRIM_AFTER_PIXELS:
             # On the loop's next turn, once the finished request has dropped its arrays, not while it still holds them.
-            asyncio.get_running_loop().call_soon(self.cpu_pool.submit, trim_heap)
+            asyncio.get_running_loop().call_soon(self._in_pool, trim_heap)
+
+
+def _close_opened_reader(opening: Future) -> None:
+    """A video opened for a request that gave up while it was being opened: nobody will read it."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def class_names(model: LoadedModel) -> dict[int, str]:

@@ -52,7 +52,7 @@ def parse(incoming: Incoming) -> PredictRequest:
     if len(request.images) > 1:
         raise BadParameter("'image' takes one image; send several as repeated 'file' fields")
     data = incoming.settings.hub_v1_data
-    return PredictRequest(images=request.images, params=request.params,
+    return PredictRequest(images=request.images, params=request.params, track=request.track,
                           options={**request.options, "envelope": data})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
+from ..core.tracking import DEFAULT_TRACKER, TRACK_CONF, check_tracker
 from ..errors import BadParameter
 from ..models.params import PredictParams
 from ..numbers import strict_float, strict_int
@@ -119,3 +120,17 @@ def parse_params(*sources: Source, defaults: PredictParams | None = None) -> Pre
     if found is not None:
         values["class_names"] = parse_class_names(*found)
     return replace(defaults or PredictParams(), **values)
+
+
+def parse_tracking(*sources: Source, params: PredictParams) -> tuple[str | None, PredictParams]:
+    """`track` (true/false) and `tracker` (bytetrack, botsort): the tracker that follows a video's objects, or None.
+    A tracked request takes `model.track`'s confidence default (0.1) where the client sent none."""
+    pairs = tuple(_pairs(source) for source in sources)
+    found = lookup(pairs, "tracker")
+    tracker = check_tracker(*found) if found else DEFAULT_TRACKER
+    found = lookup(pairs, "track")
+    if found is None or not parse_bool(*found):
+        return None, params
+    if lookup(pairs, "conf", ALIASES["conf"]) is None:
+        params = replace(params, conf=TRACK_CONF)
+    return tracker, params

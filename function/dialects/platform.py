@@ -7,7 +7,8 @@ http(s) URL or base64 data; `conf`/`confidence`, `iou`, `imgsz`/`size`, `normali
 `{"images": [{"shape", "results", "speed"}], "metadata": {...}}` where `results` is Ultralytics' own
 `Results.summary()`; a semantic model's entry adds `semantic_mask` and a depth model's `depth`, each a PNG
 (function/encode/maps.py); a video gives one `images` entry per processed frame, with its `frame` and `timestamp`
-(a depth model takes images only, as the Platform's do). Errors: `{"error": {"code", "status", "message"}}`.
+(a depth model takes images only, as the Platform's do); with `track=true` (and `tracker`) a video's rows carry
+`track_id` and `metadata` adds `tracks` and `counts`. Errors: `{"error": {"code", "status", "message"}}`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from functools import partial
 
 from ..core.requests import Prediction, PredictRequest
+from ..core.tracking import counts
 from ..core.video import looks_like_a_video
 from ..encode.annotate import annotated_jpeg
 from ..encode.maps import b64, class_map_png, depth_png
@@ -23,7 +25,7 @@ from ..encode.views import View
 from ..errors import BadParameter, ServiceError
 from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key
-from .params import NUMBERS, lookup, parse_bits, parse_bool, parse_params
+from .params import NUMBERS, lookup, parse_bits, parse_bool, parse_params, parse_tracking
 
 name = "platform"
 key_in_body = False
@@ -48,6 +50,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
     form = incoming.form
     fields = form.fields if form else []
     params = parse_params(fields, incoming.query, defaults=defaults)
+    track, params = parse_tracking(fields, incoming.query, params=params)
     uploads = [upload.data for upload in (form.files if form else []) if upload.field in IMAGE_FIELDS]
     source = lookup((fields, incoming.query), *SOURCE_FIELDS)
     if uploads and source:
@@ -62,7 +65,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
     if video is None:
         if options["format"] == "image" and len(images) > 1:
             raise BadParameter("'format=image' returns one annotated image: send one image")
-        return PredictRequest(images=images, params=params, options=options)
+        return PredictRequest(images=images, params=params, options=options, track=track)
     if len(uploads) > 1:
         raise BadParameter("Send one video per request, without images beside it")
     if incoming.model_task == "depth":
@@ -70,7 +73,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
     if options["format"] == "image":
         raise BadParameter("'format=image' annotates an image, not a video")
     vid_stride = NUMBERS["vid_stride"].parse(*stride) if stride else 1
-    return PredictRequest(images=(), params=params, video=video, vid_stride=vid_stride, options=options,
+    return PredictRequest(images=(), params=params, video=video, vid_stride=vid_stride, options=options, track=track,
                           reduce=partial(encode_result, params=params, task=incoming.model_task))
 
 
@@ -141,6 +144,8 @@ def metadata(prediction: Prediction, count: int) -> dict:
         "model": model.name,
         "task": model.task,
         "version": model.versions,
+        # A tracked video: every track seen, and how many of each class (core/tracking.py).
+        **({"tracks": prediction.tracks, "counts": counts(prediction.tracks)} if prediction.tracks is not None else {}),
     }
 
 
