@@ -43,6 +43,10 @@ QUEUE_DEPTH = Gauge("yolo_queue_depth", "Images waiting for the model", ["model"
 INFLIGHT = Gauge("yolo_inflight_requests", "Predict requests admitted and not yet answered", registry=REGISTRY)
 IMAGES = Counter("yolo_images", "Images run through the model", ["model"], registry=REGISTRY)
 VIDEO_FRAMES = Counter("yolo_video_frames", "Video frames run through the model", registry=REGISTRY)
+# Tracking: sequences (a video in a request, a stream) with a tracker of their own now, and the tracker's own time.
+TRACKED_SEQUENCES = Gauge("yolo_tracked_sequences", "Videos and streams being tracked now", registry=REGISTRY)
+TRACKER_SECONDS = Histogram("yolo_tracker_update_seconds", "One frame through a tracker (after the model)",
+                            buckets=_SECONDS, registry=REGISTRY)
 MODEL_LOAD_SECONDS = Gauge("yolo_model_load_seconds", "Start-up time: weights, load and warm-up", ["phase"],
                            registry=REGISTRY)
 # Several models (MODELS): loads on demand, evictions, and what each loaded model holds.

@@ -8,7 +8,8 @@ import asyncio
 import json
 import sys
 
-from ..dialects.params import NUMBERS, parse_number, parse_params
+from ..core.tracking import TRACKERS
+from ..dialects.params import NUMBERS, parse_number, parse_params, parse_tracking
 from ..errors import BadParameter, ConfigError, WeightsError
 from ..logs import log, setup_logging
 from ..settings import load_settings, load_task_share
@@ -46,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
                        help=f"{meaning} ({number.low:g}-{number.high:g}, default {number.default})")
     p.add_argument("--classes", help="comma-separated class names or ids to keep")
     p.add_argument("--normalize", help="true: box coordinates as fractions of the image")
+    p.add_argument("--track", action="store_true",
+                   help="follow each video's objects from frame to frame: each result line carries track_id "
+                        "(images are answered untracked); --conf defaults to 0.1 as for model.track")
+    p.add_argument("--tracker", help=f"with --track: {' or '.join(TRACKERS)} (default {TRACKERS[0]})")
     return p
 
 
@@ -54,6 +59,8 @@ def make_job(args: argparse.Namespace):
 
     given = [(name, getattr(args, name)) for name in MODEL_FIELDS if getattr(args, name) is not None]
     params = parse_params(given)
+    tracking = [("track", "true")] * args.track + ([("tracker", args.tracker)] if args.tracker else [])
+    track, params = parse_tracking(given, tracking, params=params)
     vid_stride = NUMBERS["vid_stride"].parse("vid_stride", args.vid_stride) if args.vid_stride else 1
     chunk_size = parse_number("chunk-size", args.chunk_size, int, 1, 100_000)
     max_failure_rate = parse_number("max-failure-rate", args.max_failure_rate, float, 0.0, 1.0)
@@ -63,7 +70,7 @@ def make_job(args: argparse.Namespace):
             raise BadParameter(f"--{flag} {uri} names no bucket: gs://BUCKET/PREFIX")
     if _inside(args.output, args.input):
         raise BadParameter(f"--output {args.output} is inside --input {args.input}: the results would become input")
-    return Job(args.input, args.output, args.glob, chunk_size, params, vid_stride, max_failure_rate)
+    return Job(args.input, args.output, args.glob, chunk_size, params, vid_stride, max_failure_rate, track)
 
 
 def _inside(inner: str, outer: str) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from ..core.requests import PredictRequest
 from ..core.service import Service
+from ..core.tracking import check_trackable
 from ..core.video import looks_like_a_video
 from ..dialects import platform
 from ..errors import ModelNotReady, Overloaded, ServiceError, TooLarge, WeightsError
@@ -28,7 +29,7 @@ from ..models.params import PredictParams
 from ..settings import Settings, TaskShare
 from . import plan as plans
 from .reader import Item, open_input
-from .shares import done_chunks, errors_name, results_name, share
+from .shares import done_chunks, errors_name, results_name, share, tracks_name
 from .writer import open_output
 
 READ_THREADS = 16  # reads wait on the network, not on our CPU
@@ -50,6 +51,7 @@ class Job:
     params: PredictParams
     vid_stride: int
     max_failure_rate: float
+    track: str | None = None  # the tracker that follows each video's objects (core/tracking.py), or None
 
 
 class Runner:
@@ -77,6 +79,8 @@ class Runner:
         # Not a request that cannot wait: every answer of the run comes from the engine the service keeps (its
         # exported engine once built and checked, else PyTorch), never from two.
         self.service.models.engine_settled.wait()
+        if self.job.track is not None:
+            check_trackable(self.service.models.model.task)
         return self.service.resolve_classes(self.job.params)
 
     def plan(self, params: PredictParams) -> plans.Plan:
@@ -84,6 +88,8 @@ class Runner:
                    "classes": list(params.classes) if params.classes is not None else None,
                    "normalize": params.normalize, "decimals": params.decimals, "vid_stride": self.job.vid_stride,
                    "task": self.service.models.model.task}
+        if self.job.track is not None:  # only then: an untracked run keeps the id it has always had
+            decided["track"] = self.job.track
         run = plans.run_id(self.source.uri, self.job.glob, weights_digest(self.service.models.weights), decided)
         plan, made = plans.load_or_make(self.output, self.source, self.job.glob, run, decided, self.job.chunk_size)
         if plan.chunk_size != self.job.chunk_size:
@@ -117,10 +123,10 @@ class Runner:
             # The next chunk is read while this one is inferred.
             reading = self._read(following) if following and _bytes(following) <= PREFETCH_BYTES else None
             t0 = time.monotonic()
-            lines, errors = await self._infer(items, blobs, params)
+            lines, errors, tracks = await self._infer(items, blobs, params)
             seconds = time.monotonic() - t0
             written = await asyncio.get_running_loop().run_in_executor(
-                self.write_pool, self._write, chunk, len(items), lines, errors, seconds)
+                self.write_pool, self._write, chunk, len(items), lines, errors, tracks, seconds)
             processed += len(items)
             self._progress(chunk, items, lines, errors, seconds, written, position + 1, len(todo),
                            processed / max(time.monotonic() - started, 1e-9))
@@ -149,38 +155,45 @@ class Runner:
         except ServiceError as exc:
             return exc
 
-    async def _infer(self, items, blobs, params: PredictParams) -> tuple[list[dict], list[dict]]:
+    async def _infer(self, items, blobs, params: PredictParams) -> tuple[list[dict], list[dict], dict]:
+        """The chunk's result lines, its error lines, and each tracked video's tracks by its uri."""
         outcomes = await asyncio.gather(*(self._infer_one(item, data, params) for item, data in zip(items, blobs)))
-        lines = [line for kind, found in outcomes if kind == "results" for line in found]
-        errors = [found for kind, found in outcomes if kind == "error"]
-        return lines, errors
+        lines = [line for kind, found, _ in outcomes if kind == "results" for line in found]
+        errors = [found for kind, found, _ in outcomes if kind == "error"]
+        tracks = {item.uri: found for item, (_, _, found) in zip(items, outcomes) if found is not None}
+        return lines, errors, tracks
 
     async def _infer_one(self, item: Item, data, params: PredictParams):
         if isinstance(data, ServiceError):
-            return "error", error_line(item, "read", data)
+            return "error", error_line(item, "read", data), None
         if looks_like_a_video(data):
+            # A video is one item, so never split across chunks or tasks: a retry tracks it again from frame 0.
             request = PredictRequest(images=(), params=params, video=data, vid_stride=self.job.vid_stride,
-                                     reduce=lambda result: platform.encode_result(result, params))
+                                     track=self.job.track, reduce=lambda result: platform.encode_result(result, params))
         else:
             request = PredictRequest(images=(data,), params=params)
         try:
             if request.video is None:
-                images = await self.service.predict(request, time.monotonic(), _platform_images)
+                images, tracks = await self.service.predict(request, time.monotonic(), _platform_images)
             else:
                 async with self.one_video:
-                    images = await self.service.predict(request, time.monotonic(), _platform_images)
+                    images, tracks = await self.service.predict(request, time.monotonic(), _platform_images)
         except (Overloaded, ModelNotReady):
             raise  # the model's side, not the item's: the task fails and is retried
         except ServiceError as exc:
-            return "error", error_line(item, "infer" if exc.status >= 500 else "decode", exc)
+            return "error", error_line(item, "infer" if exc.status >= 500 else "decode", exc), None
         except Exception as exc:  # the model failed on this input; logged with its stack, the item gets a 500
             log.exception(f"{item.uri}: inference failed")
-            return "error", error_line(item, "infer", ServiceError(f"inference failed: {type(exc).__name__}"))
-        return "results", [{"source": item.source(), **entry} for entry in images]
+            return "error", error_line(item, "infer", ServiceError(f"inference failed: {type(exc).__name__}")), None
+        return "results", [{"source": item.source(), **entry} for entry in images], tracks
 
-    def _write(self, chunk: int, items: int, lines: list[dict], errors: list[dict], seconds: float) -> bool:
-        """Errors first, then the results, whose existence marks the chunk done: a task killed between the two
-        leaves the chunk to do again, and its errors object is then found already there."""
+    def _write(self, chunk: int, items: int, lines: list[dict], errors: list[dict], tracks: dict,
+               seconds: float) -> bool:
+        """Errors and a tracked run's tracks first, then the results, whose existence marks the chunk done: a task
+        killed between them leaves the chunk to do again, and its errors object is then found already there (its
+        tracks too: the same, since a video is tracked again from frame 0 by the same engine)."""
+        if tracks:
+            self.output.create(tracks_name(chunk), json.dumps(tracks, separators=(",", ":")).encode())
         name = errors_name(chunk)
         if not (errors and self.output.create(name, jsonl(errors))):
             earlier = self.output.read(name)
@@ -203,6 +216,13 @@ class Runner:
                         extra={"fields": {"chunk": chunk, "lost": lost}})
         return kept, earlier
 
+    def _tracks(self) -> dict:
+        """A tracked run's tracks and counts per video, from every chunk's tracks object."""
+        found = {}
+        for name in sorted(self.output.list("tracks/")):
+            found.update(json.loads(self.output.read(name)))
+        return found
+
     def _progress(self, chunk, items, lines, errors, seconds, written, position, total, items_per_s) -> None:
         rate = len(lines) / max(seconds, 1e-9)
         log.info(f"chunk {chunk}: {len(items)} items, {len(lines)} frames, {len(errors)} errors, {rate:.1f} img/s"
@@ -223,6 +243,8 @@ class Runner:
         errors = sum(int(c.get("errors", 0)) for c in counts)
         if len(done) == plan.chunks and self.output.read(SUMMARY) is None:
             summary = summarize(plan, done)
+            if "track" in plan.params:
+                summary["tracks"] = self._tracks()
             if self.output.create(SUMMARY, json.dumps(summary, indent=1).encode() + b"\n"):
                 log.info(f"run {plan.run} complete: {summary['items']} items, {summary['frames']} frames, "
                          f"{summary['errors']} errors", extra={"fields": {"summary": summary}})
@@ -251,9 +273,12 @@ def error_line(item: Item, stage: str, error: ServiceError) -> dict:
     return {"source": item.source(), "stage": stage, "error": error.body()["error"]}
 
 
-def _platform_images(request: PredictRequest, prediction) -> list[dict]:
-    """The `images` of the Platform's /predict answer (its `metadata` is per request, not per item)."""
-    return platform.encode(request, prediction).body["images"]
+def _platform_images(request: PredictRequest, prediction) -> tuple[list[dict], dict | None]:
+    """The `images` of the Platform's /predict answer (its `metadata` is per request, not per item), and a tracked
+    video's `tracks` and `counts` from that metadata."""
+    body = platform.encode(request, prediction).body
+    tracked = {key: body["metadata"][key] for key in ("tracks", "counts")} if prediction.tracks is not None else None
+    return body["images"], tracked
 
 
 def _bytes(items) -> int:

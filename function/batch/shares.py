@@ -18,6 +18,11 @@ def errors_name(chunk: int) -> str:
     return f"errors/chunk-{chunk:06d}.jsonl"
 
 
+def tracks_name(chunk: int) -> str:
+    """A tracked run's chunk: each video's tracks and counts, as /predict's metadata has them."""
+    return f"tracks/chunk-{chunk:06d}.json"
+
+
 def share(chunks: int, task: TaskShare) -> list[int]:
     return list(range(task.index, chunks, task.count))
 

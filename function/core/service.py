@@ -172,7 +172,7 @@ class Service:
                 answers.append(reduce(result))
             return answers
 
-        with self.admission.admit(chunk):
+        with self.admission.admit(chunk), _tracking(sequence):
             async with self._video_reader(request, s) as reader:
                 while batch := await self.run_cpu(reader.read, chunk):
                     held = await self.pixels.acquire(sum(frame.image.shape[0] * frame.image.shape[1] for frame in batch))
@@ -268,6 +268,19 @@ def _close_opened_reader(opening: Future) -> None:
     """A video opened for a request that gave up while it was being opened: nobody will read it."""
     if not opening.cancelled() and opening.exception() is None:
         opening.result().close()
+
+
+@contextlib.contextmanager
+def _tracking(sequence: Sequence | None):
+    """Count a tracked sequence in the metrics while its frames are being answered."""
+    if sequence is None:
+        yield
+        return
+    metrics.TRACKED_SEQUENCES.inc()
+    try:
+        yield
+    finally:
+        metrics.TRACKED_SEQUENCES.dec()
 
 
 def class_names(model: LoadedModel) -> dict[int, str]:

@@ -14,9 +14,11 @@ not by the sequence's length. `TrackLog` keeps one small entry per track id seen
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from types import SimpleNamespace
 
+from .. import metrics
 from ..errors import BadParameter
 
 # The trackers served, by the name clients send: Ultralytics' YAML configs of the same names. BoT-SORT runs without
@@ -66,11 +68,13 @@ class Sequence:
 
         predictor = self._predictor
         predictor.results = [result]
+        started = time.perf_counter()
         try:
             on_predict_postprocess_end(predictor, persist=True)
             tracked = predictor.results[0]
         finally:
             predictor.results = None
+        metrics.TRACKER_SECONDS.observe(time.perf_counter() - started)
         self.frames += 1
         return tracked
 
