@@ -710,3 +710,37 @@ def test_depth_draws_the_map_its_scale_and_sends_bits(pixel_servers, open_page):
     assert page.text_content("[data-testid=depth-max]") == f"{depth['max']:.3g} m"
     gradient = page.eval_on_selector("[data-testid=depth-bar]", "b => getComputedStyle(b).backgroundImage")
     assert gradient.startswith("linear-gradient") and "rgb(128, 0, 0)" in gradient and "rgb(0, 0, 128)" in gradient
+
+
+def test_a_tracked_video_plays_with_ids_trails_and_counts(servers, open_page, tmp_path, bus_jpg):
+    """A video goes with track=true; as it plays, each box carries its id and a trail of its last positions, and the
+    list shows each track and the counts, as the answer has them."""
+    from test_tracking import pan_video
+
+    video = tmp_path / "pan.webm"
+    pan_video(video, bus_jpg, 16)
+    ui = open_page(servers["detect"])
+    ui.enter_key(KEY)
+    body = ui.run(lambda: ui.page.set_input_files("[data-testid=file]", str(video)))
+    form = ui.form()
+    assert form["track"] == "true" and form["tracker"] == "bytetrack" and form["file"][2] == video.read_bytes()
+    tracks = body["metadata"]["tracks"]
+    assert tracks, "the detect model tracks the people in the pan"
+    listed = ui.page.eval_on_selector_all("[data-testid=track-row]", "rows => rows.map((r) => r.textContent)")
+    assert listed == [f"#{t['track_id']} {t['name']}frames {t['first_frame']}–{t['last_frame']}" for t in tracks]
+    counts = ui.page.eval_on_selector_all("[data-testid=track-count]", "rows => rows.map((r) => [r.dataset.name, Number(r.dataset.count)])")
+    assert dict(counts) == body["metadata"]["counts"]
+
+    # The last frame, paused: its boxes with their ids, and a trail for each track seen in earlier frames too.
+    last = body["images"][-1]
+    ui.page.evaluate(f"() => {{ const v = document.querySelector('[data-testid=video]'); v.pause(); v.currentTime = {last['timestamp']}; }}")
+    tracked = [row for row in last["results"] if "track_id" in row]
+    expected_labels = [f"#{row['track_id']} {row['name']} {row['confidence']:.2f}" for row in last["results"] if "track_id" in row]
+    ui.page.wait_for_function("(n) => document.querySelectorAll('[data-testid=trail]').length === n", arg=len(tracked), timeout=30_000)
+    drawn = ui.overlay()
+    assert [label for label in drawn["labels"] if label.startswith("#")] == expected_labels
+    trails = ui.page.eval_on_selector_all("[data-testid=trail]", "lines => lines.map((l) => [Number(l.dataset.trackId), Number(l.dataset.points)])")
+    seen_in = {row["track_id"]: sum(1 for image in body["images"] for r in image["results"] if r.get("track_id") == row["track_id"]) for row in tracked}
+    assert dict(trails) == seen_in
+    ui.shot("tracked-video")
+    ui.close()

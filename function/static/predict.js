@@ -1,5 +1,6 @@
-// The Predict page: an image (upload, example or webcam frame) goes to this endpoint's POST /predict, the same API
-// apps call; the response is drawn as SVG over the image. No dependencies, and nothing is fetched from elsewhere.
+// The Predict page: an image (upload, example or webcam frame) or a video goes to this endpoint's POST /predict, the
+// same API apps call; the response is drawn as SVG over the image, or over the playing video frame by frame (a video is
+// tracked: ids and trails, tracks.js). No dependencies, and nothing is fetched from elsewhere.
 "use strict";
 
 // Ultralytics' default palette, indexed by class id: ultralytics/utils/plotting.py, Colors.__init__ `hexs`.
@@ -29,6 +30,8 @@ const MAX_AUTO_RETRIES = 3; // 429: the page retries after Retry-After this many
 const SVG_NS = "http://www.w3.org/2000/svg";
 // The server does not expose MAX_UPLOAD_MB; the page shows and enforces the default, 10 MB (see index.html).
 const MAX_UPLOAD_MB = Number(document.body.dataset.maxUploadMb) || 10;
+const MAX_VIDEO_MB = Number(document.body.dataset.maxVideoMb) || 100; // MAX_VIDEO_MB's default likewise
+const VIDEO_FILE = /\.(mp4|mov|m4v|webm|mkv|avi|mpe?g|ts|wmv|asf|flv)$/i;
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -40,11 +43,11 @@ const el = {
   frame: $("frame"), preview: $("preview"), video: $("video"), overlay: $("overlay"), hint: $("hint"),
   listTitle: $("list-title"), detections: $("detections"), top5: $("top5"), speed: $("speed"), json: $("json"),
   bitsField: $("bits-field"), bits: [...document.querySelectorAll("[data-bits]")], depthScale: $("depth-scale"),
-  depthBar: $("depth-bar"),
+  depthBar: $("depth-bar"), track: $("track"), tracker: $("tracker"),
 };
 
 const state = {
-  image: null, // {blob, name, source, url}
+  image: null, // {blob, name, source, url, video}: video is true for a video file
   imgsz: 640,
   bits: 8, // depth models: the depth map's PNG precision
   task: null, // from readyz
@@ -188,14 +191,16 @@ async function checkModel(delayMs = 0) {
 // ---- choosing an image -----------------------------------------------------------------------------------------
 
 function setImage(blob, name, source) {
-  if (blob.size > MAX_UPLOAD_MB * 1024 * 1024) {
+  const video = blob.type.startsWith("video/") || VIDEO_FILE.test(name);
+  const limit = video ? MAX_VIDEO_MB : MAX_UPLOAD_MB;
+  if (blob.size > limit * 1024 * 1024) {
     const mb = (blob.size / 1024 / 1024).toFixed(1);
-    showError(`${name} is ${mb} MB, over the ${MAX_UPLOAD_MB} MB upload limit. Choose a smaller image.`, { retry: false });
+    showError(`${name} is ${mb} MB, over the ${limit} MB upload limit. Choose a smaller ${video ? "video" : "image"}.`, { retry: false });
     return;
   }
   stopWebcam();
   if (state.image) URL.revokeObjectURL(state.image.url);
-  state.image = { blob, name, source, url: URL.createObjectURL(blob) };
+  state.image = { blob, name, source, url: URL.createObjectURL(blob), video };
   state.last = null;
   clearResults();
   for (const card of document.querySelectorAll(".card")) card.classList.remove("active");
@@ -205,9 +210,16 @@ function setImage(blob, name, source) {
   el.frame.classList.toggle("restartable", source === "webcam");
   setFrameAction(source === "webcam" ? "Captured frame: click or press Enter to restart the webcam" : null);
   showHint(source === "webcam" ? "Click the image to restart the webcam." : "");
-  el.video.hidden = true;
-  el.preview.hidden = false;
-  el.preview.src = state.image.url;
+  if (video) {
+    el.preview.hidden = true;
+    el.preview.removeAttribute("src");
+    Object.assign(el.video, { src: state.image.url, controls: true, loop: true, hidden: false });
+    el.video.play().catch(() => {});
+  } else {
+    closeVideo();
+    el.preview.hidden = false;
+    el.preview.src = state.image.url;
+  }
   runNow();
   if (matchMedia("(max-width: 820px)").matches) el.frame.scrollIntoView({ block: "nearest" }); // phones: show the result
 }
@@ -223,6 +235,15 @@ el.preview.addEventListener("error", () => {
   el.frame.classList.add("no-preview");
   showHint(`This browser cannot preview ${state.image.name}; the endpoint may still read it (HEIC, TIFF, DNG…), and results are drawn on a blank frame.`);
 });
+
+// An uploaded video leaves the stage (another image, the webcam).
+function closeVideo() {
+  el.video.pause();
+  el.video.removeAttribute("src");
+  el.video.controls = false;
+  el.video.hidden = true;
+  el.video.load();
+}
 
 function setFrameSize(width, height) {
   if (!width || !height) return;
@@ -274,6 +295,7 @@ for (const button of document.querySelectorAll(".example")) {
 
 async function startWebcam() {
   stopWebcam();
+  closeVideo();
   if (!navigator.mediaDevices?.getUserMedia) {
     showError("The webcam needs a secure page (https or localhost) and a browser with camera support.", { retry: false });
     return;
@@ -385,6 +407,11 @@ for (const button of el.bits) {
   });
 }
 
+// Tracking applies to videos: a change re-runs the current one.
+for (const control of [el.track, el.tracker]) {
+  control.addEventListener("change", () => state.image?.video && schedule());
+}
+
 // The model id the HUB and Roboflow URLs carry: MODEL_ID when the server has one, else any id works (the registry
 // names one); read once from GET model/registry, which needs no key.
 let snippetModelId = "MODEL_ID";
@@ -432,6 +459,10 @@ async function runNow({ retry = false } = {}) {
   form.append("file", state.image.blob, state.image.name);
   const p = params();
   for (const [k, v] of Object.entries(p)) form.append(k, v);
+  if (state.image.video && el.track.checked) {
+    form.append("track", "true");
+    form.append("tracker", el.tracker.value);
+  }
   const headers = apiKey() ? { Authorization: `Bearer ${apiKey()}` } : {};
 
   setState("running");
@@ -461,7 +492,7 @@ async function runNow({ retry = false } = {}) {
   }
   let map = null;
   try {
-    map = await pixelMap(body.images[0]); // decoded before anything is drawn: one complete rendering
+    map = state.image.video ? null : await pixelMap(body.images[0]); // decoded before anything is drawn: one complete rendering
   } catch (error) {
     showError(`The ${body.images[0].depth ? "depth map" : "class mask"} could not be drawn (${error.message}).`, { retry: false });
     return;
@@ -532,6 +563,10 @@ function clearResults() {
 
 function render() {
   const { body, roundTripMs } = state.last;
+  if (state.image.video) {
+    renderVideo(body, roundTripMs);
+    return;
+  }
   const image = body.images[0];
   const results = image.results || [];
   const [height, width] = image.shape;
@@ -560,6 +595,50 @@ function render() {
     : classify ? `top class ${results[0].name} (${fmtConf(results[0].confidence)})` : `${results.length} detection${results.length === 1 ? "" : "s"}`;
   el.status.textContent = `${state.image.name}: ${what} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
   setState("done");
+}
+
+// A video's answer: one entry per answered frame, drawn as the video plays; the list shows its tracks and counts.
+function renderVideo(body, roundTripMs) {
+  const frames = body.images;
+  const [height, width] = frames[0].shape;
+  setFrameSize(width, height);
+  clearResults();
+  drawOverlay();
+  const tracks = body.metadata?.tracks;
+  const counts = body.metadata?.counts || {};
+  if (tracks) renderTracks(tracks, counts);
+  else renderDetections(frames[Tracks.indexAt(frames, el.video.currentTime || 0)].results || []);
+  const speed = Object.fromEntries(["preprocess", "inference", "postprocess"].map((name) => [name, frames.reduce((sum, f) => sum + Number(f.speed?.[name] || 0), 0) / frames.length]));
+  const serverMs = Number(body.metadata?.functionTimeCall) * 1000;
+  for (const name of ["preprocess", "inference", "postprocess"]) {
+    el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = `${fmtMs(speed[name])} / frame`;
+  }
+  el.speed.querySelector('[data-testid="speed-network"]').textContent = fmtMs(Math.max(0, roundTripMs - (Number.isFinite(serverMs) ? serverMs : 0)));
+  el.json.textContent = JSON.stringify(body, null, 2);
+  const counted = Object.entries(counts).map(([name, n]) => `${n} ${name}`).join(", ");
+  const what = tracks ? `${tracks.length} track${tracks.length === 1 ? "" : "s"}${counted ? ` (${counted})` : ""}` : "untracked";
+  el.status.textContent = `${state.image.name}: ${frames.length} frames, ${what} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
+  setState("done");
+}
+
+// Each track of a tracked video: its id, class and the frames it was seen in; then the unique tracks per class.
+function renderTracks(tracks, counts) {
+  el.listTitle.textContent = `Tracks (${tracks.length})`;
+  if (!tracks.length) {
+    el.detections.append(h("li", { class: "none" }, `Nothing tracked at confidence ≥ ${params().conf}. Try a lower Confidence.`));
+  }
+  for (const t of tracks) {
+    el.detections.append(
+      h("li", { "data-testid": "track-row", "data-track-id": t.track_id, "data-class": t.class },
+        h("span", { class: "swatch", style: { background: classColor(t.class) } }),
+        h("span", { class: "name" }, `#${t.track_id} ${t.name}`),
+        h("span", { class: "conf" }, `frames ${t.first_frame}–${t.last_frame}`)),
+    );
+  }
+  for (const [name, n] of Object.entries(counts)) {
+    el.detections.append(h("li", { class: "count", "data-testid": "track-count", "data-name": name, "data-count": n },
+      h("span", { class: "name" }, `${name}`), h("span", { class: "conf" }, `${n} unique`)));
+  }
 }
 
 function renderDetections(results) {
@@ -701,7 +780,9 @@ function screenScale(width, height) {
 function drawOverlay() {
   el.overlay.replaceChildren();
   if (!state.last || state.stream) return;
-  const image = state.last.body.images[0];
+  const frames = state.last.body.images;
+  const index = state.image?.video ? Tracks.indexAt(frames, el.video.currentTime || 0) : 0;
+  const image = frames[index];
   const [height, width] = image.shape;
   el.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const u = screenScale(width, height);
@@ -711,7 +792,8 @@ function drawOverlay() {
     svg("image", { class: `pixel-map ${map.kind}`, "data-testid": map.kind, href: map.url, x: 0, y: 0, width, height,
       preserveAspectRatio: "none", "data-width": map.width, "data-height": map.height }, el.overlay);
   }
-  // Masks under every box, boxes under every label, as in Ultralytics' own plots.
+  // Masks under every box, boxes under every label, as in Ultralytics' own plots; a tracked video's trails first.
+  if (state.image?.video) drawTrails(Tracks.trails(frames, index), image.results || []);
   const masks = svg("g", { class: "masks" }, el.overlay);
   const shapes = svg("g", { class: "shapes" }, el.overlay);
   const labels = svg("g", { class: "labels" }, el.overlay);
@@ -719,7 +801,7 @@ function drawOverlay() {
   (image.results || []).forEach((r, i) => {
     if (!r.box) return; // classify: the top-5 bars say it all
     const color = classColor(r.class);
-    const group = svg("g", { "data-testid": "result", "data-index": i, "data-class": r.class, "data-name": r.name, "data-confidence": r.confidence }, shapes);
+    const group = svg("g", { "data-testid": "result", "data-index": i, "data-class": r.class, "data-name": r.name, "data-confidence": r.confidence, "data-track-id": r.track_id ?? "" }, shapes);
     if (r.segments?.x?.length > 2) {
       const points = r.segments.x.map((x, k) => `${x},${r.segments.y[k]}`).join(" ");
       svg("polygon", { class: "mask", "data-testid": "mask", "data-index": i, points, fill: color, stroke: color }, masks);
@@ -736,9 +818,30 @@ function drawOverlay() {
       anchor = [x1, y1];
     }
     if (r.keypoints?.x?.length) drawKeypoints(r.keypoints, group, u);
-    drawLabel(labels, `${r.name} ${fmtConf(r.confidence)}`, color, anchor, [width, height], u, i);
+    const id = r.track_id === undefined ? "" : `#${r.track_id} `;
+    drawLabel(labels, `${id}${r.name} ${fmtConf(r.confidence)}`, color, anchor, [width, height], u, i);
   });
 }
+
+// Each track's last positions, a line through its box centres in its class's colour.
+function drawTrails(trails, results) {
+  const layer = svg("g", { class: "trails" }, el.overlay);
+  for (const r of results) {
+    const points = trails[r.track_id];
+    if (!points || points.length < 2) continue;
+    svg("polyline", { class: "trail", "data-testid": "trail", "data-track-id": r.track_id, "data-points": points.length,
+      points: points.map((p) => p.join(",")).join(" "), stroke: classColor(r.class) }, layer);
+  }
+}
+
+// A video's overlay follows its playback: every frame the browser paints, or at least every timeupdate.
+function followVideo() {
+  if (state.image?.video && state.last) drawOverlay();
+  if (el.video.requestVideoFrameCallback) el.video.requestVideoFrameCallback(followVideo);
+}
+el.video.addEventListener("seeked", () => state.image?.video && state.last && drawOverlay());
+el.video.addEventListener("timeupdate", () => state.image?.video && state.last && drawOverlay());
+if (el.video.requestVideoFrameCallback) el.video.requestVideoFrameCallback(followVideo);
 
 function drawKeypoints(kp, group, u) {
   const visible = (k) => (kp.visible ? Number(kp.visible[k]) >= KPT_CONF : kp.x[k] !== 0 || kp.y[k] !== 0);
