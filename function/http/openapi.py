@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..core.tracking import DEFAULT_TRACKER, TRACKERS
 from ..dialects import params, roboflow, roboflow_server
 
 
@@ -45,6 +46,9 @@ PLATFORM_FIELDS = {
     **{name: params.NUMBERS[name].schema() for name in ("decimals", "max_det")},
     "classes": _str("Comma-separated class names or ids to keep"),
     "vid_stride": params.NUMBERS["vid_stride"].schema(),
+    "track": _bool(False, "For a video: follow each object across frames (rows carry track_id; metadata adds tracks "
+                          "and counts); conf then defaults to 0.1, as Ultralytics' model.track"),
+    "tracker": _str("With track=true: Ultralytics' tracker config", enum=list(TRACKERS), default=DEFAULT_TRACKER),
     "format": _str("`image`: the annotated image (Ultralytics' Results.plot()) as JPEG", enum=["json", "image"], default="json"),
     "show_labels": _bool(True, "format=image: draw class names"),
     "show_conf": _bool(True, "format=image: draw confidences"),
@@ -102,6 +106,7 @@ SUMMARY_ENTRY = _object({  # Ultralytics' Results.summary(), every task
     "segments": _object({"x": NUMBERS, "y": NUMBERS}, ("x", "y")),
     "keypoints": _object({"x": NUMBERS, "y": NUMBERS, "visible": NUMBERS}, ("x", "y")),
     "pixel_ratio": {**NUMBER, "description": "semantic: the fraction of the image's pixels of this class"},
+    "track_id": {**INTEGER, "description": "track=true: the object's id, the same in every frame it is in"},
 }, ("name", "class"),
     description="detect: box; segment: box + segments; pose: box + keypoints; obb: box with 4 corners; classify: top 5, "
                 "no box; semantic: one row per class present, with its pixel_ratio and no confidence; depth: no rows")
@@ -134,6 +139,12 @@ PLATFORM_RESPONSE = _object({
     "metadata": _object({
         "imageCount": INTEGER, "functionTimeAlive": NUMBER, "functionTimeCall": NUMBER, "model": {"type": "string"},
         "task": _str("detect, segment, pose, classify, obb, semantic or depth"), "version": {"type": "object", "additionalProperties": {"type": "string"}},
+        "tracks": _array(_object({"track_id": INTEGER, "class": INTEGER, "name": {"type": "string"},
+                                  "first_frame": INTEGER, "last_frame": INTEGER, "frames": INTEGER},
+                                 ("track_id", "class", "name", "first_frame", "last_frame", "frames")),
+                         description="track=true: every track seen, in id order; class: the one it had in most frames"),
+        "counts": {"type": "object", "additionalProperties": INTEGER,
+                   "description": "track=true: unique tracks per class name"},
     }, ("imageCount", "functionTimeAlive", "functionTimeCall", "model", "task", "version")),
 }, ("images", "metadata"))
 PLATFORM_ERROR = _object({"error": _object({"code": INTEGER, "status": {"type": "string"}, "message": {"type": "string"}},
