@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/tasks.py
 	$(PY) bench/models.py
 	$(PY) bench/batch.py
+	$(PY) bench/tracking.py
 
 # How an exported CPU engine should spend the cores (threads × copies, OpenVINO's pinning): the engine alone.
 bench-threads: install
