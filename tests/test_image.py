@@ -81,6 +81,22 @@ def test_serves_from_gcs_with_the_answers_of_make_serve(container, venv_server, 
         assert page[0].status_code == 200 and page[0].content == page[1].content, path
 
 
+def test_a_tracked_video_is_answered_as_make_serve_answers_it(container, venv_server, bus_jpg, tmp_path):
+    """The image has Ultralytics' trackers and what they import (lap): nothing is installed at run time."""
+    from test_tracking import pan_video
+
+    video = tmp_path / "pan.webm"
+    pan_video(video, bus_jpg, 12)
+    answers = [requests.post(server.url + "/predict", files={"file": video.open("rb")},
+                             data={"track": "true", "tracker": tracker, "imgsz": "320"}, headers=AUTH, timeout=120)
+               for tracker in ("bytetrack", "botsort") for server in (container, venv_server)]
+    assert [answer.status_code for answer in answers] == [200] * 4, answers[0].text
+    strip = lambda body: ([{k: v for k, v in image.items() if k != "speed"} for image in body["images"]],  # noqa: E731
+                          body["metadata"]["tracks"], body["metadata"]["counts"])
+    assert strip(answers[0].json()) == strip(answers[1].json()) and strip(answers[2].json()) == strip(answers[3].json())
+    assert answers[0].json()["metadata"]["tracks"]
+
+
 def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
     entries = container.log_entries()
     assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL") or "unparsed" in e]
