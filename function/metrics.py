@@ -47,6 +47,10 @@ VIDEO_FRAMES = Counter("yolo_video_frames", "Video frames run through the model"
 TRACKED_SEQUENCES = Gauge("yolo_tracked_sequences", "Videos and streams being tracked now", registry=REGISTRY)
 TRACKER_SECONDS = Histogram("yolo_tracker_update_seconds", "One frame through a tracker (after the model)",
                             buckets=_SECONDS, registry=REGISTRY)
+# Live streams (GET /stream): open now, and their frames answered or dropped (replaced by a newer one unanswered).
+STREAMS_OPEN = Gauge("yolo_streams_open", "Live streams open now", ["model"], registry=REGISTRY)
+STREAM_FRAMES = Counter("yolo_stream_frames", "Live stream frames, answered or dropped", ["model", "outcome"],
+                        registry=REGISTRY)
 MODEL_LOAD_SECONDS = Gauge("yolo_model_load_seconds", "Start-up time: weights, load and warm-up", ["phase"],
                            registry=REGISTRY)
 # Several models (MODELS): loads on demand, evictions, and what each loaded model holds.

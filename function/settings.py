@@ -69,6 +69,10 @@ class Settings:
     model_memory_bytes: int = 0  # their measured footprints' sum; 0: no bound but the count
     preload: tuple[str, ...] = ()  # loaded at start, evictable
     pin: tuple[str, ...] = ()  # loaded at start, never evicted; /readyz waits for them
+    # Live streams (GET /stream, docs/streams.md): open at once per instance (0: from the device, core/streams.py),
+    # and how long one may go without a frame.
+    max_streams: int = 0
+    stream_idle_s: float = 30.0
 
     @property
     def default_model_id(self) -> str:
@@ -295,6 +299,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
         cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
+        max_streams=_int(env, "MAX_STREAMS", 0, 0, 10_000),
+        stream_idle_s=_float(env, "STREAM_IDLE_S", 30.0, 1.0, 3600.0),
     )
     models = _models(env, settings.default_model_id, settings.model)
     pin = _model_ids(env, "PIN", models)

@@ -32,6 +32,7 @@ from .admission import Admission, PixelBudget
 from .images import decode_image, image_pixels
 from .requests import Frame, Prediction, PredictRequest
 from .sources import SourceFetcher, decode_base64, is_url
+from .streams import StreamSlots, default_max_streams
 from .tracking import Sequence, TrackLog, check_trackable
 
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.
@@ -55,6 +56,8 @@ class Service:
         self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="cpu")
         self.fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self.started_at = time.monotonic()
+        self.shutting_down = asyncio.Event()  # SIGTERM: live streams finish the frame in progress and close
+        self.streams = StreamSlots(settings.max_streams or default_max_streams(settings.device))
 
     # -- start and stop -------------------------------------------------------------------------------------------
 
@@ -69,6 +72,7 @@ class Service:
         """SIGTERM (on the event loop; the server stops accepting connections and streams): queued images that cannot
         be done before the server must answer get a 503 now, and whatever is still queued SHED_BEFORE_LIMIT_S before
         the graceful limit gets it then, so every request in flight has a complete answer before Cloud Run's 10 s."""
+        self.shutting_down.set()
         loops = self.models.loops()
         if self.draining or not loops:
             return
@@ -133,6 +137,16 @@ class Service:
         with self.admission.admit(len(request.images)):
             blobs = await asyncio.gather(*(self._image_bytes(image) for image in request.images))
             return await self._infer(list(blobs), request, lease, started, encode)
+
+    async def predict_frame(self, data: bytes, params: PredictParams, lease: Lease, finish):
+        """One live stream's frame, admitted, decoded under the pixel budget and run through the model's queue as an
+        image request's image is; returns `finish(Results)`, run in the CPU pool (the stream's tracker, its
+        encoding)."""
+        request = PredictRequest(images=(data,), params=params)
+        with self.admission.admit(1):
+            blob = await self._image_bytes(data)
+            return await self._infer([blob], request, lease, time.monotonic(),
+                                     lambda _, prediction: finish(prediction.results[0]))
 
     def resolve_classes(self, params: PredictParams, model: LoadedModel | None = None) -> PredictParams:
         """`classes` as the client wrote them (names or ids) → the model's class ids; an unknown one is a 400."""

@@ -91,6 +91,11 @@ class Http1Protocol(H11Protocol):
         if not self._between_requests():
             self._stop_header_timer()  # its headers are complete
 
+    def handle_websocket_upgrade(self, event) -> None:
+        # A live stream from here on: its connection is the WebSocket protocol's, not a request waiting for headers.
+        self._stop_header_timer()
+        super().handle_websocket_upgrade(event)
+
     def linger(self) -> None:
         raw = self.transport._transport
         self._lingering = True

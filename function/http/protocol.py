@@ -1,5 +1,5 @@
 """The gunicorn worker: uvicorn's, answering HTTP/1.1 and cleartext HTTP/2 (h2c, prior knowledge) on the same port,
-with the things a public endpoint needs from the server.
+and WebSocket upgrades of HTTP/1.1 for live streams, with the things a public endpoint needs from the server.
 
 Each connection's first bytes choose its protocol (`Protocol`): the HTTP/2 connection preface → `Http2Protocol`
 (uvicorn's zttp HTTP/2), anything else → `Http1Protocol` (uvicorn's h11). Cloud Run, with the service's port named
@@ -17,6 +17,7 @@ import sys
 
 import uvicorn
 from gunicorn.arbiter import Arbiter
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker
 
 from .h1 import HEADER_TIMEOUT_S, MAX_INCOMPLETE_EVENT_BYTES, Http1Protocol
@@ -71,6 +72,24 @@ class Protocol(asyncio.Protocol):
         protocol.data_received(self.buffer)
 
 
+class StreamProtocol(WebSocketsSansIOProtocol):
+    """A live stream's connection (uvicorn's WebSocket protocol on `websockets`). At shutdown uvicorn would close it
+    at once with 1012; the stream instead finishes the frame in progress and closes with 1001 itself (the service's
+    `shutting_down`), within the graceful timeout."""
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not self.close_sent:
+            self.stop_keepalive()
+            return
+        super().shutdown()
+
+    async def send(self, message) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A refused handshake is answered: uvicorn 0.54 would log an error for the handshake it never completed.
+            self.handshake_complete = True
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, telling the service the moment SIGTERM arrives (before uvicorn stops listening), so that work
     which cannot finish in the grace period is answered 503 at once instead of being cut when the period ends."""
@@ -99,8 +118,14 @@ def worker_class(settings) -> type:
     """Gunicorn's worker class, configured from the settings (uvicorn reads its options from the class)."""
     return type("YoloWorker", (_Worker,), {"CONFIG_KWARGS": {
         "loop": "asyncio",
-        # HTTP/1.1 and h2c on one port, chosen per connection (Protocol above).
+        # HTTP/1.1 and h2c on one port, chosen per connection (Protocol above); HTTP/1.1 upgrades to WebSocket for
+        # live streams (GET /stream). A frame is one message: past twice MAX_UPLOAD_MB the connection is closed
+        # (1009); up to that, one over MAX_UPLOAD_MB is answered with a 413 and the stream goes on. JPEG frames
+        # do not compress: no per-message deflate.
         "http": Protocol,
+        "ws": StreamProtocol,
+        "ws_max_size": 2 * settings.max_upload_bytes + 64 * 1024,
+        "ws_per_message_deflate": False,
         "lifespan": "off",
         # Where the caller is comes from X-Forwarded-For, counted from the right (web.client_ip), never the left.
         "proxy_headers": False,

@@ -29,12 +29,19 @@ def create_app(settings: Settings, service=None):
     import functions_framework.aio
     from starlette.exceptions import HTTPException
 
+    from starlette.routing import WebSocketRoute
+
     from ..core.service import Service
+    from . import streams
     from .edge import Edge
 
     app = functions_framework.aio.create_asgi_app(target=ENTRY_TARGET, source=str(ENTRY_SOURCE), signature_type="http")
     app.state.service = service or Service(settings)
     app.state.edge = Edge.around(app.state.service)
+    # Live streams are WebSockets (functions-framework's routes are HTTP only): ahead of them, and any other
+    # WebSocket path is refused with our 404.
+    app.router.routes[0:0] = [*(WebSocketRoute(path, streams.serve) for path in streams.PATHS),
+                              WebSocketRoute("/{path:path}", streams.not_found)]
     # The few answers functions-framework's own routes give (robots.txt, favicon.ico, a method no route takes) are
     # Starlette HTTPExceptions: give them our JSON error shape too.
     app.add_exception_handler(HTTPException, _http_exception_as_json)
