@@ -107,13 +107,20 @@ def servers(start_server, weights):
         server.stop()
 
 
-def y4m_still(image_path, out):
-    """One picture as a one-frame Y4M video, which Chromium's fake camera plays in a loop."""
+def y4m_pan(image_path, out, steps: int = 24, window=(800, 450), scale=0.75):
+    """A camera panning across a picture and back, as a Y4M video Chromium's fake camera plays in a loop (forth and
+    back, so the motion never jumps and a tracker can keep its ids)."""
     image = Image.open(image_path).convert("YCbCr")
-    width, height = image.size
-    y, cb, cr = image.split()
-    chroma = [plane.resize((width // 2, height // 2)).tobytes() for plane in (cb, cr)]
-    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + y.tobytes() + b"".join(chroma))
+    image = image.resize((round(image.width * scale), round(image.height * scale)))
+    width, height = window
+    span = image.width - width
+    frames = []
+    for i in [*range(steps), *range(steps - 1, -1, -1)]:
+        left = span * i // (steps - 1)
+        y, cb, cr = image.crop((left, 0, left + width, height)).split()
+        chroma = [plane.resize((width // 2, height // 2)).tobytes() for plane in (cb, cr)]
+        frames.append(b"FRAME\n" + y.tobytes() + b"".join(chroma))
+    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode() + b"".join(frames))
     return out
 
 
@@ -123,7 +130,7 @@ def browser(tmp_path_factory, zidane_jpg):
         pytest.fail(f"{CHROMIUM} is missing: run `make page-deps` (Debian's chromium package)")
     from playwright.sync_api import sync_playwright
 
-    camera = y4m_still(zidane_jpg, tmp_path_factory.mktemp("camera") / "zidane.y4m")
+    camera = y4m_pan(zidane_jpg, tmp_path_factory.mktemp("camera") / "zidane.y4m")
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
     yield browser
@@ -743,4 +750,37 @@ def test_a_tracked_video_plays_with_ids_trails_and_counts(servers, open_page, tm
     seen_in = {row["track_id"]: sum(1 for image in body["images"] for r in image["results"] if r.get("track_id") == row["track_id"]) for row in tracked}
     assert dict(trails) == seen_in
     ui.shot("tracked-video")
+    ui.close()
+
+
+def test_live_streams_the_webcam_and_keeps_each_persons_id(servers, open_page):
+    """Live mode: the (fake) webcam, panning across zidane.jpg, goes frame by frame over GET /stream with track=true;
+    each answer is drawn over the live picture with ids and trails, and each person keeps one id."""
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.enter_key(KEY)
+    answers, sockets = [], []
+
+    def watch(socket):
+        sockets.append(socket.url)
+        socket.on("framereceived", lambda payload: answers.append(json.loads(payload)))
+
+    page.on("websocket", watch)
+    page.click("[data-testid=live]")
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=status]').dataset.frame) >= 20", timeout=180_000)
+    drawn = ui.overlay()
+    trails = page.eval_on_selector_all("[data-testid=trail]", "lines => lines.length")
+    status = page.text_content("[data-testid=status]")
+    ui.shot("live")
+    page.click("[data-testid=live]")  # stop
+    page.wait_for_function("() => document.body.dataset.state === 'idle'")
+
+    assert len(sockets) == 1 and "/stream?" in sockets[0] and "track=true" in sockets[0]
+    assert [a["frame"] for a in answers[:21]] == list(range(21)), "lockstep: every frame answered, in order"
+    assert all(a["dropped"] == 0 and "error" not in a for a in answers)
+    assert re.search(r"Live · [0-9.]+ frames/s · 0 dropped", status)
+    assert any(label.startswith("#") for label in drawn["labels"]) and trails > 0
+    people = max(sum(1 for row in a["results"] if "track_id" in row) for a in answers)
+    ids = {row["track_id"] for a in answers for row in a["results"] if "track_id" in row}
+    assert people >= 1 and len(ids) <= people + 1, f"ids {sorted(ids)} for {people} people: ids did not hold"
     ui.close()

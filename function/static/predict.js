@@ -1,6 +1,7 @@
 // The Predict page: an image (upload, example or webcam frame) or a video goes to this endpoint's POST /predict, the
 // same API apps call; the response is drawn as SVG over the image, or over the playing video frame by frame (a video is
-// tracked: ids and trails, tracks.js). No dependencies, and nothing is fetched from elsewhere.
+// tracked: ids and trails, tracks.js). Live mode sends the webcam's frames over GET stream, a WebSocket, and draws each
+// answer over the live picture. No dependencies, and nothing is fetched from elsewhere.
 "use strict";
 
 // Ultralytics' default palette, indexed by class id: ultralytics/utils/plotting.py, Colors.__init__ `hexs`.
@@ -43,7 +44,7 @@ const el = {
   frame: $("frame"), preview: $("preview"), video: $("video"), overlay: $("overlay"), hint: $("hint"),
   listTitle: $("list-title"), detections: $("detections"), top5: $("top5"), speed: $("speed"), json: $("json"),
   bitsField: $("bits-field"), bits: [...document.querySelectorAll("[data-bits]")], depthScale: $("depth-scale"),
-  depthBar: $("depth-bar"), track: $("track"), tracker: $("tracker"),
+  depthBar: $("depth-bar"), track: $("track"), tracker: $("tracker"), live: $("live"),
 };
 
 const state = {
@@ -58,7 +59,8 @@ const state = {
   retries: 0,
   rerunWhenReady: null, // 503: the request number to run again once readyz says ready
   last: null, // {body, roundTripMs}: the latest response drawn
-  stream: null,
+  stream: null, // the webcam's MediaStream
+  live: null, // Live mode: {socket, answers (the last TRAIL_FRAMES answered frames), dropped, times, canvas}
   examples: new Map(), // url -> Promise<Blob>, started at page load
   severalModels: false, // readyz counts more than one model (MODELS): the page offers a model picker
 };
@@ -198,6 +200,7 @@ function setImage(blob, name, source) {
     showError(`${name} is ${mb} MB, over the ${limit} MB upload limit. Choose a smaller ${video ? "video" : "image"}.`, { retry: false });
     return;
   }
+  stopLive();
   stopWebcam();
   if (state.image) URL.revokeObjectURL(state.image.url);
   state.image = { blob, name, source, url: URL.createObjectURL(blob), video };
@@ -294,6 +297,7 @@ for (const button of document.querySelectorAll(".example")) {
 // ---- webcam ----------------------------------------------------------------------------------------------------
 
 async function startWebcam() {
+  stopLive();
   stopWebcam();
   closeVideo();
   if (!navigator.mediaDevices?.getUserMedia) {
@@ -361,11 +365,105 @@ function setFrameAction(label) {
 }
 
 function stageAction() {
-  if (state.stream) captureFrame();
+  if (state.live) stopLive();
+  else if (state.stream) captureFrame();
   else if (state.image?.source === "webcam") startWebcam();
 }
 
 el.webcam.addEventListener("click", startWebcam);
+el.live.addEventListener("click", () => (state.live ? stopLive() : startLive()));
+
+// ---- live: the webcam's frames over GET stream (docs/streams.md), one at a time, tracked ---------------------------
+
+// The stream of the model the page runs: the default's, or another's at api/models/{id}/stream.
+const streamPath = () => (picker.value ? `api/models/${encodeURIComponent(picker.value)}/stream` : "stream");
+
+async function startLive() {
+  stopLive();
+  await startWebcam();
+  if (!state.stream) return; // no camera: startWebcam said why
+  el.webcam.classList.remove("active");
+  el.live.classList.add("active");
+  el.live.setAttribute("aria-pressed", "true");
+  const url = new URL(streamPath(), location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  for (const [k, v] of Object.entries(params())) if (k !== "bits") url.searchParams.set(k, v);
+  url.searchParams.set("track", String(el.track.checked));
+  url.searchParams.set("tracker", el.tracker.value);
+  if (apiKey()) url.searchParams.set("api_key", apiKey()); // a browser cannot set headers on a WebSocket
+  const live = (state.live = { socket: new WebSocket(url), answers: [], dropped: 0, times: [], canvas: h("canvas"), opened: false });
+  live.socket.onopen = () => {
+    live.opened = true;
+    sendLiveFrame(live);
+  };
+  live.socket.onmessage = (event) => onLiveAnswer(live, JSON.parse(event.data));
+  live.socket.onclose = (event) => onLiveClosed(live, event);
+  showHint("Live: each webcam frame goes to the endpoint as soon as the previous one is answered. Click the picture or Live to stop.");
+  el.status.textContent = "Live: connecting…";
+  setState("running");
+}
+
+// Lockstep: the next frame leaves once the previous one is answered, so the picture is never more than one answer old.
+function sendLiveFrame(live) {
+  if (state.live !== live || live.socket.readyState !== WebSocket.OPEN) return;
+  const { videoWidth: width, videoHeight: height } = el.video;
+  if (!width) {
+    requestAnimationFrame(() => sendLiveFrame(live));
+    return;
+  }
+  Object.assign(live.canvas, { width, height });
+  live.canvas.getContext("2d").drawImage(el.video, 0, 0, width, height);
+  live.canvas.toBlob((jpeg) => jpeg && state.live === live && live.socket.readyState === WebSocket.OPEN && live.socket.send(jpeg), "image/jpeg", 0.85);
+}
+
+function onLiveAnswer(live, answer) {
+  if (state.live !== live) return;
+  const now = performance.now();
+  live.times = [...live.times.filter((t) => now - t < 2000), now];
+  live.dropped += answer.dropped || 0;
+  if (answer.error) {
+    el.status.textContent = `Live: frame ${answer.frame} was refused (${answer.error.code}): ${answer.error.message}`;
+  } else {
+    live.answers = [...live.answers, answer].slice(-TRAIL_FRAMES);
+    setFrameSize(answer.shape[1], answer.shape[0]);
+    drawOverlay();
+    el.detections.replaceChildren();
+    renderDetections(answer.results || []);
+    const fps = live.times.length > 1 ? (live.times.length - 1) / ((now - live.times[0]) / 1000) : 0;
+    el.status.textContent = `Live · ${fps.toFixed(1)} frames/s · ${live.dropped} dropped · frame ${answer.frame}`;
+    Object.assign(el.status.dataset, { fps: fps.toFixed(2), dropped: live.dropped, frame: answer.frame });
+    for (const name of ["preprocess", "inference", "postprocess"]) {
+      el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = fmtMs(Number(answer.speed?.[name]));
+    }
+    el.json.textContent = JSON.stringify(answer, null, 2);
+    setState("live");
+  }
+  sendLiveFrame(live);
+}
+
+function onLiveClosed(live, event) {
+  if (state.live !== live) return;
+  const why = !live.opened ? "the stream could not open: check the API key and the parameters (the endpoint refused it or cannot be reached)"
+    : event.code === 1001 ? "the endpoint is restarting: click Live to reconnect"
+    : event.code === 1000 ? `the stream was closed (${event.reason || "idle"})`
+    : `the stream closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`;
+  stopLive();
+  showError(`Live: ${why}.`, { retry: false });
+}
+
+function stopLive() {
+  const live = state.live;
+  if (!live) return;
+  state.live = null;
+  if (live.socket.readyState <= WebSocket.OPEN) live.socket.close(1000, "the page stopped the stream");
+  el.live.classList.remove("active");
+  el.live.setAttribute("aria-pressed", "false");
+  stopWebcam();
+  el.video.hidden = true;
+  el.overlay.replaceChildren();
+  showHint("");
+  setState("idle");
+}
 el.video.addEventListener("loadedmetadata", () => setFrameSize(el.video.videoWidth, el.video.videoHeight));
 el.frame.addEventListener("click", stageAction);
 el.frame.addEventListener("keydown", (event) => {
@@ -407,9 +505,9 @@ for (const button of el.bits) {
   });
 }
 
-// Tracking applies to videos: a change re-runs the current one.
+// Tracking applies to videos and Live: a change runs the video again, or restarts the stream.
 for (const control of [el.track, el.tracker]) {
-  control.addEventListener("change", () => state.image?.video && schedule());
+  control.addEventListener("change", () => (state.image?.video || state.live) && schedule());
 }
 
 // The model id the HUB and Roboflow URLs carry: MODEL_ID when the server has one, else any id works (the registry
@@ -443,7 +541,8 @@ function updateCurl() {
 // Parameter changes wait DEBOUNCE_MS of quiet, so a burst of changes costs one request.
 function schedule() {
   clearTimeout(state.timer);
-  if (state.image) state.timer = setTimeout(runNow, DEBOUNCE_MS);
+  if (state.live) state.timer = setTimeout(startLive, DEBOUNCE_MS); // new parameters: a new stream
+  else if (state.image) state.timer = setTimeout(runNow, DEBOUNCE_MS);
 }
 
 async function runNow({ retry = false } = {}) {
@@ -651,7 +750,7 @@ function renderDetections(results) {
     el.detections.append(
       h("li", { "data-testid": "detection-row", "data-index": i, "data-class": r.class },
         h("span", { class: "swatch", style: { background: classColor(r.class) } }),
-        h("span", { class: "name" }, r.name),
+        h("span", { class: "name" }, r.track_id === undefined ? r.name : `#${r.track_id} ${r.name}`),
         h("span", { class: "conf" }, fmtConf(r.confidence))),
     );
   });
@@ -777,23 +876,32 @@ function screenScale(width, height) {
   return shown.width && shown.height ? Math.max(width / shown.width, height / shown.height) : 1;
 }
 
+// What is on screen: a live stream's latest answer, the playing video's answered frame, or the image's answer.
+function shownFrames() {
+  if (state.live) return state.live.answers.length ? { frames: state.live.answers, index: state.live.answers.length - 1, tracked: true } : null;
+  if (!state.last || state.stream) return null;
+  const frames = state.last.body.images;
+  if (state.image?.video) return { frames, index: Tracks.indexAt(frames, el.video.currentTime || 0), tracked: true };
+  return { frames, index: 0, tracked: false };
+}
+
 function drawOverlay() {
   el.overlay.replaceChildren();
-  if (!state.last || state.stream) return;
-  const frames = state.last.body.images;
-  const index = state.image?.video ? Tracks.indexAt(frames, el.video.currentTime || 0) : 0;
+  const shown = shownFrames();
+  if (!shown) return;
+  const { frames, index } = shown;
   const image = frames[index];
   const [height, width] = image.shape;
   el.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const u = screenScale(width, height);
-  const map = state.last.map;
+  const map = state.live ? null : state.last.map;
   if (map) {
     // Stretched over the whole image: the class mask is at the image's size, the depth map at inference resolution.
     svg("image", { class: `pixel-map ${map.kind}`, "data-testid": map.kind, href: map.url, x: 0, y: 0, width, height,
       preserveAspectRatio: "none", "data-width": map.width, "data-height": map.height }, el.overlay);
   }
   // Masks under every box, boxes under every label, as in Ultralytics' own plots; a tracked video's trails first.
-  if (state.image?.video) drawTrails(Tracks.trails(frames, index), image.results || []);
+  if (shown.tracked) drawTrails(Tracks.trails(frames, index), image.results || []);
   const masks = svg("g", { class: "masks" }, el.overlay);
   const shapes = svg("g", { class: "shapes" }, el.overlay);
   const labels = svg("g", { class: "labels" }, el.overlay);
