@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/models.py
 	$(PY) bench/batch.py
 	$(PY) bench/tracking.py
+	$(PY) bench/streams.py
 
 # How an exported CPU engine should spend the cores (threads × copies, OpenVINO's pinning): the engine alone.
 bench-threads: install

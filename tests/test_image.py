@@ -97,6 +97,18 @@ def test_a_tracked_video_is_answered_as_make_serve_answers_it(container, venv_se
     assert answers[0].json()["metadata"]["tracks"]
 
 
+def test_a_live_stream_is_answered_as_make_serve_answers_it(container, venv_server, zidane_jpg):
+    """GET /stream upgrades to a WebSocket in the image too (its protocol library is in the lock)."""
+    from test_streams import lockstep, pan_frames
+
+    frames = pan_frames(zidane_jpg, 6, window=(480, 320))
+    answers = [lockstep(server.url.replace("http://", "ws://") + "/stream?track=true", frames, additional_headers=AUTH)
+               for server in (container, venv_server)]
+    strip = lambda stream: [{k: v for k, v in answer.items() if k != "speed"} for answer in stream]  # noqa: E731
+    assert strip(answers[0]) == strip(answers[1])
+    assert [a["frame"] for a in answers[0]] == list(range(6)) and any(a["results"] for a in answers[0])
+
+
 def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
     entries = container.log_entries()
     assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL") or "unparsed" in e]
