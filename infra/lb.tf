@@ -55,6 +55,48 @@ resource "google_compute_backend_service" "lb" {
   }
 }
 
+# Live streams through the same domain: wss://DOMAIN/stream and /api/models/{id}/stream go to the stream services
+# (one serverless NEG per region with streams, the nearest region again), everything else to the endpoints. The
+# external Application Load Balancer carries WebSockets with no setting of its own; as above, a serverless NEG
+# backend takes no timeout_sec, so an open socket is bounded by the stream service's own request timeout (3600 s).
+resource "google_compute_region_network_endpoint_group" "streams" {
+  for_each = local.load_balancer ? module.streams : {}
+
+  project               = var.project_id
+  name                  = "${var.name}-streams-${each.key}"
+  region                = each.key
+  network_endpoint_type = "SERVERLESS"
+
+  cloud_run {
+    service = each.value.name
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "google_compute_backend_service" "streams" {
+  count = local.load_balancer && length(local.stream_regions) > 0 ? 1 : 0
+
+  project               = var.project_id
+  name                  = "${var.name}-streams-backend"
+  load_balancing_scheme = "EXTERNAL_MANAGED"
+  protocol              = "HTTP"
+
+  dynamic "backend" {
+    for_each = google_compute_region_network_endpoint_group.streams
+    content {
+      group = backend.value.id
+    }
+  }
+
+  log_config {
+    enable      = true
+    sample_rate = 1.0
+  }
+}
+
 resource "google_compute_managed_ssl_certificate" "lb" {
   count = local.load_balancer ? 1 : 0
 
@@ -77,6 +119,34 @@ resource "google_compute_url_map" "lb" {
   project         = var.project_id
   name            = "${var.name}-lb"
   default_service = google_compute_backend_service.lb[0].id
+
+  # With stream services: the two stream paths (the query string, e.g. ?api_key=, is not part of the match) to them.
+  dynamic "host_rule" {
+    for_each = google_compute_backend_service.streams
+    content {
+      hosts        = ["*"]
+      path_matcher = "streams"
+    }
+  }
+
+  dynamic "path_matcher" {
+    for_each = google_compute_backend_service.streams
+    content {
+      name            = "streams"
+      default_service = google_compute_backend_service.lb[0].id
+
+      route_rules {
+        priority = 1
+        service  = path_matcher.value.id
+        match_rules {
+          full_path_match = "/stream"
+        }
+        match_rules {
+          path_template_match = "/api/models/{id=*}/stream"
+        }
+      }
+    }
+  }
 }
 
 resource "google_compute_target_https_proxy" "lb" {
