@@ -224,14 +224,14 @@ variable "stream_defaults" {
   }
 
   validation {
-    condition = try(floor(var.stream_defaults.min_instances) == var.stream_defaults.min_instances && var.stream_defaults.min_instances >= 0, false) && alltrue([
-      for r, v in var.regions : !v.streams || try(
-        floor(coalesce(var.stream_defaults.max_instances, v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances)) == coalesce(var.stream_defaults.max_instances, v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) &&
-        coalesce(var.stream_defaults.max_instances, v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) >= max(1, var.stream_defaults.min_instances) &&
-        coalesce(var.stream_defaults.max_instances, v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) <= 1000
-      , false)
-    ])
-    error_message = "stream_defaults: min_instances must be a whole number from 0, and max_instances (null: each region's own max_instances) a whole number from max(1, min_instances) to 1000 in every region with streams."
+    condition     = try(floor(var.stream_defaults.min_instances) == var.stream_defaults.min_instances && var.stream_defaults.min_instances >= 0 && (var.stream_defaults.max_instances == null || floor(var.stream_defaults.max_instances) == var.stream_defaults.max_instances && var.stream_defaults.max_instances >= max(1, var.stream_defaults.min_instances) && var.stream_defaults.max_instances <= 1000), false)
+    error_message = "stream_defaults: min_instances must be a whole number from 0, and max_instances null (each region's own max_instances) or a whole number from max(1, min_instances) to 1000."
+  }
+
+  validation {
+    # max_instances null: each stream service takes its region's max_instances, which must then hold min_instances.
+    condition     = var.stream_defaults.max_instances != null || alltrue([for r, v in var.regions : !v.streams || try(coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) >= var.stream_defaults.min_instances, true)])
+    error_message = "stream_defaults.min_instances is above the max_instances of ${join(", ", [for r, v in var.regions : r if v.streams && !try(coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) >= var.stream_defaults.min_instances, true)])}, which the stream service there takes while stream_defaults.max_instances is null: set stream_defaults.max_instances, or lower min_instances."
   }
 }
 
