@@ -29,8 +29,8 @@ def label(accelerator: str) -> str:
 
 
 def wss(url: str) -> str:
-    """A service's https:// URL as the wss:// one a WebSocket client opens."""
-    return "wss://" + url.removeprefix("https://")
+    """A service's https:// URL as the wss:// one a WebSocket client opens (http:// as ws://)."""
+    return "ws" + url.removeprefix("http") if url.startswith("http") else url
 
 
 def report(outputs: dict, project: str, secret: str) -> str:

@@ -77,7 +77,7 @@ for region in $regions; do
 	fi
 	read -r url revision <<<"$line"
 	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
-	printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' "$region" streams "$kind" "wss://${url#https://}/stream" "${revision:-none}" "$code" "$model"
+	printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' "$region" streams "$kind" "${url/#http/ws}/stream" "${revision:-none}" "$code" "$model"
 done
 canary=$(python3 "$TFVARS_PY" get "$VARFILE" canary)
 if [[ -n $canary ]]; then
