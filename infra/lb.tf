@@ -14,16 +14,28 @@ resource "google_compute_global_address" "lb" {
   depends_on = [google_project_service.apis]
 }
 
-resource "google_compute_region_network_endpoint_group" "endpoint" {
-  for_each = local.load_balancer ? module.endpoint : {}
+# The backends: the endpoints, and with streams the stream services (wss://DOMAIN/stream and /api/models/{id}/stream,
+# routed by the URL map below; the nearest region with streams again). One serverless NEG per running service, keyed
+# by region for an endpoint and REGION/streams for a stream service, and one backend service per kind of service, each
+# with its own NEGs. The external Application Load Balancer carries WebSockets with no setting of its own.
+locals {
+  lb_negs = local.load_balancer ? merge(
+    { for region, endpoint in module.endpoint : region => endpoint.name },
+    { for region, streams in module.streams : "${region}/streams" => streams.name },
+  ) : {}
+  lb_backends = local.load_balancer ? merge({ endpoint = "${var.name}-backend" }, length(local.stream_regions) > 0 ? { streams = "${var.name}-streams-backend" } : {}) : {}
+}
+
+resource "google_compute_region_network_endpoint_group" "lb" {
+  for_each = local.lb_negs
 
   project               = var.project_id
-  name                  = "${var.name}-${each.key}"
-  region                = each.key
+  name                  = "${var.name}-${replace(each.key, "/", "-")}"
+  region                = split("/", each.key)[0]
   network_endpoint_type = "SERVERLESS"
 
   cloud_run {
-    service = each.value.name
+    service = each.value
   }
 
   lifecycle {
@@ -32,18 +44,18 @@ resource "google_compute_region_network_endpoint_group" "endpoint" {
 }
 
 resource "google_compute_backend_service" "lb" {
-  count = local.load_balancer ? 1 : 0
+  for_each = local.lb_backends
 
   project               = var.project_id
-  name                  = "${var.name}-backend"
+  name                  = each.value
   load_balancing_scheme = "EXTERNAL_MANAGED"
   # As terraform-google-lb-http's serverless_negs module does: the proxy reaches Cloud Run inside
   # Google's network. Serverless NEG backends take no health check and no timeout_sec: Cloud Run's
-  # own request timeout and startup probe apply.
+  # own request timeout and startup probe apply (3600 s for a stream service's sockets).
   protocol = "HTTP"
 
   dynamic "backend" {
-    for_each = google_compute_region_network_endpoint_group.endpoint
+    for_each = { for key, neg in google_compute_region_network_endpoint_group.lb : key => neg if endswith(key, "/streams") == (each.key == "streams") }
     content {
       group = backend.value.id
     }
@@ -55,46 +67,15 @@ resource "google_compute_backend_service" "lb" {
   }
 }
 
-# Live streams through the same domain: wss://DOMAIN/stream and /api/models/{id}/stream go to the stream services
-# (one serverless NEG per region with streams, the nearest region again), everything else to the endpoints. The
-# external Application Load Balancer carries WebSockets with no setting of its own; as above, a serverless NEG
-# backend takes no timeout_sec, so an open socket is bounded by the stream service's own request timeout (3600 s).
-resource "google_compute_region_network_endpoint_group" "streams" {
-  for_each = local.load_balancer ? module.streams : {}
-
-  project               = var.project_id
-  name                  = "${var.name}-streams-${each.key}"
-  region                = each.key
-  network_endpoint_type = "SERVERLESS"
-
-  cloud_run {
-    service = each.value.name
-  }
-
-  lifecycle {
-    create_before_destroy = true
-  }
+# Addresses of the version before streams.
+moved {
+  from = google_compute_region_network_endpoint_group.endpoint
+  to   = google_compute_region_network_endpoint_group.lb
 }
 
-resource "google_compute_backend_service" "streams" {
-  count = local.load_balancer && length(local.stream_regions) > 0 ? 1 : 0
-
-  project               = var.project_id
-  name                  = "${var.name}-streams-backend"
-  load_balancing_scheme = "EXTERNAL_MANAGED"
-  protocol              = "HTTP"
-
-  dynamic "backend" {
-    for_each = google_compute_region_network_endpoint_group.streams
-    content {
-      group = backend.value.id
-    }
-  }
-
-  log_config {
-    enable      = true
-    sample_rate = 1.0
-  }
+moved {
+  from = google_compute_backend_service.lb[0]
+  to   = google_compute_backend_service.lb["endpoint"]
 }
 
 resource "google_compute_managed_ssl_certificate" "lb" {
@@ -118,11 +99,11 @@ resource "google_compute_url_map" "lb" {
 
   project         = var.project_id
   name            = "${var.name}-lb"
-  default_service = google_compute_backend_service.lb[0].id
+  default_service = google_compute_backend_service.lb["endpoint"].id
 
   # With stream services: the two stream paths (the query string, e.g. ?api_key=, is not part of the match) to them.
   dynamic "host_rule" {
-    for_each = google_compute_backend_service.streams
+    for_each = { for kind, backend in google_compute_backend_service.lb : kind => backend if kind == "streams" }
     content {
       hosts        = ["*"]
       path_matcher = "streams"
@@ -130,10 +111,10 @@ resource "google_compute_url_map" "lb" {
   }
 
   dynamic "path_matcher" {
-    for_each = google_compute_backend_service.streams
+    for_each = { for kind, backend in google_compute_backend_service.lb : kind => backend if kind == "streams" }
     content {
       name            = "streams"
-      default_service = google_compute_backend_service.lb[0].id
+      default_service = google_compute_backend_service.lb["endpoint"].id
 
       route_rules {
         priority = 1

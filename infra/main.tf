@@ -282,7 +282,9 @@ module "endpoint" {
 
 # Live camera streams (regions[*].streams = true): a second service per such region, NAME-streams, built by the same
 # module from local.stream_revisions (the endpoint's revision with an http1 port, an hour's timeout, session affinity
-# and concurrency = MAX_STREAMS), with the endpoint's scaling rules of its own, access and canary.
+# and concurrency = MAX_STREAMS), with scaling of its own and the endpoint's access and canary. It follows the
+# endpoints (and so the same grants): a release is rolled out to the stream services once the endpoints' revisions
+# are ready, so a revision that cannot start fails on the endpoints and the streams keep serving the one before.
 module "streams" {
   source   = "./modules/endpoint"
   for_each = toset(local.stream_regions)
@@ -302,13 +304,7 @@ module "streams" {
   labels              = local.labels
   deletion_protection = var.deletion_protection
 
-  depends_on = [
-    google_service_account.runtime,
-    google_storage_bucket_iam_member.runtime_reads_weights,
-    google_storage_bucket_iam_member.runtime_writes_engines,
-    google_secret_manager_secret_iam_member.runtime_reads_api_keys,
-    google_project_iam_member.runtime_writes_metrics,
-  ]
+  depends_on = [module.endpoint]
 }
 
 # Bulk inference: a Cloud Run Job per region of var.batch_jobs, in the endpoint's image with its weights; its

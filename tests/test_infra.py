@@ -811,9 +811,10 @@ def test_the_stream_service_is_the_endpoint_module_with_the_stream_revision_and_
         "${local.stream_revisions[each.value].candidate}", "${local.stream_revision_names[each.value].candidate}", "${local.stream_traffic[each.value]}")
     assert (streams["min_instances"], streams["max_instances"]) == (
         "${local.settings[each.value].streams.min_instances}", "${local.settings[each.value].streams.max_instances}")
-    own = {"for_each", "name", "description", "revision", "revision_name", "traffic", "min_instances", "max_instances", "__comments__"}
+    own = {"for_each", "name", "description", "revision", "revision_name", "traffic", "min_instances", "max_instances", "depends_on", "__comments__"}
     assert {k: v for k, v in streams.items() if k not in own} == {k: v for k, v in endpoint.items() if k not in own}
-    assert "depends_on" in streams, "the stream service waits for the same grants as the endpoint"
+    # After the endpoints, and so after the grants they wait for: a revision that cannot start fails on the endpoints.
+    assert streams["depends_on"] == ["${module.endpoint}"] and "${google_secret_manager_secret_iam_member.runtime_reads_api_keys}" in endpoint["depends_on"]
     # The module leaves session affinity out unless the revision asks; its validation holds Cloud Run's limits.
     service = resources(INFRA / "modules" / "endpoint")["google_cloud_run_v2_service.this"]
     assert block(service, "template")["session_affinity"] == "${var.revision.session_affinity}"
@@ -959,12 +960,12 @@ def test_shared_resources_exist():
 
 def test_load_balancer_is_global_external_managed_with_serverless_negs():
     root = resources(INFRA)
-    neg = root["google_compute_region_network_endpoint_group.endpoint"]
+    neg = root["google_compute_region_network_endpoint_group.lb"]
     assert neg["network_endpoint_type"] == "SERVERLESS"
-    assert neg["for_each"] == "${local.load_balancer ? module.endpoint : {}}"
-    assert block(neg, "cloud_run")["service"] == "${each.value.name}"
+    assert neg["for_each"] == "${local.lb_negs}" and neg["region"] == '${split("/", each.key)[0]}'
+    assert block(neg, "cloud_run")["service"] == "${each.value}"
     backend = root["google_compute_backend_service.lb"]
-    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED" and backend["for_each"] == "${local.lb_backends}"
     assert "health_checks" not in backend and "timeout_sec" not in backend
     assert block(root["google_compute_managed_ssl_certificate.lb"], "managed")["domains"] == "${var.lb_domains}"
     for rule in ("https", "http"):
@@ -973,21 +974,32 @@ def test_load_balancer_is_global_external_managed_with_serverless_negs():
 
 
 def test_load_balancer_sends_the_stream_paths_to_the_stream_services():
-    root = resources(INFRA)
-    neg = root["google_compute_region_network_endpoint_group.streams"]
-    assert neg["for_each"] == "${local.load_balancer ? module.streams : {}}" and neg["network_endpoint_type"] == "SERVERLESS"
-    backend = root["google_compute_backend_service.streams"]
-    assert backend["count"] == "${local.load_balancer && length(local.stream_regions) > 0 ? 1 : 0}"
-    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED" and "timeout_sec" not in backend
-    assert block(backend, "dynamic", "backend")["for_each"] == "${google_compute_region_network_endpoint_group.streams}"
-    url_map = root["google_compute_url_map.lb"]
-    host_rule = next(d["host_rule"] for d in url_map["dynamic"] if "host_rule" in d)
-    assert host_rule["for_each"] == "${google_compute_backend_service.streams}"
-    matcher = block(next(d["path_matcher"] for d in url_map["dynamic"] if "path_matcher" in d), "content")
-    assert matcher["default_service"] == url_map["default_service"] == "${google_compute_backend_service.lb[0].id}"
-    rule = block(matcher, "route_rules")
+    """One NEG per running service (an endpoint keyed by its region, as before streams, a stream service by
+    REGION/streams), one backend service per kind, each with its own NEGs; the URL map sends the server's two stream
+    routes to the stream backend and everything else to the endpoints'. The addresses of before move."""
+    text = (INFRA / "lb.tf").read_text()
+    assert '{ for region, endpoint in module.endpoint : region => endpoint.name }' in text
+    assert '{ for region, streams in module.streams : "${region}/streams" => streams.name }' in text
+    assert 'name                  = "${var.name}-${replace(each.key, "/", "-")}"' in text, "yolo-REGION, as before; yolo-REGION-streams"
+    assert 'lb_backends = local.load_balancer ? merge({ endpoint = "${var.name}-backend" }, length(local.stream_regions) > 0 ? { streams = "${var.name}-streams-backend" } : {}) : {}' in text
+    backend = resources(INFRA)["google_compute_backend_service.lb"]
+    assert block(backend, "dynamic", "backend")["for_each"] == \
+        '${{for key, neg in google_compute_region_network_endpoint_group.lb : key => neg if endswith(key, "/streams") == (each.key == "streams")}}'
+    moved = [block(m, "from") if isinstance(m.get("from"), list) else m for m in module_config(INFRA).get("moved", [])]
+    assert {(m["from"], m["to"]) for m in moved} == {
+        ("${google_compute_region_network_endpoint_group.endpoint}", "${google_compute_region_network_endpoint_group.lb}"),
+        ("${google_compute_backend_service.lb[0]}", '${google_compute_backend_service.lb["endpoint"]}'),
+    }
+    url_map = resources(INFRA)["google_compute_url_map.lb"]
+    streams_only = '${{for kind, backend in google_compute_backend_service.lb : kind => backend if kind == "streams"}}'
+    assert next(d["host_rule"] for d in url_map["dynamic"] if "host_rule" in d)["for_each"] == streams_only
+    matcher = next(d["path_matcher"] for d in url_map["dynamic"] if "path_matcher" in d)
+    assert matcher["for_each"] == streams_only
+    content = block(matcher, "content")
+    assert content["default_service"] == url_map["default_service"] == '${google_compute_backend_service.lb["endpoint"].id}'
+    rule = block(content, "route_rules")
     assert rule["service"] == "${path_matcher.value.id}"
-    # The server's two stream routes (function/http: GET /stream and /api/models/{id}/stream).
+    # The server's two stream routes (function/http/streams.py PATHS: /stream and /api/models/{model_id}/stream).
     assert rule["match_rules"] == [{"full_path_match": "/stream"}, {"path_template_match": "/api/models/{id=*}/stream"}]
 
 

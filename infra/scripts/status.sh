@@ -28,13 +28,12 @@ make_workdir
 VARFILE="$WORK/deploy.tfvars.json"
 
 fetch_tfvars || die "no deployment '$NAME' in project $PROJECT ($TFVARS_OBJECT not found): run make deploy first"
-describe=(gcloud run services describe "$NAME" --project="$PROJECT" --format='value(status.url,status.latestReadyRevisionName)')
-describe_streams=(gcloud run services describe "$NAME-streams" --project="$PROJECT" --format='value(status.url,status.latestReadyRevisionName)')
+describe=(--project="$PROJECT" --format='value(status.url,status.latestReadyRevisionName)')
 DASHBOARDS="https://console.cloud.google.com/monitoring/dashboards?project=$PROJECT"
 if ((DRY_RUN)); then
-	printf '%s  # for each region of the deployment that is not stopped, then:\n' "$(shell_quote "${describe[@]}" --region=REGION)"
+	printf '%s  # for each region of the deployment that is not stopped, then:\n' "$(shell_quote gcloud run services describe "$NAME" "${describe[@]}" --region=REGION)"
 	printf '%s\n' "$(shell_quote curl -sS -o /dev/null -w '%{http_code}' --max-time 10 URL/readyz)"
-	printf '%s  # and for each of those regions with streams, the same for its stream service\n' "$(shell_quote "${describe_streams[@]}" --region=REGION)"
+	printf '%s  # and for each of those regions with streams, the same for its stream service\n' "$(shell_quote gcloud run services describe "$NAME-streams" "${describe[@]}" --region=REGION)"
 	note "dashboard: $DASHBOARDS (\"YOLO endpoint $NAME\")"
 	exit 0
 fi
@@ -55,6 +54,20 @@ for r, v in regions.items():
     print(r, labels.get(accelerator, accelerator), int(bool((v or {}).get("streams"))))
 PY
 )
+# show STATE SERVICE REGION KIND: the row of one service that should be running there: its URL (a stream service's as
+# the wss:// URL of GET /stream), the newest ready revision and what GET /readyz answers now; false when it is missing.
+show() {
+	local state=$1 service=$2 region=$3 kind=$4 line url revision code
+	if ! line=$(gcloud run services describe "$service" "${describe[@]}" --region="$region" 2>/dev/null); then
+		printf '%-24s %-8s %-13s %s\n' "$region" missing "$kind" "(no Cloud Run service $service; run make deploy)"
+		return 1
+	fi
+	read -r url revision <<<"$line"
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
+	[[ $state != streams ]] || url="${url/#http/ws}/stream"
+	printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' "$region" "$state" "$kind" "$url" "${revision:-none}" "$code" "$model"
+}
+
 printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' REGION STATE KIND URL REVISION READYZ MODEL
 for region in $regions; do
 	kind=$(awk -v r="$region" '$1 == r {print $2}' <<<"$kinds")
@@ -63,21 +76,8 @@ for region in $regions; do
 		printf '%-24s %-8s %-13s %s\n' "$region" stopped "$kind" "(no service, nothing billed; make start REGION=$region)"
 		continue
 	fi
-	if ! line=$("${describe[@]}" --region="$region" 2>/dev/null); then
-		printf '%-24s %-8s %-13s %s\n' "$region" missing "$kind" "(no Cloud Run service; run make deploy)"
-		continue
-	fi
-	read -r url revision <<<"$line"
-	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
-	printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' "$region" running "$kind" "$url" "${revision:-none}" "$code" "$model"
-	[[ $streams == 1 ]] || continue
-	if ! line=$("${describe_streams[@]}" --region="$region" 2>/dev/null); then
-		printf '%-24s %-8s %-13s %s\n' "$region" missing "$kind" "(no stream service $NAME-streams; run make deploy)"
-		continue
-	fi
-	read -r url revision <<<"$line"
-	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url/readyz" 2>/dev/null) || code="000"
-	printf '%-24s %-8s %-13s %-56s %-22s %-6s %s\n' "$region" streams "$kind" "${url/#http/ws}/stream" "${revision:-none}" "$code" "$model"
+	show running "$NAME" "$region" "$kind" || continue
+	[[ $streams != 1 ]] || show streams "$NAME-streams" "$region" "$kind" || true
 done
 canary=$(python3 "$TFVARS_PY" get "$VARFILE" canary)
 if [[ -n $canary ]]; then
