@@ -6,6 +6,8 @@
 #   make deploy ... MODELS=helmets=helmets.pt,poses=gs://bucket/poses.pt   (more models, one URL each: docs/models.md)
 #   make deploy ... ENGINE=auto          (OpenVINO on CPU regions, TensorRT fp16 on GPU regions)
 #   make deploy ... HTTP2=0              (container port http1 instead of h2c: requests capped at 32 MiB)
+#   make deploy ... STREAMS=1            (live camera streams: a stream service beside every region's endpoint, wss://HOST/stream;
+#                                         one region's: REGIONS=us-central1:nvidia-l4:streams,...; MAX_STREAMS=N per instance)
 #   make promote PROJECT=my-project      (or: make rollback PROJECT=my-project)
 #   make stop   PROJECT=my-project REGION=europe-west4
 #   make start  PROJECT=my-project REGION=europe-west4
@@ -37,7 +39,7 @@ _opt = $(if $(strip $(2)),$(1) $(2))
 DEPLOY_FLAGS = $(call _opt,--project,$(PROJECT)) $(call _opt,--regions,$(REGIONS)) $(call _opt,--model,$(MODEL)) \
 	$(call _opt,--name,$(NAME)) $(call _opt,--min-instances,$(MIN_INSTANCES)) $(call _opt,--max-instances,$(MAX_INSTANCES)) \
 	$(call _opt,--concurrency,$(CONCURRENCY)) $(call _opt,--canary,$(CANARY)) $(call _opt,--domains,$(DOMAINS)) $(call _opt,--model-id,$(MODEL_ID)) $(call _opt,--models,$(MODELS)) \
-	$(call _opt,--engine,$(ENGINE)) \
+	$(call _opt,--engine,$(ENGINE)) $(if $(filter 1 yes true,$(STREAMS)),--streams) $(call _opt,--max-streams,$(MAX_STREAMS)) \
 	$(if $(filter 1 yes true,$(BAKE_WEIGHTS)),--bake-weights) $(if $(filter 1 yes true,$(ZONAL_REDUNDANCY)),--zonal-redundancy) \
 	$(if $(filter 0 no false,$(HTTP2)),--http1) $(if $(filter 1 yes true,$(HTTP2)),--http2) \
 	$(if $(filter 1 yes true,$(DRY_RUN)),--dry-run)
@@ -56,7 +58,7 @@ BATCH_HERE = MODEL="$${MODEL:-$(DEFAULT_MODEL)}" $(PY) -m function batch --input
 
 # deploy.sh loads MODEL with Ultralytics before anything is built (it refuses weights that cannot
 # serve), with the project's virtualenv: `make install` first.
-deploy: ## Build remotely and deploy to Cloud Run, CPU, L4 or RTX PRO 6000 per region (PROJECT, REGIONS, MODEL; CANARY=N; HTTP2=0; DRY_RUN=1 to print)
+deploy: ## Build remotely and deploy to Cloud Run, CPU, L4 or RTX PRO 6000 per region (PROJECT, REGIONS, MODEL; CANARY=N; HTTP2=0; STREAMS=1; DRY_RUN=1 to print)
 	YOLO_PYTHON=$(PY) $(INFRA_SCRIPTS)/deploy.sh $(DEPLOY_FLAGS)
 
 promote: ## End a canary: all traffic to the new release (PROJECT)
@@ -71,7 +73,7 @@ start: ## Start a stopped region and wait for /readyz (PROJECT, REGION)
 stop: ## Stop a region: no instance, nothing billed for it (PROJECT, REGION)
 	$(INFRA_SCRIPTS)/stop.sh $(REGION_FLAGS)
 
-status: ## Show each region: running (kind, URL, revision, model, /readyz) or stopped, and the dashboard (PROJECT)
+status: ## Show each region: running (kind, URL, revision, model, /readyz; its stream service's too) or stopped, and the dashboard (PROJECT)
 	$(INFRA_SCRIPTS)/status.sh $(PROJECT_FLAGS)
 
 batch: ## Bulk inference, exactly once: INPUT=gs://... OUTPUT=gs://... TASKS=N REGION=... as a Cloud Run Job (waits), or INPUT=./folder OUTPUT=./out here (DRY_RUN=1 to print)

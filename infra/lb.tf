@@ -14,16 +14,28 @@ resource "google_compute_global_address" "lb" {
   depends_on = [google_project_service.apis]
 }
 
-resource "google_compute_region_network_endpoint_group" "endpoint" {
-  for_each = local.load_balancer ? module.endpoint : {}
+# The backends: the endpoints, and with streams the stream services (wss://DOMAIN/stream and /api/models/{id}/stream,
+# routed by the URL map below; the nearest region with streams again). One serverless NEG per running service, keyed
+# by region for an endpoint and REGION/streams for a stream service, and one backend service per kind of service, each
+# with its own NEGs. The external Application Load Balancer carries WebSockets with no setting of its own.
+locals {
+  lb_negs = local.load_balancer ? merge(
+    { for region, endpoint in module.endpoint : region => endpoint.name },
+    { for region, streams in module.streams : "${region}/streams" => streams.name },
+  ) : {}
+  lb_backends = local.load_balancer ? merge({ endpoint = "${var.name}-backend" }, length(local.stream_regions) > 0 ? { streams = "${var.name}-streams-backend" } : {}) : {}
+}
+
+resource "google_compute_region_network_endpoint_group" "lb" {
+  for_each = local.lb_negs
 
   project               = var.project_id
-  name                  = "${var.name}-${each.key}"
-  region                = each.key
+  name                  = "${var.name}-${replace(each.key, "/", "-")}"
+  region                = split("/", each.key)[0]
   network_endpoint_type = "SERVERLESS"
 
   cloud_run {
-    service = each.value.name
+    service = each.value
   }
 
   lifecycle {
@@ -32,18 +44,18 @@ resource "google_compute_region_network_endpoint_group" "endpoint" {
 }
 
 resource "google_compute_backend_service" "lb" {
-  count = local.load_balancer ? 1 : 0
+  for_each = local.lb_backends
 
   project               = var.project_id
-  name                  = "${var.name}-backend"
+  name                  = each.value
   load_balancing_scheme = "EXTERNAL_MANAGED"
   # As terraform-google-lb-http's serverless_negs module does: the proxy reaches Cloud Run inside
   # Google's network. Serverless NEG backends take no health check and no timeout_sec: Cloud Run's
-  # own request timeout and startup probe apply.
+  # own request timeout and startup probe apply (3600 s for a stream service's sockets).
   protocol = "HTTP"
 
   dynamic "backend" {
-    for_each = google_compute_region_network_endpoint_group.endpoint
+    for_each = { for key, neg in google_compute_region_network_endpoint_group.lb : key => neg if endswith(key, "/streams") == (each.key == "streams") }
     content {
       group = backend.value.id
     }
@@ -53,6 +65,17 @@ resource "google_compute_backend_service" "lb" {
     enable      = true
     sample_rate = 1.0
   }
+}
+
+# Addresses of the version before streams.
+moved {
+  from = google_compute_region_network_endpoint_group.endpoint
+  to   = google_compute_region_network_endpoint_group.lb
+}
+
+moved {
+  from = google_compute_backend_service.lb[0]
+  to   = google_compute_backend_service.lb["endpoint"]
 }
 
 resource "google_compute_managed_ssl_certificate" "lb" {
@@ -76,7 +99,35 @@ resource "google_compute_url_map" "lb" {
 
   project         = var.project_id
   name            = "${var.name}-lb"
-  default_service = google_compute_backend_service.lb[0].id
+  default_service = google_compute_backend_service.lb["endpoint"].id
+
+  # With stream services: the two stream paths (the query string, e.g. ?api_key=, is not part of the match) to them.
+  dynamic "host_rule" {
+    for_each = { for kind, backend in google_compute_backend_service.lb : kind => backend if kind == "streams" }
+    content {
+      hosts        = ["*"]
+      path_matcher = "streams"
+    }
+  }
+
+  dynamic "path_matcher" {
+    for_each = { for kind, backend in google_compute_backend_service.lb : kind => backend if kind == "streams" }
+    content {
+      name            = "streams"
+      default_service = google_compute_backend_service.lb["endpoint"].id
+
+      route_rules {
+        priority = 1
+        service  = path_matcher.value.id
+        match_rules {
+          full_path_match = "/stream"
+        }
+        match_rules {
+          path_template_match = "/api/models/{id=*}/stream"
+        }
+      }
+    }
+  }
 }
 
 resource "google_compute_target_https_proxy" "lb" {

@@ -37,6 +37,15 @@ locals {
     # "default" is written out as the server's own choice on that kind: auto (OpenVINO) on the CPU, PyTorch on a GPU.
     engine = lookup({ default = lookup(local.accelerators, v.accelerator, local.accelerators["none"]).flavour == "cpu" ? "auto" : "pytorch" },
     coalesce(v.engine, var.engine), coalesce(v.engine, var.engine))
+    # The region's stream service (streams = true), or null. max_streams is both the server's MAX_STREAMS and the
+    # service's max_instance_request_concurrency; where nothing sets it, the server's own default written out: 16 on a
+    # GPU, 2 per vCPU on the CPU (function/core/streams.py, default_max_streams).
+    streams = v.streams ? {
+      max_streams = coalesce(v.max_streams, var.stream_defaults.max_streams,
+      lookup(local.accelerators, v.accelerator, local.accelerators["none"]).flavour == "cpu" ? try(2 * tonumber(coalesce(v.cpu, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).cpu)), 1) : 16)
+      min_instances = var.stream_defaults.min_instances
+      max_instances = coalesce(var.stream_defaults.max_instances, v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances)
+    } : null
   } }
 
   gpu_regions_used = sort([for region, s in local.settings : region if s.kind != "cpu"])
@@ -164,16 +173,47 @@ locals {
     for name, revision in by_release : name => "${var.name}-${substr(sha256(jsonencode(revision)), 0, 10)}"
   } }
 
-  # Traffic of each running region. Without a canary (or when the canary changes nothing), Cloud
-  # Run's default: the latest revision takes everything once its startup probe passes.
-  traffic = { for region, names in local.revision_names : region => (
-    var.canary == null || try(names.stable == names.candidate, true) ? [
-      { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", revision = null, percent = 100, tag = null },
-      ] : [
-      { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision = names.stable, percent = 100 - var.canary.percent, tag = "stable" },
-      { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision = names.candidate, percent = var.canary.percent, tag = "canary" },
-    ]
-  ) }
+  # Live streams (regions[*].streams): per running region that has them and per release, the endpoint's revision
+  # with what a WebSocket needs (docs/streams-cloud-run.md). The port is http1 (no http2 key: a WebSocket is an
+  # HTTP/1.1 upgrade, which h2c end to end does not carry), the request timeout Cloud Run's most (a socket is one
+  # request for its whole life), session affinity on (a reconnect finds its instance again, best effort), and one
+  # request slot per open stream: max_instance_request_concurrency = MAX_STREAMS, with a CPU thread each (THREADS, at
+  # most the server's 256). Each stream has at most one frame admitted at a time, so MAX_QUEUE is raised to
+  # MAX_STREAMS where that is above the server's default of 32, unless extra_env sets it.
+  stream_regions         = sort([for region in local.running_regions : region if local.settings[region].streams != null])
+  stream_timeout_seconds = 3600
+  stream_revisions = { for region in local.stream_regions : region => { for name, revision in local.revisions[region] : name => merge(
+    { for key, value in revision : key => value if key != "http2" },
+    {
+      max_concurrency  = local.settings[region].streams.max_streams
+      timeout_seconds  = local.stream_timeout_seconds
+      session_affinity = true
+      env = merge(
+        revision.env,
+        { MAX_STREAMS = tostring(local.settings[region].streams.max_streams), THREADS = tostring(min(local.settings[region].streams.max_streams, 256)) },
+        local.settings[region].streams.max_streams > 32 && !contains(keys(var.extra_env), "MAX_QUEUE") ? { MAX_QUEUE = tostring(local.settings[region].streams.max_streams) } : {},
+      )
+    },
+  ) } }
+  stream_revision_names = { for region, by_release in local.stream_revisions : region => {
+    for name, revision in by_release : name => "${var.name}-streams-${substr(sha256(jsonencode(revision)), 0, 10)}"
+  } }
+
+  # Traffic of each running region's endpoint and stream service: a canary splits both alike. Without a canary (or
+  # when the canary changes nothing), Cloud Run's default: the latest revision takes everything once its startup
+  # probe passes.
+  service_traffic = { for service, by_region in { endpoint = local.revision_names, streams = local.stream_revision_names } : service => {
+    for region, names in by_region : region => (
+      var.canary == null || try(names.stable == names.candidate, true) ? [
+        { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", revision = null, percent = 100, tag = null },
+        ] : [
+        { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision = names.stable, percent = 100 - var.canary.percent, tag = "stable" },
+        { type = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision = names.candidate, percent = var.canary.percent, tag = "canary" },
+      ]
+    )
+  } }
+  traffic        = local.service_traffic.endpoint
+  stream_traffic = local.service_traffic.streams
 
   load_balancer = length(var.lb_domains) > 0
 

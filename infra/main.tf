@@ -280,6 +280,33 @@ module "endpoint" {
   ]
 }
 
+# Live camera streams (regions[*].streams = true): a second service per such region, NAME-streams, built by the same
+# module from local.stream_revisions (the endpoint's revision with an http1 port, an hour's timeout, session affinity
+# and concurrency = MAX_STREAMS), with scaling of its own and the endpoint's access and canary. It follows the
+# endpoints (and so the same grants): a release is rolled out to the stream services once the endpoints' revisions
+# are ready, so a revision that cannot start fails on the endpoints and the streams keep serving the one before.
+module "streams" {
+  source   = "./modules/endpoint"
+  for_each = toset(local.stream_regions)
+
+  project_id          = var.project_id
+  region              = each.value
+  name                = "${var.name}-streams"
+  description         = "YOLO live streams over a WebSocket (GET /stream) on ${local.settings[each.value].label}"
+  revision            = local.stream_revisions[each.value].candidate
+  revision_name       = local.stream_revision_names[each.value].candidate
+  traffic             = local.stream_traffic[each.value]
+  min_instances       = local.settings[each.value].streams.min_instances
+  max_instances       = local.settings[each.value].streams.max_instances
+  public_access       = var.public_access
+  invoker_members     = var.invoker_members
+  ingress             = var.ingress
+  labels              = local.labels
+  deletion_protection = var.deletion_protection
+
+  depends_on = [module.endpoint]
+}
+
 # Bulk inference: a Cloud Run Job per region of var.batch_jobs, in the endpoint's image with its weights; its
 # identity and grants are in batch.tf.
 module "batch_job" {

@@ -3,6 +3,11 @@ output "endpoint_urls" {
   value       = { for region, endpoint in module.endpoint : region => endpoint.url }
 }
 
+output "stream_urls" {
+  description = "URL of each running region's stream service (regions[*].streams = true), by region: connect a WebSocket to wss://HOST/stream (the https:// URL with wss://)."
+  value       = { for region, streams in module.streams : region => streams.url }
+}
+
 output "service_names" {
   description = "Cloud Run service name of each running region, by region."
   value       = { for region, endpoint in module.endpoint : region => endpoint.name }

@@ -101,8 +101,10 @@ variable "regions" {
     Where the endpoint runs, by region: its accelerator ("none" for CPU only, "nvidia-l4" for one NVIDIA L4 per instance,
     or "nvidia-rtx-pro-6000" for one NVIDIA RTX PRO 6000 Blackwell per instance) and, optionally, its own cpu, memory,
     min_instances, max_instances, max_concurrency and max_batch_size (else cpu_defaults, gpu_defaults or
-    rtx_pro_6000_defaults, by accelerator) and its own engine (else var.engine).
-    Example: { "us-central1" = { accelerator = "nvidia-l4" }, "europe-west4" = { accelerator = "nvidia-rtx-pro-6000" }, "europe-west3" = {} }.
+    rtx_pro_6000_defaults, by accelerator) and its own engine (else var.engine). streams = true adds the region's stream
+    service beside its endpoint (live camera streams over a WebSocket: see stream_defaults), with max_streams open
+    streams per instance (else stream_defaults.max_streams, else 16 on a GPU and 2 per vCPU on the CPU).
+    Example: { "us-central1" = { accelerator = "nvidia-l4", streams = true }, "europe-west4" = { accelerator = "nvidia-rtx-pro-6000" }, "europe-west3" = {} }.
     CPU and L4 regions follow Cloud Run's CPU table (https://cloud.google.com/run/docs/configuring/services/cpu): cpu 1, 2,
     4, 6 or 8; memory up to 4Gi (1 CPU), 8Gi (2), 2-16Gi (4), 4-24Gi (6), 4-32Gi (8); at least 512Mi. A GPU needs at least
     its minimum (https://cloud.google.com/run/docs/configuring/services/gpu): the L4 4 CPU and 16Gi, the RTX PRO 6000 20
@@ -117,6 +119,8 @@ variable "regions" {
     max_concurrency = optional(number)
     max_batch_size  = optional(number)
     engine          = optional(string)
+    streams         = optional(bool, false)
+    max_streams     = optional(number)
   }))
 
   validation {
@@ -185,6 +189,49 @@ variable "regions" {
   validation {
     condition     = alltrue([for r, v in var.regions : v.engine == null ? true : contains(["default", "pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine)])
     error_message = "regions: engine must be \"default\", \"pytorch\", \"onnx\", \"openvino\", \"tensorrt\" or \"auto\" (got ${join(", ", [for r, v in var.regions : "${r} = ${jsonencode(v.engine)}" if(v.engine == null ? false : !contains(["default", "pytorch", "onnx", "openvino", "tensorrt", "auto"], v.engine))])})."
+  }
+
+  validation {
+    # The stream service's max_instance_request_concurrency: Cloud Run takes 1 to 1000.
+    condition     = alltrue([for r, v in var.regions : v.max_streams == null || try(floor(v.max_streams) == v.max_streams && v.max_streams >= 1 && v.max_streams <= 1000, false)])
+    error_message = "regions: max_streams must be a whole number from 1 to 1000, Cloud Run's most concurrent requests per instance (got ${join(", ", [for r, v in var.regions : "${r} = ${v.max_streams}" if !(v.max_streams == null || try(floor(v.max_streams) == v.max_streams && v.max_streams >= 1 && v.max_streams <= 1000, false))])})."
+  }
+}
+
+variable "stream_defaults" {
+  description = <<-EOT
+    The stream service of every region with streams = true: live camera streams over a WebSocket (GET /stream and
+    /api/models/{id}/stream, docs/streams-cloud-run.md). It is a second Cloud Run service in the region, NAME-streams,
+    with the endpoint's image, weights, identity, API keys, environment, size and probes, but its container port named
+    "http1" (a WebSocket needs HTTP/1.1 end to end, which the endpoint's h2c port does not give), a request timeout of
+    3600 s (Cloud Run's most, so the longest a socket stays open before the client reconnects), session affinity, and
+    max_instance_request_concurrency equal to the server's MAX_STREAMS (each open socket is one request for its whole
+    life). max_streams: open streams per instance, where a region sets none (null: the server's own default, 16 on a
+    GPU and 2 per vCPU on the CPU). min_instances: warm instances (0 by default: nothing runs, and nothing is billed,
+    while no camera is connected). max_instances: null for the region's own max_instances; on a GPU region the stream
+    service's instances count against the same per-region GPU quota as the endpoint's.
+  EOT
+  type = object({
+    max_streams   = optional(number)
+    min_instances = optional(number, 0)
+    max_instances = optional(number)
+  })
+  default = {}
+
+  validation {
+    condition     = var.stream_defaults.max_streams == null || try(floor(var.stream_defaults.max_streams) == var.stream_defaults.max_streams && var.stream_defaults.max_streams >= 1 && var.stream_defaults.max_streams <= 1000, false)
+    error_message = "stream_defaults.max_streams must be a whole number from 1 to 1000 (Cloud Run's most concurrent requests per instance), or null for the server's default (16 on a GPU, 2 per vCPU on the CPU)."
+  }
+
+  validation {
+    condition     = try(floor(var.stream_defaults.min_instances) == var.stream_defaults.min_instances && var.stream_defaults.min_instances >= 0 && (var.stream_defaults.max_instances == null || floor(var.stream_defaults.max_instances) == var.stream_defaults.max_instances && var.stream_defaults.max_instances >= max(1, var.stream_defaults.min_instances) && var.stream_defaults.max_instances <= 1000), false)
+    error_message = "stream_defaults: min_instances must be a whole number from 0, and max_instances null (each region's own max_instances) or a whole number from max(1, min_instances) to 1000."
+  }
+
+  validation {
+    # max_instances null: each stream service takes its region's max_instances, which must then hold min_instances.
+    condition     = var.stream_defaults.max_instances != null || alltrue([for r, v in var.regions : !v.streams || try(coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) >= var.stream_defaults.min_instances, true)])
+    error_message = "stream_defaults.min_instances is above the max_instances of ${join(", ", [for r, v in var.regions : r if v.streams && !try(coalesce(v.max_instances, lookup(local.kind_defaults, v.accelerator, var.cpu_defaults).max_instances) >= var.stream_defaults.min_instances, true)])}, which the stream service there takes while stream_defaults.max_instances is null: set stream_defaults.max_instances, or lower min_instances."
   }
 }
 

@@ -123,7 +123,7 @@ def evaluate(tmp_path_factory):
                     f'output "{name}" {{\n  value = local.{name}\n}}'
                     for name in ("running_regions", "settings", "revisions", "revision_names", "traffic", "model",
                                  "weights_bucket", "weights_buckets_read", "engine_upload_conditions", "model_read_conditions", "storage_location", "registry_region",
-                                 "apis", "dashboard")
+                                 "apis", "dashboard", "stream_regions", "stream_revisions", "stream_revision_names", "stream_traffic")
                 )
                 + "\n"
             )
@@ -248,6 +248,81 @@ def test_http2_is_passed_through_every_layer():
         assert block(module_config(example)["module"][0], "yolo")["http2"] is True, example
     assert "http2                    = optional(bool, false)" in (INFRA / "modules" / "endpoint" / "variables.tf").read_text()
     assert outputs(INFRA)["http2"]["value"] == "${var.http2}"
+
+
+# regions[*].streams: an L4 region and a CPU region take live streams, the third does not.
+STREAMS = BASE | {"regions": BASE["regions"] | {"us-central1": {"accelerator": "nvidia-l4", "streams": True}, "europe-west3": {"streams": True}}}
+
+
+def test_streams_add_a_stream_service_only_where_asked_with_http1_an_hour_affinity_and_concurrency_max_streams(evaluate):
+    """A WebSocket needs HTTP/1.1 end to end (port http1), lives as one request up to Cloud Run's 3600 s, reconnects to
+    its instance best effort (session affinity), and holds one request slot per open stream: the service's
+    max_instance_request_concurrency is the server's MAX_STREAMS. Everything else is the endpoint's."""
+    ok, plain = evaluate(BASE)
+    assert ok, plain
+    assert plain["stream_regions"] == [] and plain["stream_revisions"] == {} and plain["stream_traffic"] == {}
+    ok, out = evaluate(STREAMS)
+    assert ok, out
+    assert out["stream_regions"] == ["europe-west3", "us-central1"]
+    assert out["revision_names"] == plain["revision_names"], "the endpoints' revisions are untouched by streams"
+    for region in out["stream_regions"]:
+        endpoint, streams = out["revisions"][region]["candidate"], out["stream_revisions"][region]["candidate"]
+        assert endpoint["http2"] is True and "http2" not in streams, "the stream service's port is http1, the endpoint's h2c"
+        assert streams["timeout_seconds"] == 3600 and endpoint["timeout_seconds"] == 120
+        assert streams["session_affinity"] is True and "session_affinity" not in endpoint
+        assert streams["max_concurrency"] == int(streams["env"]["MAX_STREAMS"]) == int(streams["env"]["THREADS"])
+        own = {"http2", "timeout_seconds", "session_affinity", "max_concurrency", "env"}
+        assert {k: v for k, v in streams.items() if k not in own} == {k: v for k, v in endpoint.items() if k not in own}, \
+            "same image, size, identity, API keys, probes, sidecar and labels as the endpoint"
+        assert {k: v for k, v in streams["env"].items() if k not in ("MAX_STREAMS", "THREADS")} == \
+            {k: v for k, v in endpoint["env"].items() if k != "THREADS"}, "same model, engine and environment"
+        assert re.fullmatch(r"yolo-streams-[0-9a-f]{10}", out["stream_revision_names"][region]["candidate"])
+        assert out["stream_traffic"][region] == out["traffic"][region]
+    # The server's own default written out: 16 on a GPU, 2 per vCPU on the CPU; scale to zero, up to the region's maximum.
+    assert out["stream_revisions"]["us-central1"]["candidate"]["env"]["MAX_STREAMS"] == "16"
+    assert out["stream_revisions"]["europe-west3"]["candidate"]["env"]["MAX_STREAMS"] == "4"
+    assert out["settings"]["us-central1"]["streams"] == {"max_streams": 16, "min_instances": 0, "max_instances": 3}
+    assert out["settings"]["europe-west3"]["streams"] == {"max_streams": 4, "min_instances": 0, "max_instances": 10}
+    assert out["settings"]["asia-northeast1"]["streams"] is None
+    # A region's own max_streams, else stream_defaults; its own scaling bounds.
+    regions = STREAMS["regions"] | {"europe-west3": {"streams": True, "cpu": "4", "memory": "8Gi", "max_streams": 6}}
+    ok, out = evaluate(STREAMS | {"regions": regions, "stream_defaults": {"max_streams": 24, "min_instances": 1, "max_instances": 2}})
+    assert ok, out
+    assert out["settings"]["europe-west3"]["streams"] == {"max_streams": 6, "min_instances": 1, "max_instances": 2}
+    assert out["settings"]["us-central1"]["streams"]["max_streams"] == 24
+    assert out["stream_revisions"]["us-central1"]["candidate"]["max_concurrency"] == 24
+    ok, out = evaluate(STREAMS | {"regions": regions | {"europe-west3": {"streams": True, "cpu": "8", "memory": "8Gi"}}})
+    assert ok and out["settings"]["europe-west3"]["streams"]["max_streams"] == 16, "2 per vCPU of the region's own size"
+    # More streams than the server's MAX_QUEUE (32) would refuse frames: it follows MAX_STREAMS, unless extra_env sets it.
+    ok, out = evaluate(STREAMS | {"stream_defaults": {"max_streams": 64}})
+    env = out["stream_revisions"]["us-central1"]["candidate"]["env"]
+    assert ok and (env["MAX_STREAMS"], env["MAX_QUEUE"], env["THREADS"]) == ("64", "64", "64")
+    assert "MAX_QUEUE" not in out["revisions"]["us-central1"]["candidate"]["env"]
+    ok, out = evaluate(STREAMS | {"stream_defaults": {"max_streams": 300}, "extra_env": {"MAX_QUEUE": "100"}})
+    env = out["stream_revisions"]["us-central1"]["candidate"]["env"]
+    assert ok and (env["MAX_QUEUE"], env["THREADS"]) == ("100", "256"), "the server's THREADS stops at 256"
+    # Stopped regions have neither service; no image yet, neither.
+    ok, out = evaluate(STREAMS | {"stopped_regions": ["us-central1"]})
+    assert ok and out["stream_regions"] == ["europe-west3"]
+    ok, out = evaluate(STREAMS | {"images": {}})
+    assert ok and out["stream_regions"] == []
+
+
+def test_a_canary_splits_the_stream_service_as_it_splits_the_endpoint(evaluate):
+    ok, before = evaluate(STREAMS)
+    assert ok, before
+    ok, out = evaluate(STREAMS | {"model_object": "models/fedcba9876543210/best.pt", "canary": {"percent": 10, "stable": STABLE}})
+    assert ok, out
+    names = out["stream_revision_names"]["us-central1"]
+    assert names["stable"] == before["stream_revision_names"]["us-central1"]["candidate"], "the stable stream revision is found again"
+    assert out["stream_traffic"]["us-central1"] == [
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": names["stable"], "percent": 90, "tag": "stable"},
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": names["candidate"], "percent": 10, "tag": "canary"},
+    ]
+    assert out["stream_revisions"]["us-central1"]["candidate"]["env"]["MODEL"].endswith("/models/fedcba9876543210/best.pt")
+    # An HTTP/1 stable release (before h2c): its stream revision is http1 all the same, and its endpoint keeps http1.
+    ok, old = evaluate(STREAMS | {"model_object": "models/fedcba9876543210/best.pt", "canary": {"percent": 10, "stable": STABLE | {"http2": False}}})
+    assert ok and old["stream_revision_names"]["us-central1"]["stable"] == names["stable"]
 
 
 ENGINE_PREFIX = "projects/_/buckets/my-proj-123-yolo-weights/objects/models/0123456789abcdef/best.pt.engines/"
@@ -459,6 +534,15 @@ def test_canary_splits_each_region_between_the_stable_and_the_new_revision(evalu
         ({"monitoring": {"uptime_check_period": "30s"}}, "uptime_check_period must be 60s, 300s, 600s or 900s"),
         ({"monitoring": {"uptime_check_path": "readyz"}}, "uptime_check_path must start with /"),
         ({"notification_channels": ["email:me@example.com"]}, "notification_channels must be full names"),
+        ({"regions": {"europe-west3": {"streams": True, "max_streams": 0}}}, "regions: max_streams must be a whole number from 1 to 1000, Cloud Run's most concurrent requests per instance (got europe-west3 = 0)"),
+        ({"regions": {"europe-west3": {"streams": True, "max_streams": 1001}}}, "max_streams must be a whole number from 1 to 1000"),
+        ({"regions": {"europe-west3": {"max_streams": 2.5}}}, "(got europe-west3 = 2.5)"),
+        ({"stream_defaults": {"max_streams": 0}}, "stream_defaults.max_streams must be a whole number from 1 to 1000"),
+        ({"stream_defaults": {"min_instances": -1}}, "stream_defaults: min_instances must be a whole number from 0"),
+        ({"stream_defaults": {"min_instances": 4, "max_instances": 2}}, "max_instances null (each region's own max_instances) or a whole number from max(1, min_instances) to 1000"),
+        ({"stream_defaults": {"max_instances": 1001}}, "stream_defaults: min_instances must be a whole number from 0, and max_instances null"),
+        ({"regions": {"europe-west3": {"streams": True, "max_instances": 2}, "asia-east1": {"max_instances": 2}}, "stream_defaults": {"min_instances": 3}},
+         "stream_defaults.min_instances is above the max_instances of europe-west3, which the stream service there takes while stream_defaults.max_instances is null"),
     ],
 )
 def test_bad_values_are_refused_by_terraform(evaluate, change, message):
@@ -587,7 +671,7 @@ VALIDATED = {
     "project_id", "name", "gpu_regions", "cloud_run_regions", "regions", "stopped_regions", "images", "weights_bucket",
     "model_object", "model_path_in_image", "model_id", "request_timeout_seconds", "startup_probe", "liveness_probe",
     "invoker_members", "ingress", "lb_domains", "extra_env", "api_keys_secret_version", "artifact_registry_location",
-    "storage_location", "labels", "canary", "monitoring", "notification_channels", "http2", "batch_jobs",
+    "storage_location", "labels", "canary", "monitoring", "notification_channels", "http2", "batch_jobs", "stream_defaults",
 }
 
 
@@ -613,7 +697,7 @@ def test_every_output_is_described_and_none_is_a_secret_value():
             assert body.get("description", "").strip(), f"{directory}: output {name} has no description"
             assert "secret_data" not in json.dumps(body), f"output {name} exposes secret data"
     root = outputs(INFRA)
-    for name in ("endpoint_urls", "load_balancer_url", "load_balancer_ip", "service_account_email", "images", "regions", "revisions", "traffic", "canary_urls", "dashboard_url"):
+    for name in ("endpoint_urls", "stream_urls", "load_balancer_url", "load_balancer_ip", "service_account_email", "images", "regions", "revisions", "traffic", "canary_urls", "dashboard_url"):
         assert name in root, f"root module lacks output {name}"
 
 
@@ -714,6 +798,32 @@ def test_container_port_is_h2c_or_http1_from_the_revision(service):
     assert ports["name"] == '${var.revision.http2 ? "h2c" : "http1"}'
     container = block(service, "template", "containers")
     assert block(container, "startup_probe", "http_get")["port"] == block(container, "liveness_probe", "http_get")["port"] == "${local.port}"
+
+
+def test_the_stream_service_is_the_endpoint_module_with_the_stream_revision_and_the_endpoints_access():
+    """One module, two calls: the stream service differs from the endpoint only in its name, description, revision
+    (local.stream_revisions), traffic, scaling and which regions have it; access, ingress, labels are the same."""
+    calls = {name: body for item in module_config(INFRA)["module"] for name, body in item.items()}
+    endpoint, streams = calls["endpoint"], calls["streams"]
+    assert streams["source"] == endpoint["source"] == "./modules/endpoint"
+    assert streams["for_each"] == "${toset(local.stream_regions)}" and streams["name"] == "${var.name}-streams"
+    assert (streams["revision"], streams["revision_name"], streams["traffic"]) == (
+        "${local.stream_revisions[each.value].candidate}", "${local.stream_revision_names[each.value].candidate}", "${local.stream_traffic[each.value]}")
+    assert (streams["min_instances"], streams["max_instances"]) == (
+        "${local.settings[each.value].streams.min_instances}", "${local.settings[each.value].streams.max_instances}")
+    own = {"for_each", "name", "description", "revision", "revision_name", "traffic", "min_instances", "max_instances", "depends_on", "__comments__"}
+    assert {k: v for k, v in streams.items() if k not in own} == {k: v for k, v in endpoint.items() if k not in own}
+    # After the endpoints, and so after the grants they wait for: a revision that cannot start fails on the endpoints.
+    assert streams["depends_on"] == ["${module.endpoint}"] and "${google_secret_manager_secret_iam_member.runtime_reads_api_keys}" in endpoint["depends_on"]
+    # The module leaves session affinity out unless the revision asks; its validation holds Cloud Run's limits.
+    service = resources(INFRA / "modules" / "endpoint")["google_cloud_run_v2_service.this"]
+    assert block(service, "template")["session_affinity"] == "${var.revision.session_affinity}"
+    assert "session_affinity         = optional(bool)\n" in (INFRA / "modules" / "endpoint" / "variables.tf").read_text()
+    assert 'stream_timeout_seconds = 3600' in (INFRA / "locals.tf").read_text()
+    assert outputs(INFRA)["stream_urls"]["value"] == "${{for region, streams in module.streams : region => streams.url}}"
+    assert outputs(INFRA / "deploy")["stream_urls"]["value"] == "${module.yolo.stream_urls}"
+    deploy = block(module_config(INFRA / "deploy")["module"][0], "yolo")
+    assert deploy["stream_defaults"] == "${var.stream_defaults}" and "streams" in variables(INFRA / "deploy")["regions"]["type"]
 
 
 def test_api_keys_come_from_secret_manager_as_a_file(service):
@@ -850,17 +960,47 @@ def test_shared_resources_exist():
 
 def test_load_balancer_is_global_external_managed_with_serverless_negs():
     root = resources(INFRA)
-    neg = root["google_compute_region_network_endpoint_group.endpoint"]
+    neg = root["google_compute_region_network_endpoint_group.lb"]
     assert neg["network_endpoint_type"] == "SERVERLESS"
-    assert neg["for_each"] == "${local.load_balancer ? module.endpoint : {}}"
-    assert block(neg, "cloud_run")["service"] == "${each.value.name}"
+    assert neg["for_each"] == "${local.lb_negs}" and neg["region"] == '${split("/", each.key)[0]}'
+    assert block(neg, "cloud_run")["service"] == "${each.value}"
     backend = root["google_compute_backend_service.lb"]
-    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED" and backend["for_each"] == "${local.lb_backends}"
     assert "health_checks" not in backend and "timeout_sec" not in backend
     assert block(root["google_compute_managed_ssl_certificate.lb"], "managed")["domains"] == "${var.lb_domains}"
     for rule in ("https", "http"):
         assert root[f"google_compute_global_forwarding_rule.{rule}"]["load_balancing_scheme"] == "EXTERNAL_MANAGED"
     assert block(root["google_compute_url_map.http_redirect"], "default_url_redirect")["https_redirect"] is True
+
+
+def test_load_balancer_sends_the_stream_paths_to_the_stream_services():
+    """One NEG per running service (an endpoint keyed by its region, as before streams, a stream service by
+    REGION/streams), one backend service per kind, each with its own NEGs; the URL map sends the server's two stream
+    routes to the stream backend and everything else to the endpoints'. The addresses of before move."""
+    text = (INFRA / "lb.tf").read_text()
+    assert '{ for region, endpoint in module.endpoint : region => endpoint.name }' in text
+    assert '{ for region, streams in module.streams : "${region}/streams" => streams.name }' in text
+    assert 'name                  = "${var.name}-${replace(each.key, "/", "-")}"' in text, "yolo-REGION, as before; yolo-REGION-streams"
+    assert 'lb_backends = local.load_balancer ? merge({ endpoint = "${var.name}-backend" }, length(local.stream_regions) > 0 ? { streams = "${var.name}-streams-backend" } : {}) : {}' in text
+    backend = resources(INFRA)["google_compute_backend_service.lb"]
+    assert block(backend, "dynamic", "backend")["for_each"] == \
+        '${{for key, neg in google_compute_region_network_endpoint_group.lb : key => neg if endswith(key, "/streams") == (each.key == "streams")}}'
+    moved = [block(m, "from") if isinstance(m.get("from"), list) else m for m in module_config(INFRA).get("moved", [])]
+    assert {(m["from"], m["to"]) for m in moved} == {
+        ("${google_compute_region_network_endpoint_group.endpoint}", "${google_compute_region_network_endpoint_group.lb}"),
+        ("${google_compute_backend_service.lb[0]}", '${google_compute_backend_service.lb["endpoint"]}'),
+    }
+    url_map = resources(INFRA)["google_compute_url_map.lb"]
+    streams_only = '${{for kind, backend in google_compute_backend_service.lb : kind => backend if kind == "streams"}}'
+    assert next(d["host_rule"] for d in url_map["dynamic"] if "host_rule" in d)["for_each"] == streams_only
+    matcher = next(d["path_matcher"] for d in url_map["dynamic"] if "path_matcher" in d)
+    assert matcher["for_each"] == streams_only
+    content = block(matcher, "content")
+    assert content["default_service"] == url_map["default_service"] == '${google_compute_backend_service.lb["endpoint"].id}'
+    rule = block(content, "route_rules")
+    assert rule["service"] == "${path_matcher.value.id}"
+    # The server's two stream routes (function/http/streams.py PATHS: /stream and /api/models/{model_id}/stream).
+    assert rule["match_rules"] == [{"full_path_match": "/stream"}, {"path_template_match": "/api/models/{id=*}/stream"}]
 
 
 def test_examples_are_real_callers_of_every_kind():
@@ -874,7 +1014,10 @@ def test_examples_are_real_callers_of_every_kind():
         assert flavours == set(call["images"]), f"{example}: one image per flavour its regions need"
         kinds[example] = sorted(regions.values())
     assert kinds == {"two_regions": ["none", "nvidia-l4"], "rtx_pro_6000": ["nvidia-l4", "nvidia-rtx-pro-6000"]}
-    assert block(module_config(INFRA / "examples" / "two_regions")["module"][0], "yolo")["lb_domains"] == ["${var.domain}"]
+    two_regions = block(module_config(INFRA / "examples" / "two_regions")["module"][0], "yolo")
+    assert two_regions["lb_domains"] == ["${var.domain}"]
+    assert two_regions["regions"]["us-central1"]["streams"] is True, "an example runs a stream service (behind the load balancer)"
+    assert outputs(INFRA / "examples" / "two_regions")["stream_urls"]["value"] == "${module.yolo.stream_urls}"
     deploy_call = block(module_config(INFRA / "deploy")["module"][0], "yolo")
     assert set(deploy_call) - {"source"} <= set(variables(INFRA)), "deploy/ passes a variable the module lacks"
 

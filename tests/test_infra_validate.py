@@ -80,6 +80,20 @@ def test_the_schema_has_what_both_gpus_and_h2c_need(schema):
     assert {r.name for r in ROOTS} >= {"two_regions", "rtx_pro_6000"}, "both examples are validated below"
 
 
+def test_the_schema_has_what_the_stream_services_need(schema):
+    """The stream service sets template.session_affinity and template.timeout, and the load balancer routes the stream
+    paths with url_map route_rules (full_path_match, path_template_match), all in google 7.x; the example that runs a
+    stream service behind the load balancer is among the roots validated below."""
+    google = schema["provider_schemas"]["registry.terraform.io/hashicorp/google"]["resource_schemas"]
+    template = google["google_cloud_run_v2_service"]["block"]["block_types"]["template"]["block"]["attributes"]
+    assert template["session_affinity"]["type"] == "bool" and template["timeout"]["type"] == "string"
+    assert template["max_instance_request_concurrency"]["type"] == "number"
+    matcher = google["google_compute_url_map"]["block"]["block_types"]["path_matcher"]["block"]
+    match = matcher["block_types"]["route_rules"]["block"]["block_types"]["match_rules"]["block"]["attributes"]
+    assert match["full_path_match"]["type"] == match["path_template_match"]["type"] == "string"
+    assert "streams = true" in (INFRA / "examples" / "two_regions" / "main.tf").read_text()
+
+
 def test_every_terraform_root_is_valid():
     reports = validate(INFRA, *ROOTS)
     for report in reports:

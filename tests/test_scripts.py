@@ -168,6 +168,13 @@ def test_names_match_terraform():
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine", "fast"], "--engine must be default, pytorch, onnx, openvino, tensorrt or auto, got 'fast'"),
         (["--project", PROJECT, "--regions", "us-central1", "--model", "MODEL", "--engine"], "--engine needs a value"),
         (["--project"], "--project needs a value"),
+        (["--project", PROJECT, "--regions", "europe-west3:stream", "--model", "MODEL"], "'europe-west3:stream' must be REGION or REGION:cpu (CPU), REGION:nvidia-l4 or REGION:gpu (NVIDIA L4), or REGION:nvidia-rtx-pro-6000 (NVIDIA RTX PRO 6000), each optionally followed by :streams"),
+        (["--project", PROJECT, "--regions", "us-central1:gpu:cpu", "--model", "MODEL"], "'us-central1:gpu:cpu' names two accelerators"),
+        (["--project", PROJECT, "--regions", "us-central1:", "--model", "MODEL"], "'us-central1:' ends with ':'"),
+        (["--project", PROJECT, "--regions", "us-west1:streams:gpu", "--model", "MODEL"], "region 'us-west1' has no Cloud Run NVIDIA L4 GPUs"),
+        (["--project", PROJECT, "--regions", "europe-west3", "--model", "MODEL", "--streams", "--max-streams", "0"], "--max-streams must be 1-1000"),
+        (["--project", PROJECT, "--regions", "europe-west3", "--model", "MODEL", "--streams", "--max-streams", "many"], "--max-streams must be a whole number"),
+        (["--project", PROJECT, "--regions", "europe-west3", "--model", "MODEL", "--max-streams", "8"], "--max-streams sets the stream services' MAX_STREAMS: add --streams (every region) or REGION:streams"),
     ],
 )
 def test_deploy_validates_arguments(args, message, basic_path, weights):
@@ -438,9 +445,57 @@ def test_deploy_http1(basic_path, weights):
 
 
 def make_deploy(*variables: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"HTTP2", "ENGINE", "DRY_RUN", "MAKEFLAGS", "MAKELEVEL", "YOLO_PYTHON"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"HTTP2", "ENGINE", "DRY_RUN", "STREAMS", "MAX_STREAMS", "MAKEFLAGS", "MAKELEVEL", "YOLO_PYTHON"}}
     return subprocess.run(["make", "-s", "-f", str(ROOT / "infra" / "infra.mk"), "deploy", f"PROJECT={PROJECT}", *variables],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def test_deploy_dry_run_with_streams_everywhere_or_per_region(basic_path, weights):
+    """--streams gives every region a stream service; REGION[:ACCELERATOR]:streams gives one region its own; the dry run
+    says what the stream service is and writes regions[*].streams and stream_defaults for Terraform."""
+    def deploy(regions, *extra):
+        result = run(DEPLOY, "--project", PROJECT, "--regions", regions, "--model", str(weights), *extra, "--dry-run", path=basic_path)
+        assert result.returncode == 0, result.stderr
+        return result, merged_tfvars(commands(result.stdout))
+
+    result, tfvars = deploy("us-central1:nvidia-l4,europe-west3", "--streams")
+    assert all(v["regions"] == {"us-central1": {"accelerator": "nvidia-l4", "streams": True}, "europe-west3": {"accelerator": "none", "streams": True}}
+               for v in tfvars), "the bootstrap and the final apply alike"
+    assert tfvars[-1]["stream_defaults"] == {}, "the server's own MAX_STREAMS per kind unless --max-streams"
+    assert ("streams: a stream service (yolo-streams) beside the endpoint in us-central1 europe-west3: container port http1 "
+            "(WebSockets need HTTP/1.1 end to end), request timeout 3600 s") in result.stderr
+    assert "MAX_STREAMS=16 on a GPU, 2 per vCPU on the CPU open streams per instance, scaling from 0" in result.stderr
+    assert "a GPU region's stream service draws on the same quota" in result.stderr
+    assert tfvars[-1]["http2"] is True, "the endpoints keep h2c: the stream services are http1 on their own"
+
+    result, tfvars = deploy("us-central1:nvidia-l4:streams,europe-west4:streams:nvidia-rtx-pro-6000,europe-west3:cpu:streams,asia-east1", "--max-streams", "8")
+    assert tfvars[-1]["regions"] == {
+        "us-central1": {"accelerator": "nvidia-l4", "streams": True}, "europe-west4": {"accelerator": "nvidia-rtx-pro-6000", "streams": True},
+        "europe-west3": {"accelerator": "none", "streams": True}, "asia-east1": {"accelerator": "none"}}
+    assert tfvars[-1]["stream_defaults"] == {"max_streams": 8} and "MAX_STREAMS=8 open streams per instance" in result.stderr
+
+    result, tfvars = deploy("europe-west3,asia-east1")
+    assert "streams" not in json.dumps(tfvars[-1]["regions"]) and "stream service" not in result.stderr
+    _, single = deploy("europe-west3:streams")
+    assert single[-1]["regions"] == {"europe-west3": {"accelerator": "none", "streams": True}}
+
+
+def test_make_deploy_streams_is_the_scripts_streams():
+    def argv(*variables: str) -> list[str]:
+        result = make_deploy("-n", "REGIONS=europe-west3", "MODEL=best.pt", *variables)
+        assert result.returncode == 0, result.stderr
+        return shlex.split(result.stdout)
+
+    assert "--streams" in argv("STREAMS=1") and "--streams" in argv("STREAMS=yes") and "--streams" not in argv()
+    assert "--streams" not in argv("STREAMS=0")
+    assert argv("STREAMS=1", "MAX_STREAMS=8")[-2:] == ["--max-streams", "8"]
+    assert "--max-streams" not in argv("STREAMS=1")
+    # With DRY_RUN=1 the make target prints what the script would do, the stream service included.
+    result = make_deploy("DRY_RUN=1", "STREAMS=1", "REGIONS=us-central1:nvidia-l4,europe-west3", f"MODEL={REAL_MODEL}")
+    assert result.returncode == 0, result.stderr
+    assert "streams: a stream service (yolo-streams) beside the endpoint in us-central1 europe-west3" in result.stderr
+    final = merged_tfvars(commands(result.stdout))[-1]
+    assert all(v["streams"] is True for v in final["regions"].values())
 
 
 def test_deploy_dry_run_with_more_models(basic_path, weights, tmp_path):
@@ -585,6 +640,8 @@ def test_dry_run_variables_are_accepted_by_terraform(basic_path, weights, tmp_pa
         ["--regions", "asia-southeast1,southamerica-east1", "--model", "gs://b-1/w.pt", "--domains", "a.example.com", "--min-instances", "0", "--engine", "auto"],
         ["--regions", "us-east4:gpu", "--model", str(weights), "--bake-weights", "--model-id", "m1", "--max-instances", "7", "--concurrency", "2", "--engine", "tensorrt"],
         ["--regions", "europe-west4:nvidia-rtx-pro-6000,us-central1:nvidia-l4,europe-west3:cpu", "--model", "gs://b-1/w.pt", "--http1", "--min-instances", "0"],
+        ["--regions", "us-central1:nvidia-l4:streams,europe-west3", "--model", "gs://b-1/w.pt", "--max-streams", "24", "--domains", "a.example.com"],
+        ["--regions", "europe-west4:nvidia-rtx-pro-6000,europe-west3", "--model", "gs://b-1/w.pt", "--streams", "--max-instances", "2"],
     ]
     for n, extra in enumerate(runs):
         result = run(DEPLOY, "--project", PROJECT, *extra, "--dry-run", path=basic_path)
@@ -674,6 +731,7 @@ def test_status_dry_run(basic_path):
     assert lines[0].startswith(f"gcloud storage cp gs://{PROJECT}-yolo-tfstate/yolo/deploy.tfvars.json ")
     assert lines[1].startswith(f"gcloud run services describe yolo --project={PROJECT} ")
     assert "/readyz" in lines[2]
+    assert lines[3].startswith(f"gcloud run services describe yolo-streams --project={PROJECT} ") and "with streams" in lines[3]
     assert f"https://console.cloud.google.com/monitoring/dashboards?project={PROJECT}" in result.stderr
 
 
@@ -918,6 +976,7 @@ gcs = Path(os.environ["FAKE_GCS"])
 def local(uri): return gcs / uri[len("gs://"):]
 if tool == "gcloud":
     if args[:2] == ["auth", "list"]: print("someone@example.com")
+    elif args[:3] == ["run", "services", "describe"]: print(os.environ["FAKE_URL"], args[3] + "-00001-abc")
     elif args[:2] == ["storage", "cp"]:
         src, dst = args[2], args[3]
         if src.startswith("gs://"):
@@ -934,6 +993,7 @@ if tool == "terraform":
             "endpoint_urls": {r: os.environ["FAKE_URL"] for r in ["us-central1", "europe-west4"]},
             "regions": {"us-central1": {"kind": "nvidia-l4", "accelerator": "nvidia-l4"}, "europe-west4": {"kind": "cpu", "accelerator": "none"}},
             "http2": True,
+            "stream_urls": {"us-central1": os.environ["FAKE_URL"].replace("http://", "https://")},
             "traffic": {r: [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": None, "percent": 100, "tag": None}] for r in ["us-central1", "europe-west4"]},
             "dashboard_url": "https://console.cloud.google.com/monitoring/dashboards/builder/abc?project=p",
         }
@@ -1010,8 +1070,28 @@ def test_promote_and_rollback_for_real(fake_cloud):
         assert "canary" not in applied and applied["model_object"] == model, script.name
         assert json.loads(fake_cloud["state"].read_text()) == applied, "the stored variables record it"
         assert "traffic: 100% latest revision" in result.stdout and "Dashboard: https://console.cloud.google.com/monitoring/dashboards/builder/abc" in result.stdout
+        assert f"us-central1              wss://{fake_cloud['env']['FAKE_URL'].split('://')[1]}/stream" in result.stdout, "the stream URLs too"
     result = run(PROMOTE, "--project", PROJECT, path=fake_cloud["path"], env=fake_cloud["env"])
     assert result.returncode == 2 and "no canary in progress" in result.stderr
+
+
+def test_status_shows_each_stream_service_beside_its_endpoint(fake_cloud):
+    fake_cloud["state"].write_text(json.dumps({
+        "project_id": PROJECT, "name": "yolo", "stopped_regions": [], "model_object": "models/a/best.pt",
+        "regions": {"us-central1": {"accelerator": "nvidia-l4", "streams": True}, "europe-west4": {"accelerator": "none"}},
+        "images": {"nvidia-l4": "g:aaaa", "cpu": "c:aaaa"},
+    }))
+    result = run(STATUS, "--project", PROJECT, path=fake_cloud["path"], env=fake_cloud["env"])
+    assert result.returncode == 0, result.stderr
+    url = fake_cloud["env"]["FAKE_URL"]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(("us-central1", "europe-west4"))]
+    assert rows == [
+        ["us-central1", "running", "L4-GPU", url, "yolo-00001-abc", "200", "models/a/best.pt"],
+        ["us-central1", "streams", "L4-GPU", f"ws://{url.split('://')[1]}/stream", "yolo-streams-00001-abc", "200", "models/a/best.pt"],
+        ["europe-west4", "running", "CPU", url, "yolo-00001-abc", "200", "models/a/best.pt"],
+    ]
+    described = [c for c in calls(fake_cloud) if c[:4] == ["gcloud", "run", "services", "describe"]]
+    assert [(c[4], c[-1]) for c in described] == [("yolo", "--region=us-central1"), ("yolo-streams", "--region=us-central1"), ("yolo", "--region=europe-west4")]
 
 
 def test_stop_of_an_undeployed_region_changes_nothing(fake_cloud):

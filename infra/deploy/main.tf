@@ -9,6 +9,7 @@ module "yolo" {
   gpu_defaults                  = var.gpu_defaults
   rtx_pro_6000_defaults         = var.rtx_pro_6000_defaults
   cpu_defaults                  = var.cpu_defaults
+  stream_defaults               = var.stream_defaults
   engine                        = var.engine
   stopped_regions               = var.stopped_regions
   images                        = var.images

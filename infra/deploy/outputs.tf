@@ -3,6 +3,11 @@ output "endpoint_urls" {
   value       = module.yolo.endpoint_urls
 }
 
+output "stream_urls" {
+  description = "URL of each running region's stream service (wss://HOST/stream)."
+  value       = module.yolo.stream_urls
+}
+
 output "running_regions" {
   description = "Regions with a running service."
   value       = module.yolo.running_regions

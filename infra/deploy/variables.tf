@@ -13,7 +13,7 @@ variable "name" {
 }
 
 variable "regions" {
-  description = "Regions to serve from, each with its accelerator (\"none\", \"nvidia-l4\" or \"nvidia-rtx-pro-6000\") and optional own sizes, batch size and engine."
+  description = "Regions to serve from, each with its accelerator (\"none\", \"nvidia-l4\" or \"nvidia-rtx-pro-6000\"), optional own sizes, batch size and engine, and streams = true for a stream service beside the endpoint (deploy.sh --streams or REGION:streams)."
   type = map(object({
     accelerator     = optional(string, "none")
     cpu             = optional(string)
@@ -23,6 +23,8 @@ variable "regions" {
     max_concurrency = optional(number)
     max_batch_size  = optional(number)
     engine          = optional(string)
+    streams         = optional(bool, false)
+    max_streams     = optional(number)
   }))
 }
 
@@ -46,6 +48,12 @@ variable "rtx_pro_6000_defaults" {
 
 variable "cpu_defaults" {
   description = "Sizes and scaling of CPU regions (the module's defaults where a key is absent)."
+  type        = map(any)
+  default     = {}
+}
+
+variable "stream_defaults" {
+  description = "Streams per instance and scaling of the stream services (the module's defaults where a key is absent; deploy.sh --max-streams sets max_streams)."
   type        = map(any)
   default     = {}
 }

@@ -35,7 +35,9 @@ Required:
   --regions LIST         comma-separated Cloud Run regions, each REGION or REGION:cpu (CPU),
                          REGION:nvidia-l4 or REGION:gpu (one L4: 4+ vCPU, 16+ GiB) or
                          REGION:nvidia-rtx-pro-6000 (one RTX PRO 6000: 20+ vCPU, 80+ GiB), e.g.
-                         us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000,europe-west3.
+                         us-central1:nvidia-l4,europe-west4:nvidia-rtx-pro-6000,europe-west3;
+                         a :streams suffix (us-central1:nvidia-l4:streams, europe-west3:streams)
+                         adds that region's stream service (--streams: every region's).
                          The first hosts the image repository and Cloud Build.
                          L4 regions: ${L4_REGIONS[*]}
                          RTX PRO 6000 regions: ${RTX_PRO_6000_REGIONS[*]}
@@ -69,6 +71,14 @@ Options:
   --http1                name the container port http1: Cloud Run downgrades requests to
                          HTTP/1.1 and refuses those over 32 MiB (default: h2c, HTTP/2 end to
                          end with no such cap; --http2 says so explicitly)
+  --streams              live camera streams over a WebSocket in every region: a second service
+                         beside each endpoint, NAME-streams, same image and model, its port
+                         http1 (WebSockets need HTTP/1.1), request timeout 3600 s, session
+                         affinity, one request slot per open stream; it scales from 0
+                         (docs/streams-cloud-run.md). Its URL, as wss://HOST/stream, is printed
+  --max-streams N        open streams per stream-service instance, 1-1000 (the server's
+                         MAX_STREAMS and the service's concurrency; default: 16 on a GPU,
+                         2 per vCPU on the CPU)
   --dry-run              print the exact commands instead of running them; needs neither
                          gcloud nor terraform nor a login, and touches no cloud resource
   -h, --help             show this help
@@ -85,12 +95,12 @@ refuse_model() {
 	exit 2
 }
 
-REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" MODELS_ARG="" ENGINE=default BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1
+REGIONS_ARG="" MODEL="" MIN_INSTANCES="" MAX_INSTANCES="" CONCURRENCY="" CANARY="" DOMAINS_ARG="" MODEL_ID="" MODELS_ARG="" ENGINE=default BAKE=0 ZONAL_REDUNDANCY=0 HTTP2=1 STREAMS=0 MAX_STREAMS=""
 
 parse_options "--project=PROJECT --regions=REGIONS_ARG --model=MODEL --models=MODELS_ARG --name=NAME
 	--min-instances=MIN_INSTANCES --max-instances=MAX_INSTANCES --concurrency=CONCURRENCY --canary=CANARY
 	--domains=DOMAINS_ARG --model-id=MODEL_ID --engine=ENGINE --bake-weights:BAKE=1 --zonal-redundancy:ZONAL_REDUNDANCY=1
-	--http1:HTTP2=0 --http2:HTTP2=1 --dry-run:DRY_RUN=1" "$@"
+	--http1:HTTP2=0 --http2:HTTP2=1 --streams:STREAMS=1 --max-streams=MAX_STREAMS --dry-run:DRY_RUN=1" "$@"
 
 # ---- validate every argument before touching anything ----------------------------------------
 [[ -n $PROJECT ]] || usage_error "--project is required (make deploy PROJECT=...)"
@@ -99,27 +109,37 @@ valid_name "$NAME" || usage_error "--name '$NAME' must be 2-20 lowercase letters
 [[ -n $REGIONS_ARG ]] || usage_error "--regions is required, e.g. --regions us-central1:nvidia-l4,europe-west3 (make deploy REGIONS=...)"
 [[ ! $REGIONS_ARG =~ (^,|,,|,$) ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
 IFS=',' read -r -a REGION_SPECS <<<"$REGIONS_ARG"
-# ACCELERATORS[i] is REGIONS[i]'s: none, nvidia-l4 or nvidia-rtx-pro-6000. REGION:gpu (an L4) and
-# REGION:cpu are kept from when the L4 was the only GPU, for the scripts that use them.
-REGIONS=() ACCELERATORS=()
+# ACCELERATORS[i] is REGIONS[i]'s: none, nvidia-l4 or nvidia-rtx-pro-6000; WITH_STREAMS[i] is 1 where it has a stream
+# service (:streams, or --streams for all). REGION:gpu (an L4) and REGION:cpu are kept from when the L4 was the only
+# GPU, for the scripts that use them.
+REGIONS=() ACCELERATORS=() WITH_STREAMS=()
 seen=" "
 for spec in "${REGION_SPECS[@]}"; do
 	[[ -n $spec ]] || usage_error "--regions has an empty entry: '$REGIONS_ARG'"
-	r=${spec%%:*} accelerator=none
-	if [[ $spec == *:* ]]; then
-		case ${spec#*:} in
-		cpu | none) accelerator=none ;;
-		gpu | nvidia-l4) accelerator=nvidia-l4 ;;
-		nvidia-rtx-pro-6000) accelerator=nvidia-rtx-pro-6000 ;;
-		*) usage_error "--regions: '$spec' must be REGION or REGION:cpu (CPU), REGION:nvidia-l4 or REGION:gpu (NVIDIA L4), or REGION:nvidia-rtx-pro-6000 (NVIDIA RTX PRO 6000)" ;;
+	r=${spec%%:*} accelerator="" streams=$STREAMS words=()
+	[[ $spec != *: ]] || usage_error "--regions: '$spec' ends with ':'"
+	[[ $spec != *:* ]] || IFS=':' read -r -a words <<<"${spec#*:}"
+	for word in "${words[@]}"; do
+		case $word in
+		cpu | none | gpu | nvidia-l4 | nvidia-rtx-pro-6000)
+			[[ -z $accelerator ]] || usage_error "--regions: '$spec' names two accelerators"
+			accelerator=$word
+			;;
+		streams) streams=1 ;;
+		*) usage_error "--regions: '$spec' must be REGION or REGION:cpu (CPU), REGION:nvidia-l4 or REGION:gpu (NVIDIA L4), or REGION:nvidia-rtx-pro-6000 (NVIDIA RTX PRO 6000), each optionally followed by :streams (a stream service beside the endpoint)" ;;
 		esac
-	fi
+	done
+	case $accelerator in
+	"" | cpu) accelerator=none ;;
+	gpu) accelerator=nvidia-l4 ;;
+	esac
 	check_region "$r"
 	[[ $accelerator == none ]] || check_gpu_region "$accelerator" "$r"
 	[[ $seen != *" $r "* ]] || usage_error "region $r is given twice"
 	seen+="$r "
 	REGIONS+=("$r")
 	ACCELERATORS+=("$accelerator")
+	WITH_STREAMS+=("$streams")
 done
 [[ -n $MODEL ]] || usage_error "--model is required: a local weights file or gs://bucket/path/best.pt (make deploy MODEL=...)"
 if [[ $MODEL == gs://* ]]; then
@@ -134,7 +154,7 @@ else
 	[[ -r $MODEL && -s $MODEL ]] || usage_error "--model '$MODEL' is empty or unreadable"
 	[[ $MODEL == *.pt ]] || refuse_model "$(basename "$MODEL") is not PyTorch weights (.pt)"
 fi
-for pair in "min-instances:$MIN_INSTANCES" "max-instances:$MAX_INSTANCES" "concurrency:$CONCURRENCY" "canary:$CANARY"; do
+for pair in "min-instances:$MIN_INSTANCES" "max-instances:$MAX_INSTANCES" "concurrency:$CONCURRENCY" "canary:$CANARY" "max-streams:$MAX_STREAMS"; do
 	[[ -z ${pair#*:} || ${pair#*:} =~ ^[0-9]+$ ]] || usage_error "--${pair%%:*} must be a whole number, got '${pair#*:}'"
 done
 [[ -z $MIN_INSTANCES ]] || ((MIN_INSTANCES <= 100)) || usage_error "--min-instances must be at most 100"
@@ -142,6 +162,10 @@ done
 [[ -z $MIN_INSTANCES || -z $MAX_INSTANCES ]] || ((MAX_INSTANCES >= MIN_INSTANCES)) || usage_error "--max-instances ($MAX_INSTANCES) is below --min-instances ($MIN_INSTANCES)"
 [[ -z $CONCURRENCY ]] || ((CONCURRENCY >= 1 && CONCURRENCY <= 1000)) || usage_error "--concurrency must be 1-1000"
 [[ -z $CANARY ]] || ((CANARY >= 1 && CANARY <= 99)) || usage_error "--canary must be a percentage from 1 to 99 (make promote sends everything to the new release)"
+STREAM_REGIONS=()
+for i in "${!REGIONS[@]}"; do ((!WITH_STREAMS[i])) || STREAM_REGIONS+=("${REGIONS[$i]}"); done
+[[ -z $MAX_STREAMS ]] || ((MAX_STREAMS >= 1 && MAX_STREAMS <= 1000)) || usage_error "--max-streams must be 1-1000 (Cloud Run's most concurrent requests per instance)"
+[[ -z $MAX_STREAMS || ${#STREAM_REGIONS[@]} -gt 0 ]] || usage_error "--max-streams sets the stream services' MAX_STREAMS: add --streams (every region) or REGION:streams"
 DOMAINS=()
 if [[ -n $DOMAINS_ARG ]]; then
 	IFS=',' read -r -a DOMAINS <<<"$DOMAINS_ARG"
@@ -291,7 +315,7 @@ done
 regions_json() { # {"us-central1":{"accelerator":"nvidia-l4"},"europe-west3":{"accelerator":"none"}}
 	local out="" i
 	for i in "${!REGIONS[@]}"; do
-		out+="\"${REGIONS[$i]}\":{\"accelerator\":\"${ACCELERATORS[$i]}\"},"
+		out+="\"${REGIONS[$i]}\":{\"accelerator\":\"${ACCELERATORS[$i]}\"$( ((!WITH_STREAMS[i])) || printf ',"streams":true')},"
 	done
 	printf '{%s}' "${out%,}"
 }
@@ -306,9 +330,9 @@ defaults_json() {
 	printf '{%s}' "${out%,}"
 }
 base_vars() { # base_vars CPU_IMAGE L4_IMAGE RTX_IMAGE -> the deployment's variables as one JSON object
-	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"cpu":"%s","nvidia-l4":"%s","nvidia-rtx-pro-6000":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","models":%s,"engine":"%s","cpu_defaults":%s,"gpu_defaults":%s,"rtx_pro_6000_defaults":%s,"gpu_zonal_redundancy_disabled":%s,"http2":%s,"lb_domains":%s}' \
+	printf '{"project_id":"%s","name":"%s","regions":%s,"artifact_registry_location":"%s","images":{"cpu":"%s","nvidia-l4":"%s","nvidia-rtx-pro-6000":"%s"},"weights_bucket":"%s","model_object":"%s","model_path_in_image":"%s","model_id":"%s","models":%s,"engine":"%s","cpu_defaults":%s,"gpu_defaults":%s,"rtx_pro_6000_defaults":%s,"stream_defaults":{%s},"gpu_zonal_redundancy_disabled":%s,"http2":%s,"lb_domains":%s}' \
 		"$PROJECT" "$NAME" "$(regions_json)" "$REGISTRY_REGION" "$1" "$2" "$3" "$WEIGHTS_BUCKET_VAR" "$MODEL_OBJECT" "$MODEL_PATH_IN_IMAGE" "$MODEL_ID" "$(models_json)" "$ENGINE" \
-		"$(defaults_json)" "$(defaults_json)" "$(defaults_json)" "$(bool $((!ZONAL_REDUNDANCY)))" "$(bool "$HTTP2")" "$(json_list "${DOMAINS[@]}")"
+		"$(defaults_json)" "$(defaults_json)" "$(defaults_json)" "${MAX_STREAMS:+\"max_streams\":$MAX_STREAMS}" "$(bool $((!ZONAL_REDUNDANCY)))" "$(bool "$HTTP2")" "$(json_list "${DOMAINS[@]}")"
 }
 
 # ---- 2. Shared resources, first deployment only ---------------------------------------------
@@ -419,8 +443,14 @@ if ((HTTP2)); then
 else
 	note "protocol: HTTP/1.1 (container port http1: Cloud Run refuses requests over 32 MiB)"
 fi
+if ((${#STREAM_REGIONS[@]})); then
+	per_instance="MAX_STREAMS=${MAX_STREAMS:-16 on a GPU, 2 per vCPU on the CPU}"
+	note "streams: a stream service ($NAME-streams) beside the endpoint in ${STREAM_REGIONS[*]}: container port http1 (WebSockets need HTTP/1.1 end to end), request timeout 3600 s (clients reconnect after it), session affinity, $per_instance open streams per instance, scaling from 0; connect to wss://HOST/stream at its printed URL"
+fi
 if ((HAS_L4 + HAS_RTX)); then
-	note "GPU regions need that GPU's Cloud Run quota in each region (docs/deploy.md, GPU quota); without it Terraform's apply fails with a quota error"
+	quota_note="GPU regions need that GPU's Cloud Run quota in each region (docs/deploy.md, GPU quota); without it Terraform's apply fails with a quota error"
+	((!${#STREAM_REGIONS[@]})) || quota_note+=" (a GPU region's stream service draws on the same quota: its instances and the endpoint's together)"
+	note "$quota_note"
 fi
 if [[ -n $CANARY ]]; then
 	note "canary: $CANARY% of every running region's traffic to the new release (revision tag 'canary', its own URL), $((100 - CANARY))% stays on the deployed one; then make promote or make rollback"

@@ -28,6 +28,11 @@ def label(accelerator: str) -> str:
     return LABELS.get(accelerator, accelerator)
 
 
+def wss(url: str) -> str:
+    """A service's https:// URL as the wss:// one a WebSocket client opens (http:// as ws://)."""
+    return "ws" + url.removeprefix("http") if url.startswith("http") else url
+
+
 def report(outputs: dict, project: str, secret: str) -> str:
     urls = outputs.get("endpoint_urls") or {}
     regions = outputs.get("regions") or {}
@@ -46,6 +51,12 @@ def report(outputs: dict, project: str, secret: str) -> str:
         lines += [f"  {region:<24} {url}" for region, url in sorted(canary.items())]
     if outputs.get("load_balancer_url"):
         lines.append(f"  {'all regions':<24} {outputs['load_balancer_url']}  (point DNS at {outputs['load_balancer_ip']}; the certificate activates after DNS resolves)")
+    streams = outputs.get("stream_urls") or {}
+    if streams:
+        lines.append("\nLive streams (WebSocket, GET /stream; docs/streams-cloud-run.md):")
+        lines += [f"  {region:<24} {wss(url)}/stream" for region, url in sorted(streams.items())]
+        if outputs.get("load_balancer_url"):
+            lines.append(f"  {'all regions':<24} {wss(outputs['load_balancer_url'])}/stream")
     if "http2" in outputs:
         lines.append("\nProtocol: " + ("HTTP/2 end to end (h2c; no 32 MiB request cap)" if outputs["http2"] else "HTTP/1.1 (requests up to 32 MiB; deploy without --http1 for h2c)"))
     if outputs.get("dashboard_url"):

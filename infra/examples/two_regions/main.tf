@@ -2,6 +2,8 @@
 # NVIDIA L4 in Iowa (one warm instance, up to 4) and a CPU-only endpoint in Frankfurt that scales
 # to zero and is billed per request. Alerts go to one notification channel. Requests reach the
 # container as HTTP/2 end to end (http2 = true, the default), so uploads over 32 MiB get through.
+# Iowa also takes live camera streams (streams = true): a second service, yolo-streams, with an http1
+# port for WebSockets, reached at wss://DOMAIN/stream through the load balancer or at its own URL.
 #
 #   terraform init
 #   terraform apply -var project_id=my-project -var domain=yolo.example.com          # shared resources
@@ -19,8 +21,13 @@ module "yolo" {
   project_id = var.project_id
   name       = "yolo"
   regions = {
-    "us-central1"  = { accelerator = "nvidia-l4", max_instances = 4 }
+    # streams: the stream service scales 0 to 2 L4 instances (stream_defaults), 12 cameras each; with the endpoint's
+    # 4 that is up to 6 L4s in us-central1, so request that much GPU quota there.
+    "us-central1"  = { accelerator = "nvidia-l4", max_instances = 4, streams = true, max_streams = 12 }
     "europe-west3" = { accelerator = "none", cpu = "2", memory = "4Gi" }
+  }
+  stream_defaults = {
+    max_instances = 2
   }
   images       = { "nvidia-l4" = var.gpu_image, cpu = var.cpu_image }
   model_object = var.model_object

@@ -3,6 +3,11 @@ output "endpoint_urls" {
   value       = module.yolo.endpoint_urls
 }
 
+output "stream_urls" {
+  description = "Per-region URLs of the stream services: wss://HOST/stream (or wss://DOMAIN/stream through the load balancer)."
+  value       = module.yolo.stream_urls
+}
+
 output "load_balancer_url" {
   description = "One URL for all regions."
   value       = module.yolo.load_balancer_url

@@ -8,7 +8,7 @@ resource "google_cloud_run_v2_service" "this" {
   project     = var.project_id
   name        = var.name
   location    = var.region
-  description = lookup({ "none" = "YOLO inference endpoint on CPU", "nvidia-l4" = "YOLO inference endpoint on an NVIDIA L4", "nvidia-rtx-pro-6000" = "YOLO inference endpoint on an NVIDIA RTX PRO 6000 Blackwell" }, var.revision.accelerator, "YOLO inference endpoint")
+  description = var.description != "" ? var.description : lookup({ "none" = "YOLO inference endpoint on CPU", "nvidia-l4" = "YOLO inference endpoint on an NVIDIA L4", "nvidia-rtx-pro-6000" = "YOLO inference endpoint on an NVIDIA RTX PRO 6000 Blackwell" }, var.revision.accelerator, "YOLO inference endpoint")
   ingress     = var.ingress
   labels      = var.labels
 
@@ -34,8 +34,11 @@ resource "google_cloud_run_v2_service" "this" {
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
     max_instance_request_concurrency = var.revision.max_concurrency
     timeout                          = "${var.revision.timeout_seconds}s"
-    gpu_zonal_redundancy_disabled    = var.revision.gpu_zonal_redundancy_disabled
-    labels                           = var.revision.labels
+    # Best-effort: a client's next request (a WebSocket's reconnect) goes to the same instance while it has room.
+    # Left out (null) of the endpoint's revisions, so their content and names stay as they were.
+    session_affinity              = var.revision.session_affinity
+    gpu_zonal_redundancy_disabled = var.revision.gpu_zonal_redundancy_disabled
+    labels                        = var.revision.labels
 
     # GPU regions only: a CPU service has no accelerator selector and no GPU limit. (Written with
     # var.revision.accelerator itself, not a local, so checkov can resolve it too.)

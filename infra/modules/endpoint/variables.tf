@@ -19,7 +19,7 @@ variable "name" {
 }
 
 variable "revision" {
-  description = "Everything the revision is built from (the root module's local.revisions[region].candidate); revision_name must be a hash of it, so that equal inputs always mean the same revision. http2 = true names the container port h2c (HTTP/2 end to end, no 32 MiB request cap), false (default) http1."
+  description = "Everything the revision is built from (the root module's local.revisions[region].candidate, or local.stream_revisions[region].candidate for a stream service); revision_name must be a hash of it, so that equal inputs always mean the same revision. http2 = true names the container port h2c (HTTP/2 end to end, no 32 MiB request cap), false (default) http1, which WebSockets need. session_affinity = true sends a client's later requests to the same instance, best effort (null, the default, leaves it out)."
   type = object({
     image                         = string
     accelerator                   = string
@@ -47,6 +47,7 @@ variable "revision" {
     prometheus_sidecar_image = string
     env                      = map(string)
     http2                    = optional(bool, false)
+    session_affinity         = optional(bool)
   })
 
   validation {
@@ -74,6 +75,17 @@ variable "revision" {
     condition     = var.revision.startup_probe.period_seconds * var.revision.startup_probe.failure_threshold <= 240
     error_message = "Cloud Run allows a startup window (period_seconds x failure_threshold) of at most 240 s."
   }
+
+  validation {
+    condition     = var.revision.timeout_seconds >= 1 && var.revision.timeout_seconds <= 3600 && var.revision.max_concurrency >= 1 && var.revision.max_concurrency <= 1000
+    error_message = "revision.timeout_seconds must be 1-3600 (Cloud Run's request timeout) and revision.max_concurrency 1-1000 (its most concurrent requests per instance)."
+  }
+}
+
+variable "description" {
+  description = "Description of the service; empty (default): \"YOLO inference endpoint on\" its accelerator."
+  type        = string
+  default     = ""
 }
 
 variable "revision_name" {
