@@ -45,6 +45,7 @@ class Settings:
     max_video_frames: int = 3000
     hub_v1_data: str = "hub"  # the HUB v1 envelope's `data`: "hub" (per-task flat lists) or "tojson" (results[0].tojson())
     max_image_pixels: int = 89_478_485  # Pillow's own default bomb threshold
+    max_slices: int = 256  # tiles of one image in sliced inference: an 8000x8000 photo at slice_size=640
     decode_budget_pixels: int = 89_478_485
     request_timeout_s: float = 60.0
     max_queue: int = 32
@@ -282,6 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_video_frames=_int(env, "MAX_VIDEO_FRAMES", 3000, 1, 1_000_000),
         hub_v1_data=_choice(env, "HUB_V1_DATA", "hub", ("hub", "tojson")),
         max_image_pixels=max_pixels,
+        max_slices=_int(env, "MAX_SLICES", 256, 1, 100_000),
         decode_budget_pixels=_int(env, "DECODE_BUDGET_PIXELS", max_pixels, max_pixels, 2**40),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 60.0, 0.1, 3600.0),
         max_queue=_int(env, "MAX_QUEUE", 32, 1, 100_000),

@@ -11,6 +11,23 @@ from ..models.params import PredictParams
 if TYPE_CHECKING:
     from ..models.loaded import LoadedModel
 
+
+@dataclass(frozen=True)
+class Slicing:
+    """Sliced inference (core/slicing.py): run the model on overlapping tiles of `size` pixels at full resolution,
+    shift their detections back into the image and merge the duplicates along the seams. Not a model argument: every
+    tile of every request with the same PredictParams shares the model's batches."""
+
+    size: int
+    overlap: float = 0.2
+    # The defaults were measured (docs/calling.md, bench/slicing.py): on copies of photos at known places, NMS by
+    # intersection over the smaller box at 0.7 left no duplicate along the seams and joined no neighbours.
+    merge: str = "nms"  # or "nmm": merge a group into one box (sahi's GREEDYNMM)
+    match: str = "ios"  # or "iou": intersection over the smaller box's area, or over the union
+    threshold: float = 0.7
+    full: bool = True  # also run the whole image and merge its detections in (sahi's perform_standard_pred)
+
+
 @dataclass(frozen=True)
 class PredictRequest:
     """What every dialect's request becomes: images as the client sent them (or one video), the model's parameters,
@@ -28,6 +45,7 @@ class PredictRequest:
     # For a video: follow its objects from frame to frame with this tracker (core/tracking.py TRACKERS); None: don't.
     track: str | None = None
     options: Mapping = field(default_factory=dict)
+    slicing: Slicing | None = None  # None: the whole image at once, as Ultralytics runs it
 
 
 @dataclass(frozen=True)

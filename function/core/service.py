@@ -130,11 +130,17 @@ class Service:
             if request.video is None:
                 raise BadParameter("'track' follows objects across a video's frames: send a video (a live camera "
                                    "streams its frames to GET /stream)")
+        admitted = len(request.images)
+        if request.slicing is not None:  # its images go one at a time, each keeping a few chunks of tiles queued
+            from . import slicing
+
+            slicing.check(request, lease.model.task)
+            admitted = slicing.CHUNKS_IN_FLIGHT * self._chunk(lease)
         if request.video is not None:
             return await self.predict_video(request, started, encode, lease)
         if not request.images:
             raise BadImage("No image: send it as multipart field 'file' (or 'image'), or 'source' with a URL or base64 data")
-        with self.admission.admit(len(request.images)):
+        with self.admission.admit(admitted):
             blobs = await asyncio.gather(*(self._image_bytes(image) for image in request.images))
             return await self._infer(list(blobs), request, lease, started, encode)
 
@@ -170,7 +176,7 @@ class Service:
         (`request.reduce`) as soon as it is answered, so only one batch of frames is ever held."""
         model, loop = lease.model, lease.loop
         s = self.settings
-        chunk = max(1, s.max_batch_size) * loop.models
+        chunk = self._chunk(lease)
         reduce = request.reduce or (lambda result: result)
         # Built in the pool: the first one imports Ultralytics' trackers (a second or so).
         sequence = await self.run_cpu(Sequence, request.track, model.task, model.device) if request.track else None
@@ -235,6 +241,11 @@ class Service:
         except RuntimeError:  # cannot schedule new futures after shutdown
             fn()
 
+    def _chunk(self, lease: Lease) -> int:
+        """Images sent to the model at once when one request has many (a video's frames, an image's tiles): a batch
+        for each model serving side by side, so other requests' images queue between two chunks."""
+        return max(1, self.settings.max_batch_size) * lease.loop.models
+
     async def run_cpu(self, fn, *args):
         """Run CPU-heavy work (decoding, encoding, drawing) in the bounded pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
@@ -261,9 +272,16 @@ class Service:
             running = [decoding]
             images = await asyncio.wrap_future(decoding)
             t0 = time.monotonic()
-            running = lease.loop.submit(images, request.params)
-            results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in running)))
-            self.admission.observe(time.monotonic() - t0, len(blobs))
+            if request.slicing is None:
+                running = lease.loop.submit(images, request.params)
+                results = list(await asyncio.gather(*(asyncio.wrap_future(f) for f in running)))
+            else:
+                from . import slicing
+
+                running = []
+                results = [await slicing.predict(image, request, lease, self.cpu_pool, self.settings.max_slices,
+                                                 self._chunk(lease), running) for image in images]
+            self.admission.observe(time.monotonic() - t0, sum(getattr(r, "inputs", 1) for r in results))
             prediction = Prediction(results=results, model=lease.model, started=started, process_started=self.started_at)
             encoding = self.cpu_pool.submit(encode, request, prediction)
             running = [encoding]

@@ -53,7 +53,7 @@ def parse(incoming: Incoming) -> PredictRequest:
         raise BadParameter("'image' takes one image; send several as repeated 'file' fields")
     data = incoming.settings.hub_v1_data
     return PredictRequest(images=request.images, params=request.params, track=request.track,
-                          options={**request.options, "envelope": data})
+                          options={**request.options, "envelope": data}, slicing=request.slicing)
 
 
 def encode(request: PredictRequest, prediction: Prediction) -> Reply:

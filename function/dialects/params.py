@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from ..core.tracking import DEFAULT_TRACKER, TRACK_CONF, check_tracker
+from ..core.requests import Slicing
 from ..errors import BadParameter
 from ..models.params import PredictParams
 from ..numbers import strict_float, strict_int
@@ -134,3 +135,51 @@ def parse_tracking(*sources: Source, params: PredictParams) -> tuple[str | None,
     if lookup(pairs, "conf", ALIASES["conf"]) is None:
         params = replace(params, conf=TRACK_CONF)
     return tracker, params
+
+
+# Sliced inference (core/slicing.py): `slice_size` turns it on; its upper bound is 4 × the request's imgsz.
+SLICE_SIZE_LOW, SLICE_SIZE_TIMES_IMGSZ = 64, 4
+SLICE_NUMBERS = {
+    "slice_size": Number(int, SLICE_SIZE_LOW, SLICE_SIZE_TIMES_IMGSZ * NUMBERS["imgsz"].high, None,
+                         "Sliced inference: the tiles' side in pixels, at most 4 × imgsz (absent: no slicing)"),
+    "slice_overlap": Number(float, 0.0, 0.9, Slicing.overlap, "Slicing: how much neighbouring tiles overlap, a "
+                                                             "fraction of slice_size"),
+    "slice_threshold": Number(float, 0.0, 1.0, Slicing.threshold, "Slicing: the overlap (slice_match) from which two "
+                                                                  "detections of a class are one"),
+}
+SLICE_CHOICES = {
+    "slice_merge": (("nms", "nmm"), Slicing.merge, "Slicing: of detections that are one, keep the best (nms) or merge "
+                                                   "their boxes and masks (nmm, sahi's GREEDYNMM)"),
+    "slice_match": (("ios", "iou"), Slicing.match, "Slicing: overlap as intersection over the smaller box (ios) or "
+                                                   "over the union (iou)"),
+}
+SLICE_FULL_DESCRIPTION = "Slicing: also run the whole image and merge its detections in (large objects)"
+SLICE_FIELDS = (*SLICE_NUMBERS, *SLICE_CHOICES, "slice_full")
+
+
+def parse_slicing(*sources: Source, imgsz: int) -> Slicing | None:
+    """The slice_* fields (earlier sources win), or None when `slice_size` is absent; any other slice_* field without
+    it is a 400, since it would silently do nothing."""
+    pairs = tuple(_pairs(source) for source in sources)
+    size = lookup(pairs, "slice_size")
+    if size is None:
+        given = next((found[0] for name in SLICE_FIELDS if (found := lookup(pairs, name))), None)
+        if given:
+            raise BadParameter(f"'{given}' applies to sliced inference: send 'slice_size' too")
+        return None
+    high = SLICE_SIZE_TIMES_IMGSZ * imgsz
+    try:
+        values: dict = {"size": parse_number(*size, int, SLICE_SIZE_LOW, high)}
+    except BadParameter as exc:
+        raise BadParameter(f"{exc} (at most {SLICE_SIZE_TIMES_IMGSZ} × imgsz={imgsz})") from None
+    for name in ("slice_overlap", "slice_threshold"):
+        if found := lookup(pairs, name):
+            values[name.removeprefix("slice_")] = SLICE_NUMBERS[name].parse(*found)
+    for name, (choices, _, _) in SLICE_CHOICES.items():
+        if found := lookup(pairs, name):
+            if found[1].lower() not in choices:
+                raise BadParameter(f"'{found[0]}' must be {' or '.join(choices)}, got {found[1]!r}")
+            values[name.removeprefix("slice_")] = found[1].lower()
+    if found := lookup(pairs, "slice_full"):
+        values["full"] = parse_bool(*found)
+    return Slicing(**values)

@@ -25,7 +25,7 @@ from ..encode.views import View
 from ..errors import BadParameter, ServiceError
 from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key
-from .params import NUMBERS, lookup, parse_bits, parse_bool, parse_params, parse_tracking
+from .params import NUMBERS, lookup, parse_bits, parse_bool, parse_params, parse_slicing, parse_tracking
 
 name = "platform"
 key_in_body = False
@@ -51,6 +51,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
     fields = form.fields if form else []
     params = parse_params(fields, incoming.query, defaults=defaults)
     track, params = parse_tracking(fields, incoming.query, params=params)
+    slicing = parse_slicing(fields, incoming.query, imgsz=params.imgsz)
     uploads = [upload.data for upload in (form.files if form else []) if upload.field in IMAGE_FIELDS]
     source = lookup((fields, incoming.query), *SOURCE_FIELDS)
     if uploads and source:
@@ -65,7 +66,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
     if video is None:
         if options["format"] == "image" and len(images) > 1:
             raise BadParameter("'format=image' returns one annotated image: send one image")
-        return PredictRequest(images=images, params=params, options=options, track=track)
+        return PredictRequest(images=images, params=params, options=options, track=track, slicing=slicing)
     if len(uploads) > 1:
         raise BadParameter("Send one video per request, without images beside it")
     if incoming.model_task == "depth":
@@ -74,7 +75,7 @@ def parse_with(incoming: Incoming, defaults: PredictParams) -> PredictRequest:
         raise BadParameter("'format=image' annotates an image, not a video")
     vid_stride = NUMBERS["vid_stride"].parse(*stride) if stride else 1
     return PredictRequest(images=(), params=params, video=video, vid_stride=vid_stride, options=options, track=track,
-                          reduce=partial(encode_result, params=params, task=incoming.model_task))
+                          reduce=partial(encode_result, params=params, task=incoming.model_task), slicing=slicing)
 
 
 def annotation_options(sources) -> dict:
@@ -134,10 +135,11 @@ def encode(request: PredictRequest, prediction: Prediction) -> Reply:
 
 
 def metadata(prediction: Prediction, count: int) -> dict:
-    """What the Platform's dedicated endpoints put beside the images (times in seconds)."""
+    """What the Platform's dedicated endpoints put beside the images (times in seconds); with slicing, `slices`: the
+    tiles run for all the images (core/slicing.py's SlicedResults count them)."""
     model = prediction.model
     now = time.monotonic()
-    return {
+    body = {
         "imageCount": count,
         "functionTimeAlive": round(now - prediction.process_started, 3),
         "functionTimeCall": round(now - prediction.started, 5),
@@ -147,6 +149,10 @@ def metadata(prediction: Prediction, count: int) -> dict:
         # A tracked video: every track seen, and how many of each class (core/tracking.py).
         **({"tracks": prediction.tracks, "counts": counts(prediction.tracks)} if prediction.tracks is not None else {}),
     }
+    slices = [result.slices for result in prediction.results if hasattr(result, "slices")]
+    if slices:
+        body["slices"] = sum(slices)
+    return body
 
 
 def error(error: ServiceError) -> Reply:

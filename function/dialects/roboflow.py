@@ -36,7 +36,7 @@ from ..encode.views import View
 from ..errors import BadImage, BadParameter, ServiceError
 from ..models.params import PredictParams
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
-from .params import Number, lookup, parse_bool, parse_class_names
+from .params import Number, lookup, parse_bool, parse_class_names, parse_slicing
 
 name = "roboflow"
 key_in_body = False
@@ -100,7 +100,8 @@ def parse(incoming: Incoming) -> PredictRequest:
                "stroke": QUERY_NUMBERS["stroke"].parse(*stroke) if stroke else 1}
     if depth_format:
         options["depth_map_format"] = parse_depth_format(*depth_format)
-    return PredictRequest(images=(image_of(incoming),), params=params, options=options)
+    slicing = parse_slicing(query, imgsz=params.imgsz)
+    return PredictRequest(images=(image_of(incoming),), params=params, options=options, slicing=slicing)
 
 
 def parse_depth_format(given: str, raw) -> str:

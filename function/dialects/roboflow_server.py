@@ -27,7 +27,7 @@ from ..core.service import Service
 from ..encode.views import View
 from ..errors import BadParameter, InferenceTimeout, ServiceError
 from . import Incoming, Reply, bearer_or_x_api_key, retry_headers
-from .params import Number, parse_class_names
+from .params import Number, parse_class_names, parse_slicing
 from .roboflow import draw, inference_response, parse_depth_format, roboflow_params
 
 name = "roboflow-server"
@@ -150,7 +150,9 @@ def parse(incoming: Incoming) -> PredictRequest:
     }
     if body.get("depth_map_format") is not None:
         options["depth_map_format"] = parse_depth_format("depth_map_format", body["depth_map_format"])
-    return PredictRequest(images=tuple(_image(entry) for entry in entries), params=params, options=options)
+    slicing = parse_slicing(incoming.query, imgsz=params.imgsz)  # ours, not Roboflow's: query parameters
+    return PredictRequest(images=tuple(_image(entry) for entry in entries), params=params, options=options,
+                          slicing=slicing)
 
 
 def encode(request: PredictRequest, prediction: Prediction) -> Reply:
