@@ -9,7 +9,7 @@ import json
 import sys
 
 from ..core.tracking import TRACKERS
-from ..dialects.params import NUMBERS, parse_number, parse_params, parse_tracking
+from ..dialects.params import NUMBERS, SLICE_FIELDS, parse_number, parse_params, parse_slicing, parse_tracking
 from ..errors import BadParameter, ConfigError, WeightsError
 from ..logs import log, setup_logging
 from ..settings import load_settings, load_task_share
@@ -51,6 +51,15 @@ def parser() -> argparse.ArgumentParser:
                    help="follow each video's objects from frame to frame: each result line carries track_id "
                         "(images are answered untracked); --conf defaults to 0.1 as for model.track")
     p.add_argument("--tracker", help=f"with --track: {' or '.join(TRACKERS)} (default {TRACKERS[0]})")
+    p.add_argument("--slice-size", dest="slice_size", help="sliced inference: the tiles' side in pixels (64 to 4 x "
+                                                           "imgsz; absent: no slicing); images only")
+    p.add_argument("--slice-overlap", dest="slice_overlap", help="slicing: neighbouring tiles' overlap (0-0.9, "
+                                                                 "default 0.2)")
+    p.add_argument("--slice-merge", dest="slice_merge", help="slicing: nms (default) or nmm")
+    p.add_argument("--slice-match", dest="slice_match", help="slicing: ios (default) or iou")
+    p.add_argument("--slice-threshold", dest="slice_threshold", help="slicing: overlap from which two detections "
+                                                                     "are one (0-1, default 0.7)")
+    p.add_argument("--slice-full", dest="slice_full", help="slicing: also run the whole image (default true)")
     return p
 
 
@@ -61,6 +70,8 @@ def make_job(args: argparse.Namespace):
     params = parse_params(given)
     tracking = [("track", "true")] * args.track + ([("tracker", args.tracker)] if args.tracker else [])
     track, params = parse_tracking(given, tracking, params=params)
+    slicing = parse_slicing([(name, getattr(args, name)) for name in SLICE_FIELDS if getattr(args, name) is not None],
+                            imgsz=params.imgsz)
     vid_stride = NUMBERS["vid_stride"].parse("vid_stride", args.vid_stride) if args.vid_stride else 1
     chunk_size = parse_number("chunk-size", args.chunk_size, int, 1, 100_000)
     max_failure_rate = parse_number("max-failure-rate", args.max_failure_rate, float, 0.0, 1.0)
@@ -70,7 +81,7 @@ def make_job(args: argparse.Namespace):
             raise BadParameter(f"--{flag} {uri} names no bucket: gs://BUCKET/PREFIX")
     if _inside(args.output, args.input):
         raise BadParameter(f"--output {args.output} is inside --input {args.input}: the results would become input")
-    return Job(args.input, args.output, args.glob, chunk_size, params, vid_stride, max_failure_rate, track)
+    return Job(args.input, args.output, args.glob, chunk_size, params, vid_stride, max_failure_rate, track, slicing)
 
 
 def _inside(inner: str, outer: str) -> bool:

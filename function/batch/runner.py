@@ -16,9 +16,9 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
-from ..core.requests import PredictRequest
+from ..core.requests import PredictRequest, Slicing
 from ..core.service import Service
 from ..core.tracking import check_trackable
 from ..core.video import looks_like_a_video
@@ -52,6 +52,7 @@ class Job:
     vid_stride: int
     max_failure_rate: float
     track: str | None = None  # the tracker that follows each video's objects (core/tracking.py), or None
+    slicing: Slicing | None = None  # images only: a video with slicing is its item's 400
 
 
 class Runner:
@@ -90,6 +91,8 @@ class Runner:
                    "task": self.service.models.model.task}
         if self.job.track is not None:  # only then: an untracked run keeps the id it has always had
             decided["track"] = self.job.track
+        if self.job.slicing is not None:  # only then: runs planned before slicing existed keep their id
+            decided["slicing"] = asdict(self.job.slicing)
         run = plans.run_id(self.source.uri, self.job.glob, weights_digest(self.service.models.weights), decided)
         plan, made = plans.load_or_make(self.output, self.source, self.job.glob, run, decided, self.job.chunk_size)
         if plan.chunk_size != self.job.chunk_size:
@@ -104,8 +107,9 @@ class Runner:
 
     async def run(self, params: PredictParams) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
-        # A video holds a whole model batch of admission while its frames stream through the model; the images of a
-        # chunk each hold one. One video at a time keeps a chunk within the room made for it above.
+        # A video holds a whole model batch of admission while its frames stream through the model (a sliced image,
+        # two, while its tiles do); the images of a chunk each hold one. One video or sliced image at a time keeps a
+        # chunk within the room made for it above.
         self.one_video = asyncio.Semaphore(1)
         plan = self.plan(params)
         mine = share(plan.chunks, self.task)
@@ -169,11 +173,12 @@ class Runner:
         if looks_like_a_video(data):
             # A video is one item, so never split across chunks or tasks: a retry tracks it again from frame 0.
             request = PredictRequest(images=(), params=params, video=data, vid_stride=self.job.vid_stride,
-                                     track=self.job.track, reduce=lambda result: platform.encode_result(result, params))
+                                     track=self.job.track, reduce=lambda result: platform.encode_result(result, params),
+                                     slicing=self.job.slicing)
         else:
-            request = PredictRequest(images=(data,), params=params)
+            request = PredictRequest(images=(data,), params=params, slicing=self.job.slicing)
         try:
-            if request.video is None:
+            if request.video is None and request.slicing is None:
                 images, tracks = await self.service.predict(request, time.monotonic(), _platform_images)
             else:
                 async with self.one_video:
