@@ -5,6 +5,7 @@ photos at known places, against the model run on each photo at full size, agains
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 
@@ -272,3 +273,195 @@ def test_segment_equals_sahi_with_the_models_boxes(server, mosaic, segment_weigh
         mask = outline_raster([np.stack([ours[row]["segments"]["x"], ours[row]["segments"]["y"]], 1)], image.shape)
         reference = outline_raster(prediction.mask.segmentation, image.shape)
         assert (mask & reference).sum() / (mask | reference).sum() >= 0.99
+
+
+# -- refusals ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"slice_size": "63"}, "'slice_size' must be an integer in 64-1280, got '63' (at most 4 × imgsz=320)"),
+    ({"slice_size": "1281"}, "'slice_size' must be an integer in 64-1280, got '1281' (at most 4 × imgsz=320)"),
+    ({"slice_size": "2560", "imgsz": "640"}, None),  # 4 × imgsz is allowed: one tile, the image
+    ({"slice_size": "320.5"}, "'slice_size' must be an integer in 64-1280, got '320.5' (at most 4 × imgsz=320)"),
+    ({"slice_size": "320", "slice_overlap": "0.95"}, "'slice_overlap' must be a number in 0.0-0.9, got '0.95'"),
+    ({"slice_size": "320", "slice_overlap": "-0.1"}, "'slice_overlap' must be a number in 0.0-0.9, got '-0.1'"),
+    ({"slice_size": "320", "slice_threshold": "1.5"}, "'slice_threshold' must be a number in 0.0-1.0, got '1.5'"),
+    ({"slice_size": "320", "slice_merge": "wbf"}, "'slice_merge' must be nms or nmm, got 'wbf'"),
+    ({"slice_size": "320", "slice_match": "giou"}, "'slice_match' must be ios or iou, got 'giou'"),
+    ({"slice_size": "320", "slice_full": "maybe"}, "'slice_full' must be true or false, got 'maybe'"),
+    ({"slice_overlap": "0.3"}, "'slice_overlap' applies to sliced inference: send 'slice_size' too"),
+    ({"slice_merge": "nmm"}, "'slice_merge' applies to sliced inference: send 'slice_size' too"),
+])
+def test_every_bad_parameter_is_a_400_naming_it_and_its_range(server, fields, message):
+    small = cv2.imencode(".png", np.full((64, 64, 3), 114, np.uint8))[1].tobytes()
+    answer = predict(server, small, **fields)
+    if message is None:
+        assert answer.status_code == 200 and answer.json()["metadata"]["slices"] == 1
+    else:
+        assert answer.status_code == 400 and answer.json()["error"]["message"] == message
+
+
+def test_more_tiles_than_max_slices_is_a_400_that_says_how_many(server, mosaic):
+    needed = len(sahi_tiles(HEIGHT, WIDTH, 64, 0.9))
+    answer = predict(server, mosaic[2], slice_size="64", slice_overlap="0.9")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == (
+        f"slice_size=64 with slice_overlap=0.9 cuts this {WIDTH}x{HEIGHT} image into {needed} tiles, over "
+        "MAX_SLICES=256: use a larger slice_size or a smaller slice_overlap")
+
+
+@pytest.mark.parametrize("task", ["pose", "classify"])
+def test_tasks_that_cannot_be_sliced_are_a_400(server, mosaic, task):
+    answer = predict(server, mosaic[2], f"/api/models/{task}/predict", slice_size=str(SLICE))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == (f"A {task} model cannot be sliced: slice_size and the other slice_* "
+                                                 "parameters take detect, segment and obb models")
+
+
+def test_a_video_with_slicing_is_a_400(server, tmp_path, bus_jpg):
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (64, 48))
+    for _ in range(3):
+        writer.write(cv2.resize(cv2.imread(str(bus_jpg)), (64, 48)))
+    writer.release()
+    answer = requests.post(server.url + "/predict", files={"file": ("clip.mp4", path.read_bytes(), "video/mp4")},
+                           data={"slice_size": "64"}, timeout=60)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "Slicing takes images: send an image, not a video, with 'slice_size'"
+
+
+# -- rotated boxes ----------------------------------------------------------------------------------------------------
+
+
+def rotated_polygon(row: dict):
+    from shapely.geometry import Polygon
+
+    return Polygon([(row["box"][f"x{i}"], row["box"][f"y{i}"]) for i in range(1, 5)])
+
+
+def test_rotated_boxes_are_kept_by_nms_on_their_exact_overlap(server, mosaic):
+    answer = predict(server, mosaic[2], "/api/models/obb/predict", slice_size=str(SLICE))
+    assert answer.status_code == 200, answer.text
+    kept = rows(answer.json())
+    assert kept and all(len(row["box"]) == 8 for row in kept)
+    for i, a in enumerate(kept):  # no two of a class overlap by the default threshold (shapely measures)
+        for b in kept[i + 1:]:
+            if a["class"] == b["class"]:
+                first, second = rotated_polygon(a), rotated_polygon(b)
+                assert first.intersection(second).area / min(first.area, second.area) < 0.7
+    refused = predict(server, mosaic[2], "/api/models/obb/predict", slice_size=str(SLICE), slice_merge="nmm")
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == (
+        "'slice_merge' must be nms for rotated boxes (OBB): they are never merged into one, got 'nmm'")
+
+
+# -- every dialect, and the batch job ---------------------------------------------------------------------------------
+
+
+def centre_boxes(predictions: list[dict]) -> np.ndarray:
+    """Roboflow's centre-point boxes as x1, y1, x2, y2."""
+    return np.array([[p["x"] - p["width"] / 2, p["y"] - p["height"] / 2, p["x"] + p["width"] / 2,
+                      p["y"] + p["height"] / 2] for p in predictions]).reshape(-1, 4)
+
+
+def test_hub_takes_slicing_as_form_fields(server, mosaic, sliced):
+    newer = requests.post(server.url + "/v1/predict/best", files={"file": ("m.png", mosaic[2], "image/png")},
+                          data={**ASK, "iou": "0.7", "slice_size": str(SLICE)}, timeout=120).json()
+    assert rows(newer) == rows(sliced) and newer["metadata"]["slices"] == sliced["metadata"]["slices"]
+    older = requests.post(server.url + "/v1/predict/best", files={"image": ("m.png", mosaic[2], "image/png")},
+                          data={"size": str(IMGSZ), "confidence": str(CONF), "iou": "0.7", "slice_size": str(SLICE)},
+                          timeout=120).json()
+    assert older["success"] and len(older["data"]) == len(rows(sliced))
+
+
+def test_roboflow_dialects_take_slicing_as_query_parameters(server, mosaic):
+    """Roboflow's fields keep their meaning (confidence and overlap in percent, imgsz 640); ours are in the query. The
+    project is the model's id (MODELS is set: the default model answers to its weights' name)."""
+    crop = cv2.imencode(".png", mosaic[0][:512, :640])[1].tobytes()  # 6 tiles at imgsz 640: seconds, not tens
+    expected = rows(predict(server, crop, imgsz="640", iou="0.3", slice_size=str(SLICE)).json())
+    assert expected
+    encoded = base64.b64encode(crop).decode()
+    hosted = requests.post(f"{server.url}/best/1", params={"confidence": "30", "slice_size": str(SLICE)},
+                           data=encoded, timeout=120).json()
+    body = {"model_id": "best/1", "image": {"type": "base64", "value": encoded}, "confidence": CONF, "iou_threshold": 0.3}
+    inference = requests.post(f"{server.url}/infer/object_detection", params={"slice_size": str(SLICE)}, json=body,
+                              timeout=120).json()
+    for answer in (hosted, inference):
+        assert np.allclose(centre_boxes(answer["predictions"]), xyxy(expected), atol=1e-3)
+        assert [p["class_id"] for p in answer["predictions"]] == [row["class"] for row in expected]
+    refused = requests.post(f"{server.url}/best/1", params={"slice_size": "20"}, data=encoded, timeout=60)
+    assert refused.status_code == 400 and refused.json() == {
+        "message": "'slice_size' must be an integer in 64-2560, got '20' (at most 4 × imgsz=640)"}
+
+
+def test_the_batch_jobs_lines_equal_predicts(server, mosaic, sliced, weights, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "mosaic.png").write_bytes(mosaic[2])
+    env = {"MODEL": str(weights["detect"]), "ENGINE": "pytorch", "YOLO_CONFIG_DIR": str(tmp_path / "yolo"),
+           "PATH": "/usr/bin:/bin", "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
+    args = [sys.executable, "-m", "function", "batch", "--input", str(folder), "--imgsz", str(IMGSZ), "--conf", str(CONF)]
+    done = subprocess.run([*args, "--output", str(tmp_path / "out"), "--slice-size", str(SLICE)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    (line,) = [json.loads(text) for path in (tmp_path / "out" / "results").glob("*.jsonl")
+               for text in path.read_text().splitlines()]
+    assert line["results"] == rows(sliced)
+    refused = subprocess.run([*args, "--output", str(tmp_path / "refused"), "--slice-size", "320",
+                              "--slice-overlap", "0.95"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: 'slice_overlap' must be a number in 0.0-0.9, got '0.95'")
+
+
+# -- the pieces, without a server -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width, size, overlap", [
+    (1024, 1280, 320, 0.2), (960, 1280, 320, 0.25), (8000, 8000, 640, 0.2), (3000, 4000, 640, 0.2), (300, 200, 640, 0.2),
+    (640, 640, 640, 0.2), (641, 1000, 640, 0.0), (500, 700, 64, 0.9), (700, 500, 100, 0.33),
+])
+def test_tiles_are_sahis_all_one_shape_and_views_of_the_image(height, width, size, overlap):
+    from function.core.requests import Slicing
+    from function.core.slicing import model_inputs, tile_boxes
+
+    assert [list(box) for box in tile_boxes(height, width, size, overlap)] == sahi_tiles(height, width, size, overlap)
+    image = np.broadcast_to(np.zeros(3, np.uint8), (height, width, 3))  # any size, no memory
+    inputs, origins = model_inputs(image, Slicing(size, overlap), 100_000)
+    tiles = len(sahi_tiles(height, width, size, overlap))
+    assert len(inputs) == tiles + (tiles > 1)  # the whole image, after the tiles, unless one tile is the whole image
+    assert {tile.shape for tile in inputs[:tiles]} == {(min(size, height), min(size, width), 3)}
+    assert all(np.shares_memory(tile, image) for tile in inputs) and origins[0] == (0, 0)
+
+
+def test_the_rotated_overlap_is_the_exact_intersection():
+    from shapely.geometry import Polygon
+
+    from function.core.slicing import _rotated_overlap
+
+    def corners(box):
+        (cx, cy, w, h, r), c, s = box, np.cos(box[4]), np.sin(box[4])
+        return Polygon([(cx + dx * c - dy * s, cy + dx * s + dy * c)
+                        for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))])
+
+    rng = np.random.default_rng(0)
+    boxes = np.column_stack([rng.uniform(0, 100, 40), rng.uniform(0, 100, 40), rng.uniform(5, 60, 40),
+                             rng.uniform(5, 60, 40), rng.uniform(-np.pi, np.pi, 40)])
+    for match in ("iou", "ios"):
+        measured = _rotated_overlap(boxes[0], boxes[1:], match)
+        first = corners(boxes[0])
+        for other, value in zip(boxes[1:], measured):
+            polygon = corners(other)
+            inter = first.intersection(polygon).area
+            below = first.area + polygon.area - inter if match == "iou" else min(first.area, polygon.area)
+            assert value == pytest.approx(inter / below, abs=1e-4)
+        assert (measured > 0).any()
+
+
+def test_max_slices_is_a_setting():
+    from function.errors import ConfigError
+    from function.settings import load_settings
+
+    assert load_settings({"MODEL": "m.pt"}).max_slices == 256
+    assert load_settings({"MODEL": "m.pt", "MAX_SLICES": "1000"}).max_slices == 1000
+    for bad in ("0", "many"):
+        with pytest.raises(ConfigError, match="MAX_SLICES"):
+            load_settings({"MODEL": "m.pt", "MAX_SLICES": bad})

@@ -42,8 +42,8 @@ CHUNKS_IN_FLIGHT = 2
 def check(request: PredictRequest, task: str) -> None:
     """BadParameter when the request's model or input cannot be sliced."""
     if task not in SLICEABLE:
-        raise BadParameter(f"This endpoint's model is a {task} model, which cannot be sliced: slice_size (and the other "
-                           f"slice_* parameters) take {', '.join(SLICEABLE)} models")
+        raise BadParameter(f"A {task} model cannot be sliced: slice_size and the other slice_* parameters take "
+                           "detect, segment and obb models")
     if request.video is not None:
         raise BadParameter("Slicing takes images: send an image, not a video, with 'slice_size'")
     if task == "obb" and request.slicing.merge == "nmm":
@@ -71,14 +71,21 @@ def tile_boxes(height: int, width: int, size: int, overlap: float) -> list[tuple
     return [(x, y, min(x + size, width), min(y + size, height)) for y in ys for x in xs]
 
 
-def plan(shape: tuple[int, ...], slicing: Slicing, max_slices: int) -> list[tuple[int, int, int, int]]:
-    height, width = shape[:2]
+def model_inputs(image: np.ndarray, slicing: Slicing, max_slices: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """What the model runs for a sliced image, and where each starts in it: the tiles (views into the image, never
+    copies), then the whole image when `full` asks for it and there is more than one tile (one tile is the image)."""
+    height, width = image.shape[:2]
     boxes = tile_boxes(height, width, slicing.size, slicing.overlap)
     if len(boxes) > max_slices:
         raise BadParameter(f"slice_size={slicing.size} with slice_overlap={slicing.overlap:g} cuts this {width}x{height} "
                            f"image into {len(boxes)} tiles, over MAX_SLICES={max_slices}: use a larger slice_size or a "
                            "smaller slice_overlap")
-    return boxes
+    inputs = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
+    origins = [(x0, y0) for x0, y0, _, _ in boxes]
+    if slicing.full and len(boxes) > 1:  # sahi skips it too
+        inputs.append(image)
+        origins.append((0, 0))
+    return inputs, origins
 
 
 # -- detections in the image's pixels ---------------------------------------------------------------------------------
@@ -292,12 +299,7 @@ async def predict(image: np.ndarray, request: PredictRequest, lease: Lease, cpu_
     image's tiles; each answered chunk is reduced to its detections in the CPU pool at once (a segment tile's masks are
     not kept), then the merge runs there. Every future that holds the image is added to `running`."""
     slicing, params, task, loop = request.slicing, request.params, lease.model.task, lease.loop
-    boxes = plan(image.shape, slicing, max_slices)
-    inputs = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
-    origins = [(x0, y0) for x0, y0, _, _ in boxes]
-    if slicing.full and len(boxes) > 1:  # one tile is the whole image already (sahi skips it too)
-        inputs.append(image)
-        origins.append((0, 0))
+    inputs, origins = model_inputs(image, slicing, max_slices)
     queued: deque[tuple[int, list[Future]]] = deque()
     reducing: list[Future] = []
 

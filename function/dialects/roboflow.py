@@ -100,7 +100,7 @@ def parse(incoming: Incoming) -> PredictRequest:
                "stroke": QUERY_NUMBERS["stroke"].parse(*stroke) if stroke else 1}
     if depth_format:
         options["depth_map_format"] = parse_depth_format(*depth_format)
-    slicing = parse_slicing(query, imgsz=params.imgsz)
+    slicing = parse_slicing(incoming.query, imgsz=params.imgsz)
     return PredictRequest(images=(image_of(incoming),), params=params, options=options, slicing=slicing)
 
 
