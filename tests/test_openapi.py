@@ -50,9 +50,13 @@ def test_the_documented_parameter_ranges_are_the_parsers():
     from function.errors import BadParameter
 
     video = Upload("file", "walk.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    # The slice_* fields are read beside slice_size, whose maximum is 4 × imgsz.
+    beside = {"slice_size": [("imgsz", "1280")], "slice_overlap": [("slice_size", "640")],
+              "slice_threshold": [("slice_size", "640")]}
 
     def parse(name: str, value) -> None:
-        platform.parse(Incoming(method="POST", path="/predict", form=Form(fields=[(name, str(value))], files=[video])))
+        fields = [(name, str(value)), *beside.get(name, [])]
+        platform.parse(Incoming(method="POST", path="/predict", form=Form(fields=fields, files=[video])))
 
     fields = document()["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     bounded = {name: field for name, field in fields.items() if "minimum" in field and "maximum" in field}

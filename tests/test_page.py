@@ -784,3 +784,40 @@ def test_live_streams_the_webcam_and_keeps_each_persons_id(servers, open_page):
     ids = {row["track_id"] for a in answers for row in a["results"] if "track_id" in row}
     assert people >= 1 and len(ids) <= people + 1, f"ids {sorted(ids)} for {people} people: ids did not hold"
     ui.close()
+
+
+# ---- slicing -------------------------------------------------------------------------------------------------------
+
+
+def test_the_slicing_control_sends_slice_size_and_shows_the_tiles(servers, open_page):
+    from sahi.slicing import get_slice_bboxes
+
+    ui = open_page(servers["detect"])
+    page = ui.page
+    ui.enter_key(KEY)
+    page.wait_for_selector("[data-testid=slice-field]:visible")
+    assert page.get_attribute("[data-slice='0']", "aria-pressed") == "true", "off until asked"
+    whole = ui.run(lambda: page.click("[data-testid=example-bus]"))
+    assert "slice_size" not in ui.form() and "slices" not in whole["metadata"]
+
+    body = ui.run(lambda: page.click("[data-slice='320']"))
+    assert ui.form()["slice_size"] == "320"
+    tiles = len(get_slice_bboxes(1080, 810, 320, 320, False, 0.2, 0.2))
+    assert body["metadata"]["slices"] == tiles
+    assert f"· {tiles} tiles ·" in page.text_content("[data-testid=status]")
+    assert_boxes_match(ui.overlay(), body["images"][0]["results"])
+    assert '-F "slice_size=320"' in page.text_content("[data-testid=curl]")
+    assert "&slice_size=320" in page.text_content("[data-testid=curl-roboflow]")
+    ui.shot("detect-sliced")
+
+    ui.run(lambda: page.click("[data-slice='0']"))
+    assert "slice_size" not in ui.form()
+
+
+def test_the_slicing_control_is_hidden_for_tasks_that_cannot_be_sliced(servers, open_page):
+    ui = open_page(servers["pose"])
+    page = ui.page
+    page.wait_for_selector("[data-testid=task]:text('pose')")
+    assert not page.is_visible("[data-testid=slice-field]")
+    ui.run(lambda: page.click("[data-testid=example-bus]"))
+    assert "slice_size" not in ui.form()

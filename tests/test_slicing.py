@@ -30,21 +30,22 @@ ASK = {"imgsz": str(IMGSZ), "conf": str(CONF)}
 # -- fixtures ---------------------------------------------------------------------------------------------------------
 
 
-def make_mosaic(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
-    """bus.jpg and zidane.jpg in turn, one copy at SCALE in the middle of each cell, give or take 8 px:
-    (image, [(photo, x, y, w, h)])."""
+def make_mosaic(seed: int = 0, width: int = WIDTH, height: int = HEIGHT, cell: tuple[int, int] = CELL,
+                scale: float = SCALE) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
+    """bus.jpg and zidane.jpg in turn, one copy at `scale` in the middle of each cell, give or take 8 px:
+    (image, [(photo, x, y, w, h)]). bench/slicing.py makes its large images with it too."""
     from ultralytics.utils import ASSETS
 
     rng = np.random.default_rng(seed)
     photos = [cv2.imread(str(ASSETS / name)) for name in ("bus.jpg", "zidane.jpg")]
-    image = np.full((HEIGHT, WIDTH, 3), 114, np.uint8)
+    image = np.full((height, width, 3), 114, np.uint8)
     places = []
-    for top in range(0, HEIGHT, CELL[1]):
-        for left in range(0, WIDTH, CELL[0]):
+    for top in range(0, height - cell[1] + 1, cell[1]):
+        for left in range(0, width - cell[0] + 1, cell[0]):
             photo = len(places) % 2
-            h, w = (round(side * SCALE) for side in photos[photo].shape[:2])
-            x = left + (CELL[0] - w) // 2 + int(rng.integers(-8, 9))  # at least 24 px between two copies
-            y = top + (CELL[1] - h) // 2 + int(rng.integers(-8, 9))
+            h, w = (round(side * scale) for side in photos[photo].shape[:2])
+            x = left + (cell[0] - w) // 2 + int(rng.integers(-8, 9))  # at least 24 px between two copies
+            y = top + (cell[1] - h) // 2 + int(rng.integers(-8, 9))
             image[y:y + h, x:x + w] = cv2.resize(photos[photo], (w, h), interpolation=cv2.INTER_AREA)
             places.append((photo, x, y, w, h))
     return image, places
@@ -58,15 +59,17 @@ def mosaic():
 
 @pytest.fixture(scope="module")
 def segment_weights(weights, tmp_path_factory):
-    """The detect model's trained weights under a segment head whose masks are its boxes. Trained boxes and scores
-    group as in real use (the untrained segment model's scores all tie); masks that fill their boxes make sahi's
-    boxes (each mask's outline's extent, where ours are the model's) within a pixel of ours, so both merge the same
-    groups, and the union of merged masks is checked against sahi's."""
+    return segment_from_detect(weights["detect"], tmp_path_factory.mktemp("segment"))
+
+
+def segment_from_detect(detect_weights, folder):
+    """The detect model's trained weights under a segment head whose masks are its boxes: trained boxes and scores
+    group as in real use (the untrained segment model's scores all tie), and masks are real masks to shift, merge and
+    outline (bench/slicing.py measures their memory with it)."""
     import yaml
 
-    detect = YOLO(str(weights["detect"]))
+    detect = YOLO(str(detect_weights))
     spec = {**detect.model.yaml, "head": [*detect.model.yaml["head"][:-1], [[15, 18, 21], 1, "Segment", ["nc", 32, 256]]]}
-    folder = tmp_path_factory.mktemp("segment")
     (folder / "segment.yaml").write_text(yaml.safe_dump(spec))
     segment = YOLO(str(folder / "segment.yaml"), task="segment")
     own = segment.model.state_dict()
@@ -116,7 +119,7 @@ def xyxy(rows_: list[dict]) -> np.ndarray:
 # -- what the model finds in each copy at full size -------------------------------------------------------------------
 
 
-def truth_boxes(weights, places) -> np.ndarray:
+def truth_boxes(weights, places, conf: float = CONF) -> np.ndarray:
     """The model's boxes on each photo at its own size (Ultralytics, directly), scaled onto its copies."""
     from ultralytics.utils import ASSETS
 
@@ -124,7 +127,7 @@ def truth_boxes(weights, places) -> np.ndarray:
     boxes = []
     for photo, name in enumerate(("bus.jpg", "zidane.jpg")):
         image = cv2.imread(str(ASSETS / name))
-        found = model.predict(image, conf=CONF, verbose=False)[0].boxes.xyxy.numpy().astype(np.float64)
+        found = model.predict(image, conf=conf, verbose=False)[0].boxes.xyxy.numpy().astype(np.float64)
         for index, x, y, w, h in places:
             if index == photo:
                 boxes.append(found * np.array([w / image.shape[1], h / image.shape[0]] * 2) + [x, y, x, y])

@@ -38,6 +38,13 @@ JPEG = {"image/jpeg": {"schema": BINARY}}
 
 # -- request fields ----------------------------------------------------------------------------------------------------
 
+# Sliced inference (docs/calling.md): form fields or query parameters on every route, query parameters for Roboflow's.
+SLICE_FIELDS = {
+    **{name: number.schema() for name, number in params.SLICE_NUMBERS.items()},
+    **{name: _str(description, enum=list(choices), default=default)
+       for name, (choices, default, description) in params.SLICE_CHOICES.items()},
+    "slice_full": _bool(True, params.SLICE_FULL_DESCRIPTION),
+}
 PLATFORM_FIELDS = {
     "source": _str("An http(s) image URL the endpoint fetches, a gs://bucket/object from a bucket in "
                    "ALLOWED_SOURCE_BUCKETS, or base64 image data (a data: URL too); instead of `file`"),
@@ -54,6 +61,7 @@ PLATFORM_FIELDS = {
     "show_conf": _bool(True, "format=image: draw confidences"),
     "line_width": params.NUMBERS["line_width"].schema(),
     "bits": {"type": "integer", "enum": list(params.BITS), "default": 8, "description": params.BITS_DESCRIPTION},
+    **SLICE_FIELDS,
 }
 HUB_FIELDS = {
     "image": _str("The image (seeds 000/001): answered in the v1 envelope", format="binary"),
@@ -66,6 +74,7 @@ HUB_FIELDS = {
     "imgsz": PLATFORM_FIELDS["imgsz"],
     "conf": PLATFORM_FIELDS["conf"],
     "bits": PLATFORM_FIELDS["bits"],
+    **SLICE_FIELDS,
 }
 DEPTH_MAP_FORMAT = _str("Depth models: `normalized_depth` as a 16-bit PNG, an 8-bit PNG or nested lists (base64 PNGs)",
                         enum=list(roboflow.DEPTH_FORMATS), default="png16")
@@ -81,6 +90,7 @@ ROBOFLOW_QUERY = {
     "stroke": roboflow.QUERY_NUMBERS["stroke"].schema(),
     "name": _str("The image's file name (ignored)"),
     "depth_map_format": DEPTH_MAP_FORMAT,
+    **SLICE_FIELDS,
 }
 ROBOFLOW_IMAGE = _object({"type": _str("How `value` is given", enum=["base64", "url"]), "value": _str("Base64 data or an http(s) URL")},
                          ("type", "value"))
@@ -145,6 +155,7 @@ PLATFORM_RESPONSE = _object({
                          description="track=true: every track seen, in id order; class: the one it had in most frames"),
         "counts": {"type": "object", "additionalProperties": INTEGER,
                    "description": "track=true: unique tracks per class name"},
+        "slices": {**INTEGER, "description": "With slice_size: the tiles run, for all the images"},
     }, ("imageCount", "functionTimeAlive", "functionTimeCall", "model", "task", "version")),
 }, ("images", "metadata"))
 PLATFORM_ERROR = _object({"error": _object({"code": INTEGER, "status": {"type": "string"}, "message": {"type": "string"}},
@@ -206,7 +217,8 @@ SCHEMAS = {
 
 ERROR_STATUSES = {
     "400": "A parameter out of range, no image, an image or video that cannot be decoded, a refused `source` URL "
-           "or gs:// bucket, a `source` that is unreachable or missing",
+           "or gs:// bucket, a `source` that is unreachable or missing; slice_size for a task or a video that cannot "
+           "be sliced, or cutting an image into more than MAX_SLICES tiles",
     "401": "API keys are on and the request has none or a wrong one",
     "404": "Unknown path, or a model id other than MODEL_ID",
     "405": "Wrong method",
@@ -278,6 +290,7 @@ def _roboflow_infer(route: str) -> dict:
     return {"post": {
         "summary": f"Roboflow inference server v1: {route.replace('_', ' ')} (inference-sdk)", "tags": ["Roboflow"],
         "security": SECURITY + [{"apiKeyQuery": []}],
+        "parameters": [{"name": name, "in": "query", "schema": schema} for name, schema in SLICE_FIELDS.items()],
         "requestBody": {"required": True, "content": {"application/json": {"schema": ROBOFLOW_V1_REQUEST}}},
         "responses": {"200": {"description": "One response per image (a list when `image` is a list)",
                               "content": {"application/json": {"schema": {"oneOf": [_ref("RoboflowResponse"), _array(_ref("RoboflowResponse"))]}}}},

@@ -98,7 +98,7 @@ function h(tag, attrs = {}, ...children) {
 function params() {
   const p = { conf: Number(el.conf.value).toFixed(2), iou: Number(el.iou.value).toFixed(2), imgsz: String(state.imgsz) };
   if (state.task === "depth") p.bits = String(state.bits);
-  return p;
+  return withSlicing(p);
 }
 
 function setState(name) {
@@ -175,6 +175,7 @@ async function checkModel(delayMs = 0) {
       el.model.replaceChildren("Model ", h("b", {}, body.model || "?"), " · task ", h("b", { "data-testid": "task" }, body.task || "?"));
       state.task = body.task || null;
       el.bitsField.hidden = state.task !== "depth";
+      showSlicing();
       updateCurl();
       state.severalModels = body.models > 1;
       if (state.severalModels) listModels();
@@ -510,6 +511,33 @@ for (const control of [el.track, el.tracker]) {
   control.addEventListener("change", () => (state.image?.video || state.live) && schedule());
 }
 
+// ---- slicing: small objects in large images (docs/calling.md) ----------------------------------------------------
+
+// Tasks the server slices; for the others the control is hidden and nothing is sent.
+const SLICEABLE = ["detect", "segment", "obb"];
+const slicing = { size: 0, field: $("slice-field"), buttons: [...document.querySelectorAll("[data-slice]")] };
+
+// Images only: the server refuses slice_size with a video, and Live's frames are not sliced.
+function withSlicing(p) {
+  const live = el.live.getAttribute("aria-pressed") === "true";
+  if (slicing.size && SLICEABLE.includes(state.task) && !state.image?.video && !live) p.slice_size = String(slicing.size);
+  return p;
+}
+
+function showSlicing() {
+  slicing.field.hidden = !SLICEABLE.includes(state.task);
+}
+
+for (const button of slicing.buttons) {
+  button.addEventListener("click", () => {
+    if (slicing.size === Number(button.dataset.slice)) return;
+    slicing.size = Number(button.dataset.slice);
+    for (const b of slicing.buttons) b.setAttribute("aria-pressed", String(b === button));
+    updateCurl();
+    schedule();
+  });
+}
+
 // The model id the HUB and Roboflow URLs carry: MODEL_ID when the server has one, else any id works (the registry
 // names one); read once from GET model/registry, which needs no key.
 let snippetModelId = "MODEL_ID";
@@ -528,11 +556,13 @@ function updateCurl() {
   const key = Boolean(apiKey());
   const bearer = key ? ` \\\n  -H "Authorization: Bearer $API_KEY"` : "";
   const bits = p.bits ? ` -F "bits=${p.bits}"` : "";
-  el.curl.textContent = `curl -X POST "${base}${predictPath()}"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"${bits}`;
+  const slice = p.slice_size ? ` -F "slice_size=${p.slice_size}"` : "";
+  el.curl.textContent = `curl -X POST "${base}${predictPath()}"${bearer} \\\n  -F "file=@image.jpg" -F "conf=${p.conf}" -F "iou=${p.iou}" -F "imgsz=${p.imgsz}"${bits}${slice}`;
   const xApiKey = key ? ` \\\n  -H "x-api-key: $API_KEY"` : "";
   const modelId = picker.value || snippetModelId;
-  el.curlHub.textContent = `curl -X POST "${base}v1/predict/${modelId}"${xApiKey} \\\n  -F "image=@image.jpg" -F "size=${p.imgsz}" -F "confidence=${p.conf}" -F "iou=${p.iou}"`;
-  const query = `${key ? "api_key=$API_KEY&" : ""}confidence=${Math.round(p.conf * 100)}&overlap=${Math.round(p.iou * 100)}`;
+  el.curlHub.textContent = `curl -X POST "${base}v1/predict/${modelId}"${xApiKey} \\\n  -F "image=@image.jpg" -F "size=${p.imgsz}" -F "confidence=${p.conf}" -F "iou=${p.iou}"${slice}`;
+  const query = `${key ? "api_key=$API_KEY&" : ""}confidence=${Math.round(p.conf * 100)}&overlap=${Math.round(p.iou * 100)}`
+    + (p.slice_size ? `&slice_size=${p.slice_size}` : "");
   el.curlRoboflow.textContent = `base64 image.jpg | curl -d @- \\\n  "${base}${modelId}/1?${query}"`;
 }
 
@@ -692,7 +722,8 @@ function render() {
   const what = image.semantic_mask ? `${results.length} class${results.length === 1 ? "" : "es"}`
     : image.depth ? `depth ${fmtMetres(image.depth.min)} to ${fmtMetres(image.depth.max)}`
     : classify ? `top class ${results[0].name} (${fmtConf(results[0].confidence)})` : `${results.length} detection${results.length === 1 ? "" : "s"}`;
-  el.status.textContent = `${state.image.name}: ${what} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
+  const tiles = body.metadata?.slices ? ` · ${body.metadata.slices} tiles` : "";
+  el.status.textContent = `${state.image.name}: ${what}${tiles} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
   setState("done");
 }
 
