@@ -51,6 +51,7 @@ bench: install
 	$(PY) bench/batch.py
 	$(PY) bench/tracking.py
 	$(PY) bench/streams.py
+	$(PY) bench/slicing.py
 
 # How an exported CPU engine should spend the cores (threads × copies, OpenVINO's pinning): the engine alone.
 bench-threads: install

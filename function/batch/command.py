@@ -9,7 +9,8 @@ import json
 import sys
 
 from ..core.tracking import TRACKERS
-from ..dialects.params import NUMBERS, SLICE_FIELDS, parse_number, parse_params, parse_slicing, parse_tracking
+from ..dialects.params import (NUMBERS, SLICE_CHOICES, SLICE_FIELDS, SLICE_FULL_DESCRIPTION, SLICE_NUMBERS,
+                              parse_number, parse_params, parse_slicing, parse_tracking)
 from ..errors import BadParameter, ConfigError, WeightsError
 from ..logs import log, setup_logging
 from ..settings import load_settings, load_task_share
@@ -53,13 +54,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker", help=f"with --track: {' or '.join(TRACKERS)} (default {TRACKERS[0]})")
     p.add_argument("--slice-size", dest="slice_size", help="sliced inference: the tiles' side in pixels (64 to 4 x "
                                                            "imgsz; absent: no slicing); images only")
-    p.add_argument("--slice-overlap", dest="slice_overlap", help="slicing: neighbouring tiles' overlap (0-0.9, "
-                                                                 "default 0.2)")
-    p.add_argument("--slice-merge", dest="slice_merge", help="slicing: nms (default) or nmm")
-    p.add_argument("--slice-match", dest="slice_match", help="slicing: ios (default) or iou")
-    p.add_argument("--slice-threshold", dest="slice_threshold", help="slicing: overlap from which two detections "
-                                                                     "are one (0-1, default 0.7)")
-    p.add_argument("--slice-full", dest="slice_full", help="slicing: also run the whole image (default true)")
+    for name in SLICE_FIELDS[1:]:  # slice_size above; each of the others as /predict describes it
+        flag = f"--{name.replace('_', '-')}"
+        number, choice = SLICE_NUMBERS.get(name), SLICE_CHOICES.get(name)
+        if number:
+            p.add_argument(flag, dest=name, help=f"{number.description} ({number.low:g}-{number.high:g}, default "
+                                                 f"{number.default:g})")
+        elif choice:
+            p.add_argument(flag, dest=name, help=f"{choice[2]} (default {choice[1]})")
+        else:
+            p.add_argument(flag, dest=name, help=f"{SLICE_FULL_DESCRIPTION} (true or false, default true)")
     return p
 
 
