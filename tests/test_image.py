@@ -109,6 +109,24 @@ def test_a_live_stream_is_answered_as_make_serve_answers_it(container, venv_serv
     assert [a["frame"] for a in answers[0]] == list(range(6)) and any(a["results"] for a in answers[0])
 
 
+def test_slices_a_large_image_as_make_serve_does(container, venv_server, bus_jpg):
+    """Sliced inference (issue 26) in the built image: the tiles, the merge and the answer of `make serve`."""
+    from sahi.slicing import get_slice_bboxes
+
+    answers = [requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")},
+                             data={"slice_size": "320", "slice_merge": "nmm"}, headers=AUTH, timeout=120)
+               for server in (container, venv_server)]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    ours, theirs = (answer.json() for answer in answers)
+    tiles = len(get_slice_bboxes(1080, 810, 320, 320, False, 0.2, 0.2))
+    assert ours["metadata"]["slices"] == theirs["metadata"]["slices"] == tiles
+    rows = [body["images"][0]["results"] for body in (ours, theirs)]
+    assert len(rows[0]) == len(rows[1]) > 0
+    for mine, reference in zip(*rows):  # the image may serve OpenVINO by now: equal within its float rounding
+        assert mine["class"] == reference["class"]
+        assert mine["box"] == pytest.approx(reference["box"], abs=1e-3)
+
+
 def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
     entries = container.log_entries()
     assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL") or "unparsed" in e]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ IMGSZ, CONF, SLICE = 320, 0.3, 320  # every tile at its own size: small copies a
 # resizes a padded image's masks with the padding, which would misplace the masks of its whole-image pass.
 WIDTH, HEIGHT, CELL, SCALE = 1280, 1024, (320, 256), 0.2
 ASK = {"imgsz": str(IMGSZ), "conf": str(CONF)}
+DOCS_PICTURE = ROOT / "docs" / "slicing.jpg"  # docs/calling.md: the mosaic without and with slicing
 
 
 # -- fixtures ---------------------------------------------------------------------------------------------------------
@@ -180,6 +182,26 @@ def test_format_image_draws_the_answer_on_the_whole_image(server, mosaic, sliced
     assert drawn.shape == mosaic[0].shape
     x1, y1, _, _ = xyxy(rows(sliced))[0].astype(int)  # the best box's corner is drawn over
     assert np.abs(drawn[y1 - 1:y1 + 2, x1 - 1:x1 + 2].astype(int) - mosaic[0][y1 - 1:y1 + 2, x1 - 1:x1 + 2]).max() > 60
+    if not DOCS_PICTURE.exists() or os.environ.get("UPDATE_SCREENSHOTS") == "1":  # committed: rewritten on request
+        whole = predict(server, mosaic[2], format="image")
+        unsliced = cv2.imdecode(np.frombuffer(whole.content, np.uint8), cv2.IMREAD_COLOR)
+        pair = cv2.resize(np.hstack([unsliced, np.full((HEIGHT, 16, 3), 255, np.uint8), drawn]), None, fx=0.5, fy=0.5,
+                          interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(DOCS_PICTURE), pair, [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def test_segment_masks_are_drawn_from_their_outlines(server, mosaic):
+    """format=image of a sliced segment answer: Ultralytics' plot() with each mask filled from its outline."""
+    answer = predict(server, mosaic[2], "/api/models/segment/predict", slice_size=str(SLICE))
+    drawn = predict(server, mosaic[2], "/api/models/segment/predict", slice_size=str(SLICE), format="image")
+    assert drawn.status_code == 200
+    image = cv2.imdecode(np.frombuffer(drawn.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    row = rows(answer.json())[0]
+    inside = outline_raster([np.stack([row["segments"]["x"], row["segments"]["y"]], 1)], mosaic[0].shape)
+    inside = cv2.erode(inside.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)  # clear of box lines, labels
+    assert inside.sum() > 100
+    tinted = np.abs(image - mosaic[0].astype(int)).sum(2)[inside]
+    assert np.median(tinted) > 30, "half its class colour over every pixel of the mask"
 
 
 # -- the same answer as sahi ------------------------------------------------------------------------------------------

@@ -34,8 +34,7 @@ from ..models.registry import Lease
 from .requests import PredictRequest, Slicing
 
 SLICEABLE = ("detect", "segment", "obb")
-MERGES, MATCHES = ("nms", "nmm"), ("iou", "ios")
-# Copies in flight per request: while the model answers one chunk of tiles the next is already queued.
+# Chunks of one image's tiles queued at once: while the model answers one, the next is already waiting.
 CHUNKS_IN_FLIGHT = 2
 
 
@@ -134,7 +133,8 @@ def joined(parts: list[Found]) -> Found:
 
 
 def _overlap(box: np.ndarray, others: np.ndarray, match: str) -> np.ndarray:
-    """IoU or IoS of one box with many, in float32 as sahi computes them (its match decisions are ours)."""
+    """IoU or IoS of one box with many, in the boxes' own precision: float32 when grouping, float64 when checking a
+    merge, as sahi computes each (so its match decisions are ours)."""
     x1, y1 = np.maximum(box[0], others[:, 0]), np.maximum(box[1], others[:, 1])
     x2, y2 = np.minimum(box[2], others[:, 2]), np.minimum(box[3], others[:, 3])
     inter = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
