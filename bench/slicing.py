@@ -207,9 +207,11 @@ def main() -> None:
 
     weights = str(Path(list(importlib.util.find_spec("fall_detection").submodule_search_locations)[0]) / "models" / "best.pt")
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    sections = {"speed": lambda tmp: speed(weights, tmp, rounds), "merges": lambda tmp: merges(weights),
+                "memory": lambda tmp: peak_memory(weights, tmp)}
+    chosen = sys.argv[1:] or list(sections)  # `python bench/slicing.py speed` runs one section
     with tempfile.TemporaryDirectory(prefix="bench-slicing-") as tmp:
-        report = {"speed": speed(weights, Path(tmp), rounds), "merges": merges(weights),
-                  "memory": peak_memory(weights, Path(tmp))}
+        report = {name: sections[name](Path(tmp)) for name in chosen}
     print(json.dumps(report, indent=1))
 
 
