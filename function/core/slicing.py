@@ -47,7 +47,8 @@ def check(request: PredictRequest, task: str) -> None:
         raise BadParameter("Slicing takes images: send an image, not a video, with 'slice_size'")
     if task == "obb" and request.slicing.merge == "nmm":
         # Two rotated boxes have no rotated box that is their union.
-        raise BadParameter("'slice_merge' must be nms for rotated boxes (OBB): they are never merged into one, got 'nmm'")
+        raise BadParameter("'slice_merge' must be nms for rotated boxes (OBB): they are never merged into one, "
+                           "got 'nmm'")
 
 
 # -- tiles ------------------------------------------------------------------------------------------------------------
@@ -70,15 +71,16 @@ def tile_boxes(height: int, width: int, size: int, overlap: float) -> list[tuple
     return [(x, y, min(x + size, width), min(y + size, height)) for y in ys for x in xs]
 
 
-def model_inputs(image: np.ndarray, slicing: Slicing, max_slices: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+def model_inputs(image: np.ndarray, slicing: Slicing,
+                 max_slices: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """What the model runs for a sliced image, and where each starts in it: the tiles (views into the image, never
     copies), then the whole image when `full` asks for it and there is more than one tile (one tile is the image)."""
     height, width = image.shape[:2]
     boxes = tile_boxes(height, width, slicing.size, slicing.overlap)
     if len(boxes) > max_slices:
-        raise BadParameter(f"slice_size={slicing.size} with slice_overlap={slicing.overlap:g} cuts this {width}x{height} "
-                           f"image into {len(boxes)} tiles, over MAX_SLICES={max_slices}: use a larger slice_size or a "
-                           "smaller slice_overlap")
+        raise BadParameter(f"slice_size={slicing.size} with slice_overlap={slicing.overlap:g} cuts this "
+                           f"{width}x{height} image into {len(boxes)} tiles, over MAX_SLICES={max_slices}: use a "
+                           "larger slice_size or a smaller slice_overlap")
     inputs = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
     origins = [(x0, y0) for x0, y0, _, _ in boxes]
     if slicing.full and len(boxes) > 1:  # sahi skips it too
@@ -260,7 +262,8 @@ class SlicedResults(Results):
             overlay = image.copy()
             for outline, cls in zip(self.masks.xy, self.boxes.cls.tolist()):
                 if len(outline):
-                    cv2.fillPoly(overlay, [np.round(outline * 16).astype(np.int32)], colors(int(cls), True), cv2.LINE_8, 4)
+                    points = [np.round(outline * 16).astype(np.int32)]  # 4 fractional bits, as union_outline
+                    cv2.fillPoly(overlay, points, colors(int(cls), True), cv2.LINE_8, 4)
             kwargs["img"] = cv2.addWeighted(image, 0.5, overlay, 0.5, 0)
         return super().plot(**{**kwargs, "masks": False})
 
@@ -284,7 +287,8 @@ def merged_result(image: np.ndarray, results: list[Results], found: Found, slici
     if task == "segment":
         outlines = [union_outline([found.outlines[m] for m in made_of[i]]) for i in order]
         answer.masks = Outlines(outlines, image.shape[:2])
-    speed = {key: sum(float(r.speed.get(key) or 0.0) for r in results) for key in ("preprocess", "inference", "postprocess")}
+    speed = {key: sum(float(r.speed.get(key) or 0.0) for r in results)
+             for key in ("preprocess", "inference", "postprocess")}
     speed["postprocess"] += (time.perf_counter() - t0) * 1000
     answer.speed = speed
     answer.slices = len(results) - (1 if slicing.full and len(results) > 1 else 0)
