@@ -302,7 +302,7 @@ def keyed_server(_session_servers, weights) -> Server:
 # -- the browser ----------------------------------------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
-# Playwright's own headless switches (what browser_type.launch passes), and a fake camera that films zidane.jpg.
+# Playwright's own headless switches (what browser_type.launch passes), and a fake camera panning across zidane.jpg.
 CHROMIUM_ARGS = [
     "--headless", "--hide-scrollbars", "--mute-audio", "--no-sandbox", "--disable-gpu", "--disable-quic",
     "--no-first-run", "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
@@ -315,26 +315,34 @@ CHROMIUM_ARGS = [
 ]
 
 
-def y4m_still(image_path, out):
-    """One picture as a one-frame Y4M video, which Chromium's fake camera plays in a loop."""
+def y4m_pan(image_path, out, steps: int = 24, window=(800, 450), scale=0.75):
+    """A camera panning across a picture and back, as a Y4M video Chromium's fake camera plays in a loop (forth and
+    back, so the motion never jumps and a tracker can keep its ids)."""
     from PIL import Image
 
     image = Image.open(image_path).convert("YCbCr")
-    width, height = image.size
-    y, cb, cr = image.split()
-    chroma = [plane.resize((width // 2, height // 2)).tobytes() for plane in (cb, cr)]
-    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + y.tobytes() + b"".join(chroma))
+    image = image.resize((round(image.width * scale), round(image.height * scale)))
+    width, height = window
+    span = image.width - width
+    frames = []
+    for i in [*range(steps), *range(steps - 1, -1, -1)]:
+        left = span * i // (steps - 1)
+        y, cb, cr = image.crop((left, 0, left + width, height)).split()
+        chroma = [plane.resize((width // 2, height // 2)).tobytes() for plane in (cb, cr)]
+        frames.append(b"FRAME\n" + y.tobytes() + b"".join(chroma))
+    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode() + b"".join(frames))
     return out
 
 
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory, zidane_jpg) -> str:
-    """One Chromium for the session (Debian's; Playwright never downloads one); yields its DevTools URL."""
+    """One Chromium for the session (Debian's; Playwright never downloads one), its fake camera panning across
+    zidane.jpg (y4m_pan, main's since the Live mode); yields its DevTools URL."""
     import re
 
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `make page-deps` (Debian's chromium package)")
-    camera = y4m_still(zidane_jpg, tmp_path_factory.mktemp("camera") / "zidane.y4m")
+    camera = y4m_pan(zidane_jpg, tmp_path_factory.mktemp("camera") / "zidane.y4m")
     profile = tmp_path_factory.mktemp("chromium-profile")
     proc = subprocess.Popen([CHROMIUM, *CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}",
                              "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
