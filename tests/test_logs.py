@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ def test_a_stuck_log_pipe_never_stalls_requests(weights, tmp_path):
                 "YOLO_CONFIG_DIR": str(tmp_path)})
     # stdout is a pipe this test does not read until the end: once it holds 64 KiB, every write to it blocks.
     proc = subprocess.Popen([sys.executable, "-m", "function"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
     lines: list[bytes] = []
     try:
         def ready() -> bool:
@@ -52,9 +53,9 @@ def test_a_stuck_log_pipe_never_stalls_requests(weights, tmp_path):
         assert logged() == list(range(40))
         proc.terminate()
         assert proc.wait(30) == 0
-    finally:
+    finally:  # a worker stuck on a full pipe never sees its master go: the whole process group goes
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
