@@ -10,7 +10,7 @@ LOCK := tools/lock/torch.txt tools/lock/runtime.txt tools/lock/test.txt
 UV_VERSION := 0.13.9
 DEFAULT_MODEL = $$($(PY) -c 'import importlib.util as u; print(u.find_spec("fall_detection").submodule_search_locations[0] + "/models/best.pt")')
 
-.PHONY: install lock serve image test bench bench-threads bench-reliability page-deps
+.PHONY: install lock serve image test test-run bench bench-threads bench-reliability page-deps
 
 install: $(STAMP)
 
@@ -41,8 +41,17 @@ image:
 page-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install infra-deps page-deps image
-	$(PY) -m pytest -q -p no:cacheprovider
+# All of it timed (installs and the image too: what a fresh clone's CI pays), and pytest names its ten slowest tests,
+# so a regression in the suite's time shows at once. The budget: docs/tests.md.
+test:
+	@started=$$(date +%s); status=0; $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) test-run || status=$$?; \
+	elapsed=$$(( $$(date +%s) - started )); \
+	printf 'make test: %d min %02d s in all (installs and image included; pytest: the line above)\n' \
+		$$((elapsed / 60)) $$((elapsed % 60)); \
+	exit $$status
+
+test-run: install infra-deps page-deps image
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10
 
 bench: install
 	$(PY) bench/bench.py

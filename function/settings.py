@@ -309,9 +309,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     max_loaded = _int(env, "MAX_LOADED_MODELS", 3, 1, 1000)
     if len(pin) > max_loaded:
         raise ConfigError(f"PIN names {len(pin)} models, more than MAX_LOADED_MODELS={max_loaded}")
+    preload = tuple(i for i in _model_ids(env, "PRELOAD", models) if i not in pin)
+    if len(pin) + len(preload) > max_loaded:  # they would evict one another before serving anyone
+        raise ConfigError(f"PIN and PRELOAD name {len(pin) + len(preload)} models, more than MAX_LOADED_MODELS="
+                          f"{max_loaded}: preload fewer, or raise MAX_LOADED_MODELS")
     settings = replace(settings, models=models, max_loaded_models=max_loaded, pin=pin,
-                       model_memory_bytes=_int(env, "MODEL_MEMORY_MB", 0, 0, 10_000_000) * 2**20,
-                       preload=tuple(i for i in _model_ids(env, "PRELOAD", models) if i not in pin))
+                       model_memory_bytes=_int(env, "MODEL_MEMORY_MB", 0, 0, 10_000_000) * 2**20, preload=preload)
     if settings.on_cloud_run and not settings.api_keys and not settings.allow_unauthenticated:
         raise ConfigError(
             "refusing to start on Cloud Run without API keys: set API_KEYS or API_KEYS_FILE, "

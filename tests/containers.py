@@ -11,28 +11,38 @@ import uuid
 from pathlib import Path
 
 import requests
-from conftest import free_port, json_lines
+from conftest import KEYS, free_port, json_lines, wait_until
 
 IMAGE = os.environ.get("IMAGE", "yolo-cloud-run:cpu")
-API_KEY = "image-test-key"
+API_KEY = KEYS[0]  # the keyed_server's too: the image's answers are compared with that server's
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+INSTALL_HINT = ("no container engine: install Docker (with a running daemon) or podman "
+                "(Debian: apt-get install podman runc), or run `make image` first, which says how")
 
 
-def _engine() -> list[str]:
+def _engine() -> list[str] | None:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0:
         return [docker]
+    podman = shutil.which("podman")
+    if podman is None:
+        return None
     # podman on this kind of machine: runc (crun refuses its cgroups) and limits the kernel accepts.
-    return ["podman", "--runtime", "runc"]
+    return [podman, "--runtime", "runc"]
 
 
 ENGINE = _engine()
-RUN_LIMITS = [] if ENGINE[0].endswith("docker") else ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+RUN_LIMITS = [] if ENGINE is None or ENGINE[0].endswith("docker") else \
+    ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 # Cloud Run: any non-root uid, the image's filesystem read-only but the in-memory /tmp.
 CLOUD_RUN = ["--user", "10001:10001", "--read-only", "--tmpfs", "/tmp:rw,size=2g"]
 
 
 def engine(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    if ENGINE is None:
+        import pytest
+
+        pytest.fail(INSTALL_HINT)
     return subprocess.run([*ENGINE, *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
@@ -89,6 +99,18 @@ class Container:
 
     def log_entries(self) -> list[dict]:
         return json_lines(self.log_text())
+
+    def wait_for_log(self, prefix: str, timeout: float = 60) -> dict:
+        """The first entry whose message starts with `prefix`, once the container has written it."""
+        found: list[dict] = []
+
+        def written() -> bool:
+            found[:] = [e for e in self.log_entries() if e.get("message", "").startswith(prefix)][:1]
+            return bool(found) or not self.running()
+
+        wait_until(written, timeout, f"a log line starting {prefix!r}")
+        assert found, f"the container stopped before logging {prefix!r}:\n{self.log_text()[-3000:]}"
+        return found[0]
 
     def remove(self) -> None:
         engine("rm", "--force", self.name, check=False)

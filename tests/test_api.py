@@ -15,27 +15,19 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from conftest import local_summary
+from conftest import IMAGE_HOST, KEYS, MODEL_ID, local_summary
 from PIL import Image
 
 pytestmark = pytest.mark.integration
 
-KEYS = ("key-one-0123456789", "key-two-9876543210")
 AUTH = {"Authorization": f"Bearer {KEYS[0]}"}
-MODEL_ID = "fall-v1"
-# The test image host lives on 127.0.0.2 and is explicitly allowed; everything else on loopback is not.
-IMAGE_HOST = "127.0.0.2"
+# The test image host lives on IMAGE_HOST (127.0.0.2), which the server explicitly allows; the rest of loopback is not.
 
 
 @pytest.fixture(scope="module")
-def server(start_server, weights):
-    return start_server({
-        "MODEL": str(weights["detect"]),
-        "API_KEYS": ",".join(KEYS),
-        "MODEL_ID": MODEL_ID,
-        "URL_ALLOWED_NETWORKS": f"{IMAGE_HOST}/32",
-        "URL_TIMEOUT_S": "3",
-    })
+def server(keyed_server):
+    """The session's detect server with two API keys, MODEL_ID, URL_ALLOWED_NETWORKS=IMAGE_HOST and URL_TIMEOUT_S=3."""
+    return keyed_server
 
 
 def post(server, files=None, data=None, params=None, headers=AUTH, path="/predict", **kwargs):
@@ -429,6 +421,7 @@ def test_auth(server, bus_jpg):
     assert post(server, files=files(), headers={"Authorization": f"bearer {KEYS[1]}"}).status_code == 200
     assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
     assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
+    server.sync_log()
     assert all(key not in server.log_text() for key in KEYS)
 
 
@@ -445,8 +438,11 @@ def test_routes_and_methods(server):
 
 
 def test_every_request_is_one_structured_log_line(server, bus_jpg):
-    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    import uuid
+
+    trace = uuid.uuid4().hex  # this request's own, on a server the session shares
     post(server, files={"file": bus_jpg.open("rb")}, headers={**AUTH, "X-Cloud-Trace-Context": f"{trace}/123;o=1"})
+    server.sync_log()  # every line of that request is written by now
     entries = [e for e in server.log_entries() if e.get("logging.googleapis.com/trace") == trace]
     assert len(entries) == 1
     (entry,) = entries

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, fake_gcs, json_lines
+from conftest import ROOT, json_lines, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +62,15 @@ def files(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gcs(photos):
-    with fake_gcs() as (emulator, client):  # the batch processes inherit STORAGE_EMULATOR_HOST
-        bucket = client.create_bucket(IN_BUCKET)
-        client.create_bucket(OUT_BUCKET)
-        for name in files(photos):
-            bucket.blob(f"shoot/{name}").upload_from_filename(str(photos / name))
-        bucket.blob("elsewhere/not-this.jpg").upload_from_filename(str(photos / files(photos)[0]))
-        emulator.client = client
-        yield emulator
+def gcs(gcs, photos):
+    """The session's emulator with this module's buckets: the photos in IN_BUCKET, OUT_BUCKET empty (the batch
+    processes reach it: STORAGE_EMULATOR_HOST)."""
+    bucket = gcs.bucket(IN_BUCKET)
+    gcs.bucket(OUT_BUCKET)
+    for name in files(photos):
+        bucket.blob(f"shoot/{name}").upload_from_filename(str(photos / name))
+    bucket.blob("elsewhere/not-this.jpg").upload_from_filename(str(photos / files(photos)[0]))
+    return gcs
 
 
 def batch_env(weights, tmp_path_factory, **extra) -> dict:
@@ -391,6 +391,63 @@ def test_each_chunk_belongs_to_one_task_whatever_the_count():
         load_task_share({"CLOUD_RUN_TASK_INDEX": "3", "CLOUD_RUN_TASK_COUNT": "3"})
 
 
+def test_when_inference_fails_no_read_or_inference_is_left_behind(tmp_path):
+    """The model's side fails (a 503 from the service: the task fails, Cloud Run retries it) while the next chunk is
+    read ahead and that read fails too: the task ends with the model's error, and nothing it started is left running
+    or failing unseen ("exception was never retrieved" is an ERROR with a trace in the job's log)."""
+    import asyncio
+    import gc
+
+    from function.batch import plan as plans
+    from function.batch.runner import Job, Runner
+    from function.errors import ModelNotReady
+    from function.models.params import PredictParams
+    from function.settings import TaskShare, load_settings
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("0.jpg", "1.jpg", "2.jpg", "3.jpg"):
+        (folder / name).write_bytes(b"not read by a model")
+    job = Job(str(folder), str(tmp_path / "out"), None, 2, PredictParams(), 1, 0.5)
+    runner = Runner(job, load_settings({"MODEL": "unused.pt"}), TaskShare())
+    runner.plan = lambda params: plans.load_or_make(runner.output, runner.source, None, "run", {}, 2)[0]
+    real_read, reads = runner.source.read, []
+
+    def read(item):
+        if item.name in ("2.jpg", "3.jpg"):  # chunk 1, read ahead while chunk 0 is inferred
+            raise ConnectionError("the network went away")  # an infrastructure failure: it fails the task
+        return real_read(item)
+
+    def read_ahead(items):
+        reads.append(real_read_ahead(items))
+        return reads[-1]
+
+    real_read_ahead, runner.source.read, runner._read = runner._read, read, read_ahead
+
+    async def predict(request, started, encode, lease=None):
+        await asyncio.wait([reads[-1]])  # chunk 1's read ahead has failed by now
+        raise ModelNotReady("the model went away")
+
+    runner.service.predict = predict
+    reported = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context["message"]))
+        return await runner.run(PredictParams())
+
+    raised = None
+    try:
+        asyncio.run(main())
+    except ModelNotReady as exc:
+        raised = str(exc)
+    runner.read_pool.shutdown()
+    assert raised == "the model went away"
+    assert len(reads) == 2 and all(read.done() for read in reads)
+    reads.clear()
+    gc.collect()  # a future whose exception nobody took says so when it is collected
+    assert reported == [], reported
+
+
 def test_the_plan_is_written_once_and_pins_what_was_listed(tmp_path):
     from function.batch.plan import load_or_make, run_id
     from function.batch.reader import LocalInput
@@ -454,24 +511,111 @@ def test_errors_an_earlier_attempt_wrote_are_the_chunks_errors(photos, weights, 
     assert json.loads((out / "summary.json").read_text())["errors"] == 1
 
 
+class HeldGcs:
+    """A pass-through proxy in front of the GCS emulator for one batch process (its STORAGE_EMULATOR_HOST): the
+    requests `hold(method, path, body)` accepts wait until release(). `held` is set when the first one arrives: a
+    barrier the process runs into at a known point of its work, which the test can see."""
+
+    def __init__(self, upstream: str, hold):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.held, self._released = threading.Event(), threading.Event()
+        proxy = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if hold(self.command, self.path, body):
+                    proxy.held.set()
+                    proxy._released.wait(300)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                try:
+                    answer = requests.request(self.command, upstream + self.path, headers=headers, data=body or None,
+                                              stream=True, allow_redirects=False, timeout=60)
+                    content = answer.raw.read(decode_content=False)
+                    self.send_response(answer.status_code)
+                    for key, value in answer.raw.headers.items():
+                        if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                except OSError:  # the process went away while its request was held
+                    pass
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_port}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._httpd.shutdown()
+
+
 def test_two_attempts_at_the_same_share_write_each_chunk_once(gcs, photos, weights, tmp_path_factory, tmp_path):
     """Two processes with the same task index at once (a retry racing an attempt Cloud Run thought lost): every chunk
-    is written by exactly one of them; the other's upload gets 412 and is skipped."""
+    is written by exactly one of them; the other's uploads get 412 and are skipped. The overlap is made certain: the
+    first attempt, its share planned and every chunk still to do, is held at its first upload until the second has
+    written them all."""
     args = ["--input", f"gs://{IN_BUCKET}/shoot", "--glob", "a/*", "--output", f"gs://{OUT_BUCKET}/race",
             "--chunk-size", "5", *params_args(PARAMS)]
     env = batch_env(weights, tmp_path_factory)
-    procs = [start(args, env, (0, 1), tmp_path / f"attempt-{i}.log") for i in range(2)]
-    assert [proc.wait(300) for proc in procs] == [0, 0]
-    logs = [json_lines((tmp_path / f"attempt-{i}.log").read_text()) for i in range(2)]
-    written = [chunk for log in logs for chunk in chunks_written(log)]
     chunks = -(-(IMAGES // 2) // 5)
-    assert sorted(written) == list(range(chunks)), "each chunk written by exactly one attempt"
-    skipped = [entry["chunk"] for log in logs for entry in log if "chunk" in entry and entry.get("written") is False]
-    assert sorted(written + skipped) == sorted(chunk for log in logs for chunk in
-                                               [entry["chunk"] for entry in log if "chunk" in entry])
+    proxy = HeldGcs(gcs.url, lambda method, path, body: method == "POST" and b"race/results/" in body)
+    try:
+        held = start(args, {**env, "STORAGE_EMULATOR_HOST": proxy.url}, (0, 1), tmp_path / "attempt-held.log")
+        wait_until(lambda: proxy.held.is_set() or held.poll() is not None, 300, "the first attempt's first upload")
+        assert proxy.held.is_set(), (tmp_path / "attempt-held.log").read_text()[-3000:]
+        free = start(args, env, (0, 1), tmp_path / "attempt-free.log")
+        assert free.wait(300) == 0, (tmp_path / "attempt-free.log").read_text()[-3000:]
+        proxy.release()
+        assert held.wait(300) == 0, (tmp_path / "attempt-held.log").read_text()[-3000:]
+    finally:
+        proxy.close()
+    held_log, free_log = (json_lines((tmp_path / f"attempt-{name}.log").read_text()) for name in ("held", "free"))
+    assert todo(held_log) == todo(free_log) == chunks, "both attempts found every chunk still to do"
+    assert sorted(chunks_written(free_log)) == list(range(chunks))
+    skipped = [entry["chunk"] for entry in held_log if "chunk" in entry and entry.get("written") is False]
+    assert sorted(skipped) == list(range(chunks)) and chunks_written(held_log) == [], \
+        "each of the held attempt's uploads got 412 and was skipped"
     lines = [json.loads(line) for blob in gcs.client.list_blobs(OUT_BUCKET, prefix="race/results/")
              for line in blob.download_as_text().splitlines()]
     assert len(lines) == len({line["source"]["uri"] for line in lines}) == IMAGES // 2
+
+
+def test_sigterm_while_the_input_is_listed_stops_at_once(gcs, weights, tmp_path_factory, tmp_path):
+    """Listing a large bucket takes minutes: SIGTERM then must not wait for it (nor for a read, a write, or hashing
+    the weights). The listing is held here until after the process has exited."""
+    env = batch_env(weights, tmp_path_factory)
+    proxy = HeldGcs(gcs.url, lambda method, path, body: method == "GET" and path.startswith(f"/storage/v1/b/{IN_BUCKET}/o?"))
+    log = tmp_path / "task.log"
+    proc = start(["--input", f"gs://{IN_BUCKET}/shoot", "--output", f"gs://{OUT_BUCKET}/held-listing",
+                  *params_args(PARAMS)], {**env, "STORAGE_EMULATOR_HOST": proxy.url}, None, log)
+    try:
+        wait_until(lambda: proxy.held.is_set() or proc.poll() is not None, 300, "the input's listing")
+        assert proxy.held.is_set(), log.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 128 + signal.SIGTERM, f"still running 10 s after SIGTERM (exit {code}): the listing held it"
+        assert "SIGTERM: stopping" in log.read_text()
+    finally:
+        proxy.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_with_the_default_engine_every_line_comes_from_the_engine_it_keeps(bus_jpg, zidane_jpg, weights,

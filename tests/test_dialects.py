@@ -18,24 +18,19 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import local_summary
+from conftest import IMAGE_HOST, KEYS, MODEL_ID, local_summary
 from PIL import Image
-from test_api import IMAGE_HOST, _ImageHost
+from test_api import _ImageHost
 
 pytestmark = pytest.mark.integration
 
-KEY = "dialect-key-0123456789"
-MODEL_ID = "fall-v1"
+KEY = KEYS[1]
 
 
 @pytest.fixture(scope="module")
-def server(start_server, weights):
-    return start_server({
-        "MODEL": str(weights["detect"]),
-        "API_KEYS": KEY,
-        "MODEL_ID": MODEL_ID,
-        "URL_ALLOWED_NETWORKS": f"{IMAGE_HOST}/32",
-    })
+def server(keyed_server):
+    """The session's detect server with API keys, answering to MODEL_ID, fetching sources from IMAGE_HOST only."""
+    return keyed_server
 
 
 @pytest.fixture(scope="module")

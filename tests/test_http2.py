@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 import zttp
+from conftest import metric, wait_until
 
 from function.http.h1 import HEADER_TIMEOUT_S, LINGER_BYTES, LINGER_S
 from function.http.h2 import H2_MAX_STREAMS
@@ -81,6 +82,7 @@ def test_a_video_over_32_mib_is_answered_over_h2c_as_over_http1(server, bus_jpg,
     assert frames == [(image["frame"], image["results"]) for image in over_h1.json()["images"]]
     assert [frame for frame, _ in frames] == [2, 5, 8] and all(results for _, results in frames)
 
+    server.sync_log()
     logged = [e["httpRequest"] for e in server.log_entries() if "httpRequest" in e]
     assert any(r["protocol"] == "HTTP/2" and int(r["requestSize"]) > CLOUD_RUN_HTTP1_CAP for r in logged)
     print(f"h2c upload of {info['size_upload'] / 2**20:.1f} MiB answered in {seconds:.2f} s")
@@ -243,21 +245,31 @@ def test_an_early_answer_is_kept_and_the_rest_of_the_body_refused(server):
     assert time.monotonic() - started < LINGER_S + 2
 
 
+FRAMES = 30  # a second or more of model time after the first frames: SIGTERM lands while the stream is in progress
+
+
 def test_sigterm_sends_goaway_and_the_stream_in_progress_finishes(start_server, weights, bus_jpg, tmp_path):
     server = start_server({"MODEL": str(weights["detect"])})
-    video = write_video(tmp_path / "long.mp4", bus_jpg, 20)
+    video = write_video(tmp_path / "long.mp4", bus_jpg, FRAMES)
     prepared = requests.Request("POST", server.url + "/predict", files={"file": video.read_bytes()},
                                 data={"imgsz": "640"}).prepare()
+    frames_before = metric(server.url, "yolo_video_frames_total")
     client = H2Client(server)
     stream = client.request("POST", "/predict", [(b"content-type", prepared.headers["Content-Type"].encode())],
                             prepared.body)
-    time.sleep(0.5)  # the video is being read and predicted
-    server.proc.terminate()
-    events = client.read(_closed, 30)
+    early = []
+
+    def running() -> bool:  # the video's first frames have been through the model; the rest are still to come
+        early.extend(client.poll(0.05))  # (the connection's flow control keeps moving meanwhile)
+        return metric(server.url, "yolo_video_frames_total") > frames_before
+
+    wait_until(running, 60, "the video's first frames to reach the model")
+    server.terminate()
+    events = early + client.read(_closed, 30)
     goaway = [i for i, e in enumerate(events) if isinstance(e, zttp.GoAway)]
     ended = [i for i, e in enumerate(events) if isinstance(e, zttp.EndOfMessage) and e.stream_id == stream]
     assert goaway and ended and goaway[0] < ended[0], events  # GOAWAY at once, the answer after it
     assert events[goaway[0]].last_stream_id == stream and events[goaway[0]].error_code == 0
     status, body = client.response(stream, events)
-    assert status == 200 and len(json.loads(body)["images"]) == 20
+    assert status == 200 and len(json.loads(body)["images"]) == FRAMES
     assert server.wait_exit(30) == 0

@@ -12,11 +12,12 @@ import time
 
 import pytest
 import requests
-from conftest import local_summary
+from conftest import held, local_summary, wait_until
 from containers import API_KEY, AUTH, IMAGE, Container, engine
-from test_gcs import BUCKET, gcs  # noqa: F401  (the emulator fixture)
 
 pytestmark = pytest.mark.integration
+
+BUCKET = "image-weights"
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def weights_in_gcs(gcs, weights):  # noqa: F811
-    gcs.bucket.blob("image/best.pt").upload_from_filename(str(weights["detect"]))
+def weights_in_gcs(gcs, weights):
+    gcs.bucket(BUCKET).blob("image/best.pt").upload_from_filename(str(weights["detect"]))
     return f"gs://{BUCKET}/image/best.pt"
 
 
@@ -42,9 +43,23 @@ def container(image, weights_in_gcs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def venv_server(start_server, weights):
-    """What `make serve` runs, on the same weights, for byte-for-byte comparisons."""
-    return start_server({"MODEL": str(weights["detect"]), "API_KEYS": API_KEY})
+def venv_server(keyed_server):
+    """What `make serve` runs, on the same weights and key, for byte-for-byte comparisons (the session's keyed
+    server: its MODEL_ID and URL settings change nothing compared here)."""
+    return keyed_server
+
+
+def test_without_a_container_engine_the_image_tests_fail_with_the_install_hint(monkeypatch):
+    import shutil
+
+    import _pytest.outcomes
+    import containers
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(containers, "ENGINE", containers._engine())
+    assert containers.ENGINE is None
+    with pytest.raises(_pytest.outcomes.Failed, match="install Docker .* or podman"):
+        containers.engine("image", "inspect", IMAGE)
 
 
 def test_image_runs_as_cloud_run_expects(image):
@@ -128,17 +143,17 @@ def test_slices_a_large_image_as_make_serve_does(container, venv_server, bus_jpg
 
 
 def test_clean_start_logs_no_error_and_writes_nothing_outside_tmp(container):
+    ready = container.wait_for_log("ready:")  # logged just after /readyz turns 200; every earlier line is written too
     entries = container.log_entries()
     assert not [e for e in entries if e.get("severity") in ("WARNING", "ERROR", "CRITICAL") or "unparsed" in e]
-    ready = [e for e in entries if e.get("message", "").startswith("ready:")]
-    assert ready and ready[0]["device"] == "cpu"
+    assert ready["device"] == "cpu"
     assert any(e.get("message", "").startswith("downloaded gs://") for e in entries)
     changed = set(engine("diff", container.name).stdout.split()[1::2])
     # Only the engine's own mount points (its /etc/hosts and resolv.conf, the secret's folder).
     assert changed <= {"/etc", "/secrets"}, "the image's filesystem is read-only on Cloud Run: all goes to /tmp"
 
 
-def test_by_default_the_cpu_image_serves_openvino_exact_and_shares_it_through_gcs(image, gcs, weights_in_gcs,  # noqa: F811
+def test_by_default_the_cpu_image_serves_openvino_exact_and_shares_it_through_gcs(image, gcs, weights_in_gcs,
                                                                                  weights, bus_jpg, tmp_path):
     """ENGINE unset (what users deploy): ready with PyTorch, then OpenVINO exported, checked and swapped in; its answers
     are the .pt's within float noise (1e-4 in confidence, 1e-3 px); the engine lands next to the weights in GCS."""
@@ -154,7 +169,7 @@ def test_by_default_the_cpu_image_serves_openvino_exact_and_shares_it_through_gc
             time.sleep(0.5)
         assert swapped is not None and swapped["engine"] == "openvino", server.log_text()
         assert swapped["artefact"].startswith(f"gs://{BUCKET}/image/best.pt.engines/openvino-fp32-")
-        assert gcs.bucket.get_blob(swapped["artefact"].removeprefix(f"gs://{BUCKET}/")) is not None
+        assert gcs.bucket(BUCKET).get_blob(swapped["artefact"].removeprefix(f"gs://{BUCKET}/")) is not None
         response = requests.post(server.url + "/predict", files={"file": bus_jpg.open("rb")}, headers=AUTH, timeout=60)
         assert response.status_code == 200, response.text
         assert_as_the_pt(response.json()["images"][0]["results"], local_summary(weights["detect"], str(bus_jpg)))
@@ -183,9 +198,12 @@ def test_sigterm_with_requests_in_flight_answers_every_request_and_exits_0(image
 
         for _ in range(2):  # a warm server: it knows how long an image takes, and refuses what cannot fit at once
             predict(None)
+        before = held(server.url)
         with concurrent.futures.ThreadPoolExecutor(load["requests"]) as pool:
             futures = [pool.submit(predict, i) for i in range(load["requests"])]
-            time.sleep(0.5)  # all sent, most still queued behind the model
+            # SIGTERM once the server holds every request (admitted, or already answered): none is still connecting.
+            wait_until(lambda: held(server.url) - before >= load["requests"], 60,
+                       f"the server to hold all {load['requests']} requests")
             engine("kill", "--signal", "TERM", server.name)
             signalled = time.monotonic()
             answers = [future.result() for future in futures]  # a cut connection would raise here
@@ -241,9 +259,9 @@ print(json.dumps(json.load(urllib.request.urlopen(request, timeout=60))["images"
 
 
 @pytest.mark.parametrize("case", ["missing", "not-weights"])
-def test_a_model_that_cannot_serve_stops_the_container_with_one_clear_line(image, gcs, bus_jpg, case, tmp_path):  # noqa: F811
+def test_a_model_that_cannot_serve_stops_the_container_with_one_clear_line(image, gcs, bus_jpg, case, tmp_path):
     if case == "not-weights":
-        gcs.bucket.blob("photos/best.pt").upload_from_filename(str(bus_jpg))
+        gcs.bucket(BUCKET).blob("photos/best.pt").upload_from_filename(str(bus_jpg))
     model = f"gs://{BUCKET}/{'nothing/here.pt' if case == 'missing' else 'photos/best.pt'}"
     server = Container({"MODEL": model}, tmp_path)
     try:

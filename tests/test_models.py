@@ -192,32 +192,27 @@ def test_a_memory_bound_below_two_models_keeps_one_loaded(start_server, weights,
         assert len(loaded) == 2, loaded
 
 
-def test_the_predict_page_picks_a_model(server, weights, bus_jpg):
-    from test_page import CHROMIUM, CHROMIUM_ARGS
-
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(server.url + "/", wait_until="networkidle")
-            assert page.is_hidden("#model-pick"), "GET /models takes the key: no picker without it"
-            page.fill("#api-key", KEY)
-            page.press("#api-key", "Tab")  # `change`: the page lists the models with the key
-            page.wait_for_selector("[data-testid=model-picker]", state="visible", timeout=10_000)
-            options = page.eval_on_selector_all("[data-testid=model-picker] option", "os => os.map(o => [o.value, o.textContent])")
-            assert [value for value, _ in options] == ["", "detect", "pose", "segment", "broken"]
-            assert options[0][1] == "classify (classify) · default"
-            page.select_option("[data-testid=model-picker]", "pose")
-            assert "/api/models/pose/predict" in page.text_content("#curl")
-            with page.expect_response(lambda r: r.url.endswith("/api/models/pose/predict"), timeout=120_000) as answer:
-                page.click("[data-testid=example-bus]")
-            body = answer.value.json()
-            assert body["metadata"]["task"] == "pose"
-            assert body["images"][0]["results"] == local_summary(weights["pose"], str(bus_jpg))
-        finally:
-            browser.close()
+def test_the_predict_page_picks_a_model(server, browser, weights, bus_jpg):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/", wait_until="networkidle")
+        assert page.is_hidden("#model-pick"), "GET /models takes the key: no picker without it"
+        page.fill("#api-key", KEY)
+        page.press("#api-key", "Tab")  # `change`: the page lists the models with the key
+        page.wait_for_selector("[data-testid=model-picker]", state="visible", timeout=10_000)
+        options = page.eval_on_selector_all("[data-testid=model-picker] option", "os => os.map(o => [o.value, o.textContent])")
+        assert [value for value, _ in options] == ["", "detect", "pose", "segment", "broken"]
+        assert options[0][1] == "classify (classify) · default"
+        page.select_option("[data-testid=model-picker]", "pose")
+        assert "/api/models/pose/predict" in page.text_content("#curl")
+        with page.expect_response(lambda r: r.url.endswith("/api/models/pose/predict"), timeout=120_000) as answer:
+            page.click("[data-testid=example-bus]")
+        body = answer.value.json()
+        assert body["metadata"]["task"] == "pose"
+        assert body["images"][0]["results"] == local_summary(weights["pose"], str(bus_jpg))
+    finally:
+        context.close()
 
 
 def test_an_on_demand_model_serves_pytorch_at_once_and_its_engine_from_the_next_load(start_server, weights, bus_jpg,
@@ -237,8 +232,7 @@ def test_an_on_demand_model_serves_pytorch_at_once_and_its_engine_from_the_next_
     assert platform(engine_server, "pose", bus_jpg).status_code == 200  # evicts detect (one model at a time)
     again = platform(engine_server, "detect", bus_jpg)
     assert again.status_code == 200
-    assert any(m.startswith("model 'detect' loaded (detect, onnx)") for m in
-               (e.get("message", "") for e in engine_server.log_entries()))
+    engine_server.wait_for_log("model 'detect' loaded (detect, onnx)", timeout=10)
     assert_as_the_pt(again.json()["images"][0]["results"], local_summary(weights["detect"], str(bus_jpg)))
     assert engine_server.stop() == 0
 

@@ -4,7 +4,6 @@ content type, and any response body that breaks the document's schema."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import requests
@@ -70,14 +69,27 @@ def test_the_documented_parameter_ranges_are_the_parsers():
                 parse(name, outside)
 
 
-# The operations, from the document as the package builds it (the test below checks the server serves that one).
-OPERATIONS = [(path, method.upper()) for path, methods in document()["paths"].items() for method in methods]
+def _operations() -> list[tuple[str, str]]:
+    """Every operation the router answers (http/routes.py, the table requests are dispatched by: not the document),
+    as the document names its path; the page and its files are not an API."""
+    from function.http.routes import ROUTES
+
+    return [(route.template.replace(":int", ""), method) for route in ROUTES
+            if route.template not in ("/", "/static/{path:path}") for method in route.methods]
+
+
+OPERATIONS = _operations()
+
+
+@pytest.fixture(scope="module")
+def served(server) -> dict:
+    """The document as the server serves it: what clients and schemathesis read."""
+    return requests.get(server.url + "/openapi.json", timeout=10).json()
 
 
 @pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
-def test_the_server_keeps_its_own_document(server, path, method):
-    served = requests.get(server.url + "/openapi.json", timeout=10).json()
-    assert served == json.loads(json.dumps(document()))
+def test_the_server_keeps_its_own_document(server, served, path, method):
+    assert method.lower() in served["paths"].get(path, {}), f"{method} {path} is served but not documented"
     operation = schemathesis.openapi.from_dict(served)[path][method]
 
     # schemathesis' pytest plugin does not run on this pytest; its strategies and checks are used directly.

@@ -20,13 +20,6 @@ from PIL import Image
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    # A fake camera and auto-granted permission, for the webcam test; the camera films zidane.jpg (see browser()).
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-]
 KEY = "page-key-0123456789abcdef"
 TASKS = ("segment", "pose", "classify", "obb")
 SHOTS = ARTIFACTS / "screenshots"
@@ -95,56 +88,25 @@ READ_OVERLAY = """() => {
 
 
 @pytest.fixture(scope="module")
-def servers(start_server, weights):
-    """One server per task, started together: detect (API keys on, a 1 MB upload limit) and the four others."""
-    envs = {
-        "detect": {"MODEL": str(weights["detect"]), "API_KEYS": KEY, "MAX_UPLOAD_MB": "1"},
-        **{task: {"MODEL": str(weights[task])} for task in TASKS},
-    }
-    started = {task: start_server(env, wait=False) for task, env in envs.items()}
-    yield {task: server.wait_ready() for task, server in started.items()}
-    for server in started.values():
-        server.stop()
-
-
-def y4m_pan(image_path, out, steps: int = 24, window=(800, 450), scale=0.75):
-    """A camera panning across a picture and back, as a Y4M video Chromium's fake camera plays in a loop (forth and
-    back, so the motion never jumps and a tracker can keep its ids)."""
-    image = Image.open(image_path).convert("YCbCr")
-    image = image.resize((round(image.width * scale), round(image.height * scale)))
-    width, height = window
-    span = image.width - width
-    frames = []
-    for i in [*range(steps), *range(steps - 1, -1, -1)]:
-        left = span * i // (steps - 1)
-        y, cb, cr = image.crop((left, 0, left + width, height)).split()
-        chroma = [plane.resize((width // 2, height // 2)).tobytes() for plane in (cb, cr)]
-        frames.append(b"FRAME\n" + y.tobytes() + b"".join(chroma))
-    out.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode() + b"".join(frames))
-    return out
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory, zidane_jpg):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `make page-deps` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    camera = y4m_pan(zidane_jpg, tmp_path_factory.mktemp("camera") / "zidane.y4m")
-    playwright = sync_playwright().start()
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
-    yield browser
-    browser.close()
-    playwright.stop()
+def servers(start_server, task_server, weights):
+    """detect with API keys and a 1 MB upload limit (this module's own), and the session's plain servers of the four
+    other tasks, all started together."""
+    task_server.start(*TASKS)
+    detect = start_server({"MODEL": str(weights["detect"]), "API_KEYS": KEY, "MAX_UPLOAD_MB": "1"}, wait=False)
+    return {"detect": detect.wait_ready(), **{task: task_server(task) for task in TASKS}}
 
 
 class PageUnderTest:
     """A fresh browser context on the page, recording every request, response and error it sees."""
 
-    def __init__(self, browser, server, viewport=DESKTOP):
+    def __init__(self, browser, server, viewport=DESKTOP, init_scripts=(), clock=False):
         self.server = server
         self.context = browser.new_context(viewport=viewport)
         self.context.add_init_script(RECORD_FORMS)
+        for script in init_scripts:
+            self.context.add_init_script(script)
+        if clock:  # the page's timers run on a clock the test moves (page.clock), never on the machine's
+            self.context.clock.install()
         self.page = self.context.new_page()
         self.requests, self.errors = [], []
         self.page.on("request", lambda request: self.requests.append(request))
@@ -201,8 +163,8 @@ class PageUnderTest:
 def open_page(browser):
     opened = []
 
-    def open_(server, viewport=DESKTOP) -> PageUnderTest:
-        opened.append(PageUnderTest(browser, server, viewport))
+    def open_(server, viewport=DESKTOP, **options) -> PageUnderTest:
+        opened.append(PageUnderTest(browser, server, viewport, **options))
         return opened[-1]
 
     yield open_
@@ -393,24 +355,31 @@ def test_examples_are_preloaded_and_a_click_infers(servers, open_page, zidane_jp
     assert_boxes_match(ui.overlay(), body["images"][0]["results"])
 
 
+def sent(page) -> int:
+    """How many predict requests the page has made: counted by RECORD_FORMS the moment it calls fetch()."""
+    return page.evaluate("window.__sent.length")
+
+
 def test_parameter_changes_rerun_once_after_the_debounce(servers, open_page):
-    ui = open_page(servers["detect"])
+    ui = open_page(servers["detect"], clock=True)
     page = ui.page
     ui.enter_key(KEY)
     first = ui.run(lambda: page.click("[data-testid=example-bus]"))
-    assert len(ui.predicts()) == 1
+    assert sent(page) == 1
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # from here the page's time moves only when told
 
-    # Five quick steps of the confidence slider: nothing is sent while they come, one request 500 ms after the last.
+    # Five quick steps of the confidence slider, 60 ms apart: nothing is sent while they come, nor 499 ms after the
+    # last; one request at 500 ms; nothing more after.
     page.focus("[data-testid=conf]")
     for _ in range(5):
         page.keyboard.press("ArrowRight")
-        page.wait_for_timeout(60)
+        page.clock.run_for(60)
     assert page.text_content("#conf-value") == "0.30"
-    page.wait_for_timeout(350)
-    assert len(ui.predicts()) == 1, "no request before the 500 ms debounce"
-    body = ui.run(lambda: None)
-    page.wait_for_timeout(800)
-    assert len(ui.predicts()) == 2, "a burst of changes is one request"
+    page.clock.run_for(500 - 60 - 1)
+    assert sent(page) == 1, "no request before the 500 ms debounce"
+    body = ui.run(lambda: page.clock.run_for(1))
+    page.clock.run_for(2000)
+    assert sent(page) == 2, "a burst of changes is one request"
     assert ui.form()["conf"] == "0.30"
     expected = [r for r in first["images"][0]["results"] if r["confidence"] >= 0.30]
     assert [r["confidence"] for r in body["images"][0]["results"]] == pytest.approx([r["confidence"] for r in expected], abs=1e-4)
@@ -423,44 +392,57 @@ def test_parameter_changes_rerun_once_after_the_debounce(servers, open_page):
     page.click("[data-imgsz='1280']")
     assert page.get_attribute("[data-imgsz='1280']", "aria-pressed") == "true"
     assert page.get_attribute("[data-imgsz='640']", "aria-pressed") == "false"
-    body = ui.run(lambda: None)
-    page.wait_for_timeout(800)
-    assert len(ui.predicts()) == 3
+    page.clock.run_for(499)
+    assert sent(page) == 2
+    body = ui.run(lambda: page.clock.run_for(1))
+    page.clock.run_for(2000)
+    assert sent(page) == 3
     assert (ui.form()["conf"], ui.form()["iou"], ui.form()["imgsz"]) == ("0.30", "0.68", "1280")
     assert_boxes_match(ui.overlay(), body["images"][0]["results"])
     ui.shot("detect-params")
 
 
+STALE = {"images": [{"shape": [1080, 810], "results": [
+    {"name": "stale", "class": 5, "confidence": 0.99, "box": {"x1": 1.0, "y1": 1.0, "x2": 100.0, "y2": 100.0}}],
+    "speed": {"preprocess": 1, "inference": 1, "postprocess": 1}}], "metadata": {"imageCount": 1, "functionTimeCall": 0.01}}
+# Test instrumentation: window.__read counts response bodies the page has read *and acted on* (the count moves in a
+# task queued after the page's own code that follows `await response.text()` has run: the check that drops a stale
+# answer, or the drawing of a current one).
+COUNT_READS = """(() => {
+  const realText = Response.prototype.text;
+  window.__read = 0;
+  Response.prototype.text = function () {
+    return realText.call(this).then((text) => { setTimeout(() => { window.__read += 1; }); return text; });
+  };
+})();"""
+NO_ABORT = "AbortController.prototype.abort = function () {};"
+
+
 def test_a_stale_response_never_overwrites_a_newer_one(servers, open_page):
-    ui = open_page(servers["detect"])
-    page = ui.page
-    ui.enter_key(KEY)
-    held = []
-
-    def hold_first(route):
-        if not held:
-            held.append(route)  # answered only after the newer request has been drawn
+    """A newer request makes the page abort the older one; and if the older answer came anyway (it was already on
+    its way), the page drops it by its sequence number. Each of the two is seen to happen, in turn."""
+    for kind in ("aborted", "arrives anyway"):
+        ui = open_page(servers["detect"], init_scripts=[COUNT_READS] + ([NO_ABORT] if kind == "arrives anyway" else []))
+        page = ui.page
+        ui.enter_key(KEY)
+        held = []
+        page.route(PREDICT, lambda route: route.continue_() if held else held.append(route))
+        with page.expect_request(PREDICT) as older:
+            page.click("[data-testid=example-bus]")
+        page.focus("[data-testid=conf]")
+        if kind == "aborted":
+            with page.expect_event("requestfailed", lambda request: request == older.value, timeout=30_000):
+                newer = ui.run(lambda: page.keyboard.press("ArrowRight"))  # the debounced rerun: the older is aborted
+            assert older.value.failure, "the page cancelled the older request"
         else:
-            route.continue_()
-
-    page.route(PREDICT, hold_first)
-    page.click("[data-testid=example-bus]")
-    page.wait_for_timeout(200)
-    assert len(held) == 1
-    page.focus("[data-testid=conf]")
-    page.keyboard.press("ArrowRight")
-    newer = ui.run(lambda: None)
-    stale = {"images": [{"shape": [1080, 810], "results": [
-        {"name": "stale", "class": 5, "confidence": 0.99, "box": {"x1": 1.0, "y1": 1.0, "x2": 100.0, "y2": 100.0}}],
-        "speed": {"preprocess": 1, "inference": 1, "postprocess": 1}}], "metadata": {"imageCount": 1, "functionTimeCall": 0.01}}
-    try:
-        held[0].fulfill(status=200, json=stale)
-    except Exception:  # the page already aborted that request, as it should: either way it must not be drawn
-        pass
-    page.wait_for_timeout(500)
-    overlay = ui.overlay()
-    assert_boxes_match(overlay, newer["images"][0]["results"])
-    assert "stale" not in overlay["json"]
+            newer = ui.run(lambda: page.keyboard.press("ArrowRight"))
+            reads = page.evaluate("window.__read")
+            assert len(held) == 1
+            held[0].fulfill(status=200, json=STALE)  # not aborted: the stale answer reaches the page
+            page.wait_for_function(f"window.__read > {reads}")  # ...and the page has read it and decided
+        overlay = ui.overlay()
+        assert_boxes_match(overlay, newer["images"][0]["results"])
+        assert "stale" not in overlay["json"] and not any(r["name"] == "stale" for r in overlay["results"])
 
 
 def test_a_wrong_api_key_shows_the_401_message(servers, open_page, browser):
@@ -638,11 +620,9 @@ def test_each_task_renders_its_overlay(servers, open_page, task):
 
 
 @pytest.fixture(scope="module")
-def pixel_servers(start_server, weights):
-    started = {task: start_server({"MODEL": str(weights[task])}, wait=False) for task in ("semantic", "depth")}
-    yield {task: server.wait_ready() for task, server in started.items()}
-    for server in started.values():
-        server.stop()
+def pixel_servers(task_server):
+    task_server.start("semantic", "depth")
+    return {task: task_server(task) for task in ("semantic", "depth")}
 
 
 READ_PIXEL_MAP = """(kind) => {

@@ -9,41 +9,35 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import KEYS, MODEL_ID
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-KEY = "snippet-key-0123456789"
-MODEL_ID = "fall-v1"
+KEY = KEYS[1]
 
 
 @pytest.fixture(scope="module")
-def server(start_server, weights):
-    return start_server({"MODEL": str(weights["detect"]), "API_KEYS": KEY, "MODEL_ID": MODEL_ID})
+def server(keyed_server):
+    return keyed_server  # the session's detect server with API keys, answering to MODEL_ID
 
 
-def page_snippets(url: str, key: str) -> dict[str, str]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `make page-deps` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.goto(url + "/", timeout=30_000)
-            page.fill("#api-key", key)
-            page.dispatch_event("#api-key", "input")
-            page.fill("#conf", "0.3")
-            page.dispatch_event("#conf", "input")
-            page.wait_for_function(f"document.getElementById('curl-roboflow').textContent.includes('{MODEL_ID}/1')")
-            return {name: page.text_content(f"#{name}") for name in ("curl", "curl-hub", "curl-roboflow")}
-        finally:
-            browser.close()
+def page_snippets(browser, url: str, key: str) -> dict[str, str]:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url + "/", timeout=30_000)
+        page.fill("#api-key", key)
+        page.dispatch_event("#api-key", "input")
+        page.fill("#conf", "0.3")
+        page.dispatch_event("#conf", "input")
+        page.wait_for_function(f"document.getElementById('curl-roboflow').textContent.includes('{MODEL_ID}/1')")
+        return {name: page.text_content(f"#{name}") for name in ("curl", "curl-hub", "curl-roboflow")}
+    finally:
+        context.close()
 
 
-def test_the_pages_snippets_run_as_pasted(server, bus_jpg, tmp_path):
-    snippets = page_snippets(server.url, KEY)
+def test_the_pages_snippets_run_as_pasted(server, browser, bus_jpg, tmp_path):
+    snippets = page_snippets(browser, server.url, KEY)
     assert "Bearer $API_KEY" in snippets["curl"] and "x-api-key: $API_KEY" in snippets["curl-hub"]
     assert f"/v1/predict/{MODEL_ID}" in snippets["curl-hub"] and "confidence=30" in snippets["curl-roboflow"]
     shutil.copy(bus_jpg, tmp_path / "image.jpg")

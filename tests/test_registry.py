@@ -201,6 +201,100 @@ def test_the_load_queue_is_bounded():
     use(reg, "c")
 
 
+def test_a_model_loaded_for_waiting_requests_is_theirs_until_they_take_it():
+    # A request waits for "a"; its load ends, and before the request's event loop wakes it, "x" is used and "b"'s load
+    # comes next in the queue. Evicting "a" now would leave its request to load it again: with few slots and ids taken
+    # in turn, every request would pay a load. "a" is kept for its request; "x" goes.
+    loader = Loader({"x": 10, "a": 10, "b": 10})
+    reg = registry(loader, max_loaded=2)
+    use(reg, "x")
+    waiting = reg.take("a")
+    waiting.result(10)  # loaded; its request has not taken its lease yet
+    use(reg, "x")  # "a" is the least recently used from here on
+    use(reg, "b")
+    lease = reg.take("a")  # the waiting request, awake at last
+    assert isinstance(lease, Lease), "its model was still loaded"
+    assert loader.calls == ["x", "a", "b"] and loader.stopped == ["x"]
+    lease.release()
+    settle(reg)
+    assert loaded(reg) == {"a", "b"}
+
+
+def test_a_reservation_ends_when_its_requests_give_up_or_after_a_while():
+    loader = Loader({"x": 10, "a": 10, "b": 10, "c": 10})
+    reg = registry(loader, max_loaded=2)
+    use(reg, "x")
+    waiting = reg.take("a")
+    waiting.result(10)
+    reg.gave_up("a", waiting)  # its deadline passed before it took the lease: "a" is just another model now
+    use(reg, "x")
+    use(reg, "b")
+    assert loaded(reg) == {"x", "b"} and loader.stopped == ["a"]
+    waiting = reg.take("c")  # another waiter that never comes back, and says nothing
+    waiting.result(10)
+    assert loaded(reg) == {"c", "b"} and reg.entries["c"].reserved == 1
+    reg.entries["c"].reserved_until -= 60  # RESERVED_S has passed
+    use(reg, "b")
+    use(reg, "a")
+    assert loaded(reg) == {"b", "a"}, "the expired reservation no longer holds c"
+
+
+class StopsFirst:
+    """An executor whose submit lets stop() run first: the moment between a check of `stopping` and the submit."""
+
+    def __init__(self, reg: ModelRegistry, executor):
+        self.reg, self.executor = reg, executor
+
+    def submit(self, *args):
+        self.reg.stop(timeout=0)
+        return self.executor.submit(*args)
+
+    def shutdown(self, *args, **kwargs):
+        return self.executor.shutdown(*args, **kwargs)
+
+
+def test_a_release_racing_stop_never_raises():
+    # Over the bound (every model was busy at "b"'s load): the release that restores it queues an eviction; stop()
+    # shuts the loader down just then. The request's answer must not become a 500.
+    loader = Loader({"a": 10, "b": 10})
+    reg = registry(loader, max_loaded=1)
+    held = take(reg, "a")
+    take(reg, "b").release()
+    assert loaded(reg) == {"a", "b"}
+    reg._loader = StopsFirst(reg, reg._loader)
+    held.release()
+    assert reg.stopping
+
+
+def test_a_download_that_ends_as_stop_begins_fails_nothing():
+    # The weights arrive while stop() is shutting the loader down: not a failed load (no error, no ERROR line).
+    slow_store = threading.Event()
+    loader = Loader({"slow": 1})
+    reg = ModelRegistry({"slow": "slow.pt"}, loader.load, loader.footprint, 2,
+                        fetch=lambda entry: slow_store.wait(10) and entry.weights)
+    waiting = reg.take("slow")
+    reg._loader = StopsFirst(reg, reg._loader)
+    slow_store.set()
+    waiting.result(5)  # told by stop()
+    reg._fetcher.shutdown(wait=True)  # the download's thread has ended
+    assert loader.calls == [] and reg.entries["slow"].error is None
+    assert reg.describe()[0]["error"] is None
+
+
+def test_preload_keeps_to_the_bound_and_pins_are_always_loaded():
+    gate = threading.Event()
+    loader = Loader({"p": 1, "a": 1, "b": 1, "c": 1}, gate)
+    reg = registry(loader, max_loaded=2, pinned=("p",))
+    pinned = reg.preload(("p",))
+    preloaded = reg.preload(("a", "b", "c"))  # one place is left beside the pinned model
+    assert len(pinned) == 1 and len(preloaded) == 1 and reg._pending == 2
+    gate.set()
+    for future in pinned + preloaded:
+        future.result(10)
+    assert loaded(reg) == {"p", "a"} and loader.calls == ["p", "a"] and loader.stopped == []
+    assert reg.take("b").result(10) is None, "the others load on their first request"
+
+
 # -- the settings ------------------------------------------------------------------------------------------------------
 
 
@@ -227,6 +321,8 @@ def test_models_settings(tmp_path):
                          ({"MODELS": str(listed.with_name("bad.json"))}, "cannot be read")):
         with pytest.raises(ConfigError, match=message):
             load_settings(base | env)
+    with pytest.raises(ConfigError, match="PIN and PRELOAD name 3 models, more than MAX_LOADED_MODELS=2"):
+        load_settings(base | {"MODELS": "a=x.pt,b=y.pt,c=z.pt", "PIN": "a", "PRELOAD": "b,c", "MAX_LOADED_MODELS": "2"})
     (tmp_path / "list.json").write_text('["a"]')
     with pytest.raises(ConfigError, match="must hold a JSON object"):
         load_settings(base | {"MODELS": str(tmp_path / "list.json")})

@@ -48,17 +48,13 @@ def jpeg_size(content: bytes) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def semantic(start_server, weights):
-    server = start_server({"MODEL": str(weights["semantic"])})
-    yield server
-    assert server.stop() == 0
+def semantic(task_server):
+    return task_server("semantic")  # the session's plain server for the semantic weights
 
 
 @pytest.fixture(scope="module")
-def depth(start_server, weights):
-    server = start_server({"MODEL": str(weights["depth"])})
-    yield server
-    assert server.stop() == 0
+def depth(task_server):
+    return task_server("depth")
 
 
 # -- semantic ---------------------------------------------------------------------------------------------------------

@@ -463,7 +463,7 @@ def test_the_rotated_overlap_is_the_exact_intersection():
     from function.core.slicing import _rotated_overlap
 
     def corners(box):
-        (cx, cy, w, h, r), c, s = box, np.cos(box[4]), np.sin(box[4])
+        (cx, cy, w, h, _), c, s = box, np.cos(box[4]), np.sin(box[4])
         return Polygon([(cx + dx * c - dy * s, cy + dx * s + dy * c)
                         for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))])
 

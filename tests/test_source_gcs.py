@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import fake_gcs
 
 from function.core.sources import GcsReader
 from function.errors import ConfigError, SourceRefused
@@ -18,18 +17,16 @@ MAX_UPLOAD_MB = 1
 
 
 @pytest.fixture(scope="module")
-def gcs(bus_jpg):
-    with fake_gcs() as (emulator, client):  # the server started below inherits STORAGE_EMULATOR_HOST
-        for name in (BUCKET, OTHER):
-            bucket = client.create_bucket(name)
-            bucket.blob("street/bus.jpg").upload_from_filename(str(bus_jpg))
-        over_limit = bus_jpg.read_bytes().ljust(MAX_UPLOAD_MB * 2**20 + 1, b"\0")
-        client.bucket(BUCKET).blob("huge.jpg").upload_from_string(over_limit)
-        yield emulator
+def buckets(gcs, bus_jpg):
+    """This module's two buckets on the session's emulator (the server below reaches it: STORAGE_EMULATOR_HOST)."""
+    for name in (BUCKET, OTHER):
+        gcs.bucket(name).blob("street/bus.jpg").upload_from_filename(str(bus_jpg))
+    over_limit = bus_jpg.read_bytes().ljust(MAX_UPLOAD_MB * 2**20 + 1, b"\0")
+    gcs.bucket(BUCKET).blob("huge.jpg").upload_from_string(over_limit)
 
 
 @pytest.fixture(scope="module")
-def server(gcs, start_server, weights):
+def server(buckets, start_server, weights):
     return start_server({"MODEL": str(weights["detect"]), "ALLOWED_SOURCE_BUCKETS": f"{BUCKET}, gs://spare-bucket",
                          "MAX_UPLOAD_MB": str(MAX_UPLOAD_MB)})
 

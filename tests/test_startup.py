@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from conftest import held, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,7 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warm(start_server, weights,
 
     # SIGTERM while requests are in flight: they complete, nothing new gets in, the process exits 0 within Cloud Run's
     # 10 s. The 503s /readyz gave while the model loaded were expected: logged at INFO, not as errors.
+    server.sync_log()
     assert all(e["severity"] == "INFO" for e in server.log_entries() if e.get("httpRequest", {}).get("requestUrl") == "/readyz")
     data = bus_jpg.read_bytes()
     answers = []
@@ -46,18 +47,28 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warm(start_server, weights,
     def call():
         answers.append(requests.post(server.url + "/predict", files={"file": data}, timeout=30).status_code)
 
+    before = held(server.url)
     workers = [threading.Thread(target=call) for _ in range(8)]
     [w.start() for w in workers]
-    time.sleep(0.3)
+    wait_until(lambda: held(server.url) - before >= 8, 60, "the server to hold the 8 requests")  # none still connecting
     started = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with pytest.raises(requests.ConnectionError):  # the listener is closed: Cloud Run sends new requests elsewhere
-        requests.get(server.url + "/healthz", timeout=5)
+    server.terminate()
+
+    def refused() -> bool:  # the listener is closed: Cloud Run sends new requests elsewhere
+        try:
+            requests.get(server.url + "/healthz", timeout=5)
+            return False
+        except requests.ConnectionError:
+            return True
+
+    wait_until(refused, 5, "the listener to close after SIGTERM")
     assert server.proc.wait(10) == 0
     assert time.monotonic() - started < 10
     [w.join(10) for w in workers]
     assert answers == [200] * 8
+    messages = [e.get("message", "") for e in server.log_entries()]
+    shutdown = next(i for i, m in enumerate(messages) if m.startswith("shutting down:"))
+    assert any(m.startswith("POST /predict 200") for m in messages[shutdown:]), "requests were in flight at SIGTERM"
 
 
 def test_on_cloud_run_without_keys_it_refuses_to_start(start_server, weights):

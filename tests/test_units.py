@@ -7,7 +7,6 @@ import json
 import queue
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -231,11 +230,12 @@ def test_loop_serves_threads_in_turn_and_only_its_own_thread_touches_the_model()
 
 
 def test_loop_times_out_slow_jobs_refuses_when_full_and_fails_late_waiters_on_stop():
-    release = threading.Event()
+    release, inside = threading.Event(), threading.Event()
     calls = []
 
     def predict(images, params):
         calls.append(len(images))
+        inside.set()
         release.wait(5)
         return [None for _ in images]
 
@@ -244,7 +244,7 @@ def test_loop_times_out_slow_jobs_refuses_when_full_and_fails_late_waiters_on_st
     image, params = np.zeros((1, 1, 3), np.uint8), PredictParams()
     busy = threading.Thread(target=lambda: loop.predict_sync(image, params, timeout_s=10))
     busy.start()
-    time.sleep(0.1)  # the first job is inside predict; the queue is empty again
+    assert inside.wait(10), "the first job is inside predict; the queue is empty again"
     with pytest.raises(InferenceTimeout):
         loop.predict_sync(image, params, timeout_s=0.1)  # queued behind it, gives up; it still holds its slot
     late = Job(image, params)
@@ -278,7 +278,7 @@ def _client(settings, service=None):
 
 
 class _ExplodingService(Service):
-    async def predict(self, request, started, encode):
+    async def predict(self, request, started, encode, lease=None):  # the signature the edge calls
         raise RuntimeError("secret internal detail /etc/passwd")
 
 
@@ -293,6 +293,40 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(bus_jpg):
         "error": {"code": 500, "status": "Internal Server Error", "message": "Internal server error; the request was not completed"}
     }
     assert b"secret" not in response.content and b"Traceback" not in response.content
+
+
+def test_a_lease_that_fails_to_release_never_changes_the_answer(bus_jpg):
+    import logging
+    from types import SimpleNamespace
+
+    from function.dialects import Reply
+    from function.models.registry import Lease
+
+    class FailingLease(Lease):
+        def release(self):
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    class AnswersThenFailsToRelease(Service):
+        async def acquire(self, model_id):
+            return FailingLease(self.model, None)
+
+        async def predict(self, request, started, encode, lease=None):
+            return Reply(200, {"images": [], "metadata": {"answered": True}})
+
+    settings = load_settings({"MODEL": "unused.pt"})
+    service = AnswersThenFailsToRelease(settings)
+    service.model = SimpleNamespace(task="detect")
+    service.ready.set()
+    errors = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: errors.append((record.getMessage(), record.exc_info is not None))
+    logging.getLogger("yolo").addHandler(handler)
+    try:
+        response = _client(settings, service).post("/predict", files={"file": ("bus.jpg", bus_jpg.read_bytes())})
+    finally:
+        logging.getLogger("yolo").removeHandler(handler)
+    assert response.status_code == 200 and response.json()["metadata"] == {"answered": True}
+    assert errors == [("releasing a request's model lease failed; its answer stands", True)], "logged with its stack"
 
 
 def test_cors_is_off_by_default_and_answers_preflights_for_allowed_origins():

@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import requests
-from conftest import local_summary
+from conftest import local_summary, metric, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +64,26 @@ def test_video_frames_equal_ultralytics_predict_on_the_same_file(server, weights
 def test_an_image_request_is_not_held_behind_a_long_video(server, weights, bus_jpg, zidane_jpg, tmp_path):
     video = write_video(tmp_path / "long.mp4", bus_jpg, MAX_FRAMES, "mp4v", size=(480, 640))
     done: dict[str, float] = {}
+    answers: dict[str, requests.Response] = {}
 
     def send_video():
         # imgsz 1280: several seconds of frames even on a fast machine, so the margin below is not a race.
-        response = requests.post(server.url + "/predict", files={"file": video.open("rb")}, data={"imgsz": "1280"},
-                                 timeout=300)
-        assert response.status_code == 200, response.text
+        answers["video"] = requests.post(server.url + "/predict", files={"file": video.open("rb")},
+                                         data={"imgsz": "1280"}, timeout=300)
         done["video"] = time.monotonic()
 
+    frames_before = metric(server.url, "yolo_video_frames_total")
     thread = threading.Thread(target=send_video)
     thread.start()
-    time.sleep(1.5)  # the video is being decoded and run frame by frame
+    # The image goes once the video's first frames have been through the model: the video is being run, batch after
+    # batch, with most of its frames still to come.
+    wait_until(lambda: metric(server.url, "yolo_video_frames_total") > frames_before or not thread.is_alive(), 120,
+               "the video's first frames to reach the model")
     image = requests.post(server.url + "/predict", files={"file": zidane_jpg.open("rb")}, timeout=120)
     done["image"] = time.monotonic()
     thread.join()
+    assert answers["video"].status_code == 200, answers["video"].text
+    assert len(answers["video"].json()["images"]) == MAX_FRAMES
     assert image.json()["images"][0]["results"] == local_summary(weights["detect"], str(zidane_jpg))
     assert done["image"] < done["video"] - 2, "the image was answered between two of the video's batches"
 

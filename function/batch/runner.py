@@ -24,7 +24,7 @@ from ..core.tracking import check_trackable
 from ..core.video import looks_like_a_video
 from ..dialects import platform
 from ..errors import ModelNotReady, Overloaded, ServiceError, TooLarge, WeightsError
-from ..logs import log
+from ..logs import flush_logs, log
 from ..models.params import PredictParams
 from ..settings import Settings, TaskShare
 from . import plan as plans
@@ -111,36 +111,43 @@ class Runner:
         # two, while its tiles do); the images of a chunk each hold one. One video or sliced image at a time keeps a
         # chunk within the room made for it above.
         self.one_video = asyncio.Semaphore(1)
-        plan = self.plan(params)
+        # Storage (listing a bucket can take minutes), reads, writes and hashing the weights all run off the event
+        # loop, which only waits for them: SIGTERM's handler runs on the loop, and stops the task at once.
+        plan = await asyncio.to_thread(self.plan, params)
         mine = share(plan.chunks, self.task)
-        done = done_chunks(self.output)
+        done = await asyncio.to_thread(done_chunks, self.output)
         todo = [chunk for chunk in mine if chunk not in done]
         log.info(f"task {self.task.index}/{self.task.count} (attempt {self.task.attempt}): {len(mine)} chunks, "
                  f"{len(todo)} to do",
                  extra={"fields": {"task": self.task.index, "share": len(mine), "todo": len(todo)}})
         started, processed = time.monotonic(), 0
         reading = None
-        for position, chunk in enumerate(todo):
-            items = plan.chunk(chunk)
-            blobs = await (reading or self._read(items))
-            following = plan.chunk(todo[position + 1]) if position + 1 < len(todo) else ()
-            # The next chunk is read while this one is inferred.
-            reading = self._read(following) if following and _bytes(following) <= PREFETCH_BYTES else None
-            t0 = time.monotonic()
-            lines, errors, tracks = await self._infer(items, blobs, params)
-            seconds = time.monotonic() - t0
-            written = await asyncio.get_running_loop().run_in_executor(
-                self.write_pool, self._write, chunk, len(items), lines, errors, tracks, seconds)
-            processed += len(items)
-            self._progress(chunk, items, lines, errors, seconds, written, position + 1, len(todo),
-                           processed / max(time.monotonic() - started, 1e-9))
-        return self._finish(plan, mine)
+        try:
+            for position, chunk in enumerate(todo):
+                items = plan.chunk(chunk)
+                blobs = await (reading or self._read(items))
+                following = plan.chunk(todo[position + 1]) if position + 1 < len(todo) else ()
+                # The next chunk is read while this one is inferred.
+                reading = self._read(following) if following and _bytes(following) <= PREFETCH_BYTES else None
+                t0 = time.monotonic()
+                lines, errors, tracks = await self._infer(items, blobs, params)
+                seconds = time.monotonic() - t0
+                written = await asyncio.get_running_loop().run_in_executor(
+                    self.write_pool, self._write, chunk, len(items), lines, errors, tracks, seconds)
+                processed += len(items)
+                self._progress(chunk, items, lines, errors, seconds, written, position + 1, len(todo),
+                               processed / max(time.monotonic() - started, 1e-9))
+        finally:
+            if reading is not None:  # the loop ended early (inference failed): the chunk read ahead is not wanted
+                _drop(reading)
+        return await asyncio.to_thread(self._finish, plan, mine)
 
     def _terminated(self) -> None:
         """SIGTERM (Cloud Run stops the task, or maintenance ends a GPU task): no chunk is half written (each is one
         create-only object), so stop at once and let the retry do what is left."""
         log.warning("SIGTERM: stopping; the chunks not written are left to the task's retry or a re-execution",
                     extra={"fields": {"task": self.task.index}})
+        flush_logs()  # os._exit skips the interpreter's exit, which would write what is queued
         sys.stdout.flush()
         os._exit(128 + signal.SIGTERM)
 
@@ -284,6 +291,18 @@ def _platform_images(request: PredictRequest, prediction) -> tuple[list[dict], d
     body = platform.encode(request, prediction).body
     tracked = {key: body["metadata"][key] for key in ("tracks", "counts")} if prediction.tracks is not None else None
     return body["images"], tracked
+
+
+def _drop(reading: asyncio.Future) -> None:
+    """A chunk read ahead that will not be used: cancelled (its reads that have not started never start, and those
+    running end quietly, even once the loop has closed), and its outcome taken, so that a read that failed is not
+    reported as an exception nobody retrieved."""
+    if reading.done():
+        if not reading.cancelled():
+            reading.exception()
+        return
+    reading.cancel()
+    reading.add_done_callback(lambda future: future.cancelled() or future.exception())
 
 
 def _bytes(items) -> int:

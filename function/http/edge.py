@@ -153,7 +153,16 @@ async def serve_predict(dialect: Dialect, exchange: _Exchange, incoming: Incomin
         except TimeoutError:
             raise InferenceTimeout(f"The request did not finish within REQUEST_TIMEOUT_S={settings.request_timeout_s:g} s") from None
     finally:
+        _release(lease)
+
+
+def _release(lease) -> None:
+    """The request is over, answered or not: giving its model back is ours to get right, never a reason to turn its
+    answer (or its error) into another one. A failure here is logged with its stack."""
+    try:
         lease.release()
+    except Exception:
+        log.exception("releasing a request's model lease failed; its answer stands")
 
 
 async def _read_once(exchange: _Exchange, incoming: Incoming, limits: BodyLimits) -> None:

@@ -15,7 +15,7 @@ import gunicorn.app.base
 import gunicorn.glogging
 
 from ..errors import ConfigError, from_http_status
-from ..logs import log, setup_logging
+from ..logs import flush_logs, log, setup_logging
 from ..memory import limit_malloc_arenas
 from ..settings import Settings, load_settings
 from .protocol import worker_class
@@ -59,8 +59,7 @@ def _exit_worker(reason: str) -> None:
     """The model cannot serve: say why in one line and end the worker with the code that makes gunicorn halt (no
     respawn, which would fail the same way) rather than restart it."""
     log.critical(f"cannot serve: {reason}")
-    for handler in log.handlers:
-        handler.flush()
+    flush_logs()  # os._exit skips the interpreter's exit, which would write what is queued
     os._exit(EXIT_MODEL_FAILED)
 
 

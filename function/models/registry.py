@@ -6,13 +6,15 @@ and batching) of its own, so N loaded models cost N footprints, never N × repli
 
 A request takes a lease on its model (`take`): an in-flight count that keeps the model from eviction until the lease
 is released. A model that is not loaded gets one load however many requests ask for it (single flight): they all wait
-on the same future. A load fetches the weights first (a download into the cache, side by side with other models'
+on the same future, and the model just loaded is theirs: it is not evicted (by the next load in the queue) before each
+of them has taken its lease, or RESERVED_S has passed (a request that gave up never comes back). A load fetches the weights first (a download into the cache, side by side with other models'
 fetches: a slow store holds up only its own model), then loads them one at a time on the loader thread, so each
 measured footprint (the process's RSS, or GPU memory, before and after) is that model's alone. Before a load, least
 recently used models without requests in flight are evicted until the count and the memory (at the new model's last
 measured footprint) fit; after it, again, at the footprint just measured. When every loaded model is busy the new one
 is loaded anyway and the bound is restored as their requests end. A model that fails to load answers 503 for its own
-id for FAILED_RETRY_S, then is tried again.
+id for FAILED_RETRY_S, then is tried again. PRELOAD's loads keep to the same bounds as requests' (PIN's are validated
+against MAX_LOADED_MODELS at start).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
 
 # A failed load is not retried for this long (a broken file stays broken; a transient error gets its retry).
 FAILED_RETRY_S = 30.0
+# How long a model just loaded stays reserved for the requests that waited for it, at most: they take their leases as
+# soon as the event loop wakes them (milliseconds); one that gave up meanwhile (its deadline) never does.
+RESERVED_S = 5.0
 MB = 2**20
 
 
@@ -52,8 +57,14 @@ class Entry:
     inflight: int = 0
     last_used: float = 0.0
     loading: Future | None = None
+    waiting: int = 0  # requests told to wait for the load under way
+    reserved: int = 0  # of those, the ones that have not taken their lease since it ended
+    reserved_until: float = 0.0
     error: str | None = None
     failed_at: float = 0.0
+
+    def is_reserved(self, now: float) -> bool:
+        return self.reserved > 0 and now < self.reserved_until
 
     def describe(self) -> dict:
         return {"id": self.id, "task": self.task, "loaded": self.model is not None, "pinned": self.pinned,
@@ -104,11 +115,13 @@ class ModelRegistry:
             entry = self.entries[model_id]
             if entry.model is not None:
                 entry.inflight += 1
+                entry.reserved = max(entry.reserved - 1, 0)  # one of the waiters, back (or a request as good as one)
                 entry.last_used = time.monotonic()
                 return Lease(entry.model, entry.loop, entry, self)
             if self.stopping:
                 raise ModelNotReady("the server is shutting down; retry on another instance")
             if entry.loading is not None:
+                entry.waiting += 1
                 return entry.loading
             wait_s = entry.failed_at + FAILED_RETRY_S - time.monotonic()
             if entry.error is not None and wait_s > 0:
@@ -118,20 +131,51 @@ class ModelRegistry:
             if self._pending >= self.max_loaded:
                 raise Overloaded(f"{self._pending} models are already waiting to load (MAX_LOADED_MODELS="
                                  f"{self.max_loaded}); retry shortly")
+            entry.waiting += 1
             return self._start_load(entry)
 
+    def gave_up(self, model_id: str, waited_on: Future) -> None:
+        """A request that waited on `waited_on` (what take gave it) ended without taking its lease (its deadline, or
+        the client left): the model need not be kept for it."""
+        with self._lock:
+            entry = self.entries[model_id]
+            if entry.loading is waited_on:
+                entry.waiting = max(entry.waiting - 1, 0)
+            elif entry.model is not None:
+                entry.reserved = max(entry.reserved - 1, 0)
+
     def release(self, lease: Lease) -> None:
+        """Never raises (a request's answer must not turn into a 500 here), stop() or not."""
         with self._lock:
             lease.entry.inflight -= 1
             over = self._over_bounds()
         if over and not self.stopping:  # a load went over the bounds while every model was busy: restore them now
-            self._loader.submit(self._evict_over_bounds, None)
+            self._submit(self._loader, self._evict_over_bounds, None)
 
     def preload(self, model_ids: tuple[str, ...]) -> list[Future]:
-        """Start loading these (PRELOAD, PIN) now; the futures resolve when each load has ended, well or not."""
+        """Start loading these (PIN, then PRELOAD) now; the futures resolve when each load has ended, well or not.
+        A pinned model is always loaded (PIN is at most MAX_LOADED_MODELS); any other only while the loaded models and
+        the loads under way leave it a place: more would evict one another before serving anyone, and fill the load
+        queue that requests are refused from (429)."""
+        started, skipped = [], []
         with self._lock:
-            return [self.entries[i].loading or self._start_load(self.entries[i]) for i in model_ids
-                    if self.entries[i].model is None]
+            for model_id in model_ids:
+                entry = self.entries[model_id]
+                if entry.model is not None:
+                    continue
+                if entry.loading is not None:
+                    started.append(entry.loading)
+                    continue
+                loaded = sum(1 for e in self.entries.values() if e.model is not None)
+                if not entry.pinned and loaded + self._pending >= self.max_loaded:
+                    skipped.append(model_id)
+                    continue
+                started.append(self._start_load(entry))
+        if skipped:
+            log.warning(f"PRELOAD: {', '.join(skipped)} not loaded at start: MAX_LOADED_MODELS={self.max_loaded} "
+                        "models are loaded or loading; they load on their first request",
+                        extra={"fields": {"skipped": skipped}})
+        return started
 
     def describe(self) -> list[dict]:
         with self._lock:
@@ -142,7 +186,9 @@ class ModelRegistry:
             return [entry.loop for entry in self.entries.values() if entry.loop is not None]
 
     def stop(self, timeout: float) -> None:
-        self.stopping = True
+        with self._lock:  # from here on no take starts a load (take decides under the lock)
+            self.stopping = True
+        # After `stopping`: a submit that finds these shut down knows why (_submit).
         self._fetcher.shutdown(wait=False, cancel_futures=True)
         self._loader.shutdown(wait=False, cancel_futures=True)
         with self._lock:  # a cancelled load never ends: its waiters are told now (they take again, and get a 503)
@@ -161,13 +207,24 @@ class ModelRegistry:
         self._fetcher.submit(self._fetch, entry)
         return entry.loading
 
+    def _submit(self, executor: ThreadPoolExecutor, fn, *args) -> bool:
+        """Queue work on one of the registry's threads; False when stop() has shut them down: then there is nothing
+        to do (stop() told every waiter), and nothing failed."""
+        try:
+            executor.submit(fn, *args)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            if self.stopping:
+                return False
+            raise
+        return True
+
     def _fetch(self, entry: Entry) -> None:
         started = time.monotonic()
         try:
             weights = self._fetch_weights(entry)
-            if self.stopping:  # stop() has told this load's waiters already: nothing to load, nothing failed
-                return
-            self._loader.submit(self._load, entry, weights, time.monotonic() - started)
+            # Once stop() has begun (now, or while the submit is being made), this load's waiters are told already.
+            if not self.stopping:
+                self._submit(self._loader, self._load, entry, weights, time.monotonic() - started)
         except Exception as exc:
             self._failed(entry, exc)
 
@@ -188,6 +245,8 @@ class ModelRegistry:
             entry.memory_bytes, entry.load_seconds, entry.error = used, seconds, None
             entry.loads += 1
             entry.last_used = time.monotonic()
+            # Loaded for the requests that waited: kept for them until they have their leases (or RESERVED_S).
+            entry.reserved, entry.reserved_until, entry.waiting = entry.waiting, entry.last_used + RESERVED_S, 0
             done, entry.loading = entry.loading, None
             self._pending -= 1
         metrics.MODEL_LOADS.labels(entry.id, "loaded").inc()
@@ -204,7 +263,7 @@ class ModelRegistry:
         reason = str(exc) if isinstance(exc, WeightsError) else f"{type(exc).__name__}: {exc}"  # else worth its type
         with self._lock:
             entry.error, entry.failed_at = reason, time.monotonic()
-            done, entry.loading = entry.loading, None
+            done, entry.loading, entry.waiting = entry.loading, None, 0
             self._pending -= 1
         metrics.MODEL_LOADS.labels(entry.id, "failed").inc()
         log.error(f"model {entry.id!r} could not be loaded: {reason}", extra={"fields": {"model": entry.id}})
@@ -251,8 +310,10 @@ class ModelRegistry:
         return len(loaded) > self.max_loaded or bool(self.max_memory_bytes and memory > self.max_memory_bytes)
 
     def _least_recently_used(self, keep: Entry | None) -> Entry | None:  # under the lock
+        now = time.monotonic()
         evictable = [e for e in self.entries.values()
-                     if e.model is not None and not e.pinned and e.inflight == 0 and e is not keep]
+                     if e.model is not None and not e.pinned and e.inflight == 0 and not e.is_reserved(now)
+                     and e is not keep]
         return min(evictable, key=lambda e: e.last_used, default=None)
 
     def _detach(self, entry: Entry) -> InferenceLoop:  # under the lock: from now on no request can take it
