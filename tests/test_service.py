@@ -85,3 +85,26 @@ def test_a_stopping_pool_does_not_hide_why_a_video_request_ended(uploads, a_vide
     with pytest.raises(ModelNotReady):
         asyncio.run(service.predict_video(request, 0.0, None, _lease(StoppingLoop())))
     assert list(uploads.iterdir()) == [], "the video's file is removed even so"
+
+
+def test_a_request_that_gives_up_waiting_for_a_load_says_so_to_the_registry(monkeypatch):
+    """The registry keeps a just-loaded model for the requests that waited on it; one that gave up frees its place."""
+    from concurrent.futures import Future
+
+    service = Service(load_settings({"MODEL": "default.pt", "MODELS": "other=other.pt"}))
+    service.models.model = object()
+    service.models.ready.set()
+    loading, gave_up = Future(), []
+    monkeypatch.setattr(service.models.registry, "take", lambda model_id: loading)
+    monkeypatch.setattr(service.models.registry, "gave_up", lambda model_id, waited_on: gave_up.append((model_id, waited_on)))
+
+    async def give_up():
+        task = asyncio.ensure_future(service.acquire("other"))
+        await asyncio.sleep(0)  # the request is now waiting on the load
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(give_up())
+    assert gave_up == [("other", loading)]
+    assert not loading.cancelled(), "the load the others wait for goes on"

@@ -111,8 +111,12 @@ class Service:
             taken = self.models.take(model_id)
             if isinstance(taken, Lease):
                 return taken
-            # Shielded: a request that gives up must not cancel the load the others wait for.
-            await asyncio.shield(asyncio.wrap_future(taken))
+            try:
+                # Shielded: a request that gives up must not cancel the load the others wait for.
+                await asyncio.shield(asyncio.wrap_future(taken))
+            except asyncio.CancelledError:  # its deadline, or the client left: the model need not be kept for it
+                self.models.registry.gave_up(model_id, taken)
+                raise
 
     # -- requests -------------------------------------------------------------------------------------------------
 
