@@ -308,15 +308,15 @@ def test_a_lease_that_fails_to_release_never_changes_the_answer(bus_jpg):
 
     class AnswersThenFailsToRelease(Service):
         async def acquire(self, model_id):
-            return FailingLease(self.model, None)
+            return FailingLease(self.models.model, None)
 
         async def predict(self, request, started, encode, lease=None):
             return Reply(200, {"images": [], "metadata": {"answered": True}})
 
     settings = load_settings({"MODEL": "unused.pt"})
     service = AnswersThenFailsToRelease(settings)
-    service.model = SimpleNamespace(task="detect")
-    service.ready.set()
+    service.models.model = SimpleNamespace(task="detect")
+    service.models.ready.set()
     errors = []
     handler = logging.Handler(logging.ERROR)
     handler.emit = lambda record: errors.append((record.getMessage(), record.exc_info is not None))
