@@ -486,25 +486,21 @@ el.iou.addEventListener("input", () => {
   updateCurl();
   schedule();
 });
-for (const button of el.sizes) {
-  button.addEventListener("click", () => {
-    if (state.imgsz === Number(button.dataset.imgsz)) return;
-    state.imgsz = Number(button.dataset.imgsz);
-    for (const b of el.sizes) b.setAttribute("aria-pressed", String(b === button));
-    updateCurl();
-    schedule();
-  });
+// A row of toggle buttons (`data-KEY="value"`): a click picks its value, shows it pressed and runs again.
+function toggleGroup(buttons, key, get, set) {
+  for (const button of buttons) {
+    button.addEventListener("click", () => {
+      const value = Number(button.dataset[key]);
+      if (get() === value) return;
+      set(value);
+      for (const b of buttons) b.setAttribute("aria-pressed", String(b === button));
+      updateCurl();
+      schedule();
+    });
+  }
 }
-
-for (const button of el.bits) {
-  button.addEventListener("click", () => {
-    if (state.bits === Number(button.dataset.bits)) return;
-    state.bits = Number(button.dataset.bits);
-    for (const b of el.bits) b.setAttribute("aria-pressed", String(b === button));
-    updateCurl();
-    schedule();
-  });
-}
+toggleGroup(el.sizes, "imgsz", () => state.imgsz, (value) => (state.imgsz = value));
+toggleGroup(el.bits, "bits", () => state.bits, (value) => (state.bits = value));
 
 // Tracking applies to videos and Live: a change runs the video again, or restarts the stream.
 for (const control of [el.track, el.tracker]) {
@@ -528,15 +524,7 @@ function showSlicing() {
   slicing.field.hidden = !SLICEABLE.includes(state.task);
 }
 
-for (const button of slicing.buttons) {
-  button.addEventListener("click", () => {
-    if (slicing.size === Number(button.dataset.slice)) return;
-    slicing.size = Number(button.dataset.slice);
-    for (const b of slicing.buttons) b.setAttribute("aria-pressed", String(b === button));
-    updateCurl();
-    schedule();
-  });
-}
+toggleGroup(slicing.buttons, "slice", () => slicing.size, (value) => (slicing.size = value));
 
 // The model id the HUB and Roboflow URLs carry: MODEL_ID when the server has one, else any id works (the registry
 // names one); read once from GET model/registry, which needs no key.
