@@ -1,5 +1,6 @@
-"""What the process lets in at once: images admitted for prediction (beyond: 429), and decoded pixels held in memory
-(beyond: wait your turn). Both live on the event loop's one thread."""
+"""What the process lets in at once: images admitted for prediction (beyond: 429), decoded pixels held in memory
+(beyond: wait your turn), and open live streams (beyond: 429 at the handshake). All live on the event loop's one
+thread."""
 
 from __future__ import annotations
 
@@ -83,3 +84,28 @@ class PixelBudget:
             if not waiter.done():
                 self.used += pixels
                 waiter.set_result(None)
+
+
+def default_max_streams(device: str | None) -> int:
+    """MAX_STREAMS unset: 16 on a GPU (an L4 answers hundreds of frames a second), else 2 per CPU core (a core
+    answers a nano model at 640 about ten times a second: each stream then gets a few frames a second)."""
+    from ..models.loaded import cpu_cores, pick_device
+
+    return 16 if pick_device(device).startswith("cuda") else 2 * cpu_cores()
+
+
+class StreamSlots:
+    """At most MAX_STREAMS open streams per instance: one more is refused at the handshake (429)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> None:
+        if self.open >= self.limit:
+            raise Overloaded(f"{self.open} streams are open on this instance (MAX_STREAMS={self.limit}); retry shortly "
+                             "or on another instance", retry_after_s=5)
+        self.open += 1
+
+    def give_back(self) -> None:
+        self.open -= 1

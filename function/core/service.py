@@ -28,11 +28,10 @@ from ..models.loaded import LoadedModel
 from ..models.params import PredictParams
 from ..models.registry import Lease
 from ..settings import Settings
-from .admission import Admission, PixelBudget
+from .admission import Admission, PixelBudget, StreamSlots, default_max_streams
 from .images import decode_image, image_pixels
 from .requests import Frame, Prediction, PredictRequest
 from .sources import SourceFetcher, decode_base64, is_url
-from .streams import StreamSlots, default_max_streams
 from .tracking import Sequence, TrackLog, check_trackable
 
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from .. import metrics
-from ..errors import Overloaded, ServiceError
+from ..errors import ServiceError
 from .tracking import Sequence
 
 if TYPE_CHECKING:
@@ -64,33 +64,6 @@ class Mailbox:
             await self._ready.wait()
         frame, self._frame = self._frame, None
         return frame
-
-
-def default_max_streams(device: str | None) -> int:
-    """MAX_STREAMS unset: 16 on a GPU (an L4 answers hundreds of frames a second), else 2 per CPU core (a core
-    answers a nano model at 640 about ten times a second: each stream then gets a few frames a second)."""
-    from ..models.loaded import cpu_cores, pick_device
-
-    return 16 if pick_device(device).startswith("cuda") else 2 * cpu_cores()
-
-
-class StreamSlots:
-    """At most MAX_STREAMS open streams per instance: one more is refused at the handshake (429)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.open = 0
-
-    def take(self) -> None:
-        if self.open >= self.limit:
-            error = Overloaded(f"{self.open} streams are open on this instance (MAX_STREAMS={self.limit}); "
-                               "retry shortly or on another instance")
-            error.retry_after_s = 5
-            raise error
-        self.open += 1
-
-    def give_back(self) -> None:
-        self.open -= 1
 
 
 @dataclass
