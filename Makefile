@@ -50,8 +50,17 @@ test:
 		$$((elapsed / 60)) $$((elapsed % 60)); \
 	exit $$status
 
+# Two pytest processes side by side: the offline infra checks (Terraform, the scripts, the Dockerfile: CPU work and
+# no server) beside everything else, which spends much of its time waiting on the servers and browsers it starts.
+OFFLINE_TESTS := tests/test_infra.py tests/test_infra_validate.py tests/test_scripts.py tests/test_dockerfile.py
+
 test-run: install infra-deps page-deps image
-	$(PY) -m pytest -q -p no:cacheprovider --durations=10
+	@offline_log=$$(mktemp); \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=3 $(OFFLINE_TESTS) > $$offline_log 2>&1 & offline=$$!; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 $(addprefix --ignore=,$(OFFLINE_TESTS)); rest=$$?; \
+	wait $$offline; offline_status=$$?; \
+	echo "--- beside it, the offline infra checks ($(OFFLINE_TESTS)):"; cat $$offline_log; rm -f $$offline_log; \
+	test $$rest = 0 && test $$offline_status = 0
 
 bench: install
 	$(PY) bench/bench.py

@@ -199,7 +199,8 @@ def test_keys_bad_parameters_and_models_are_refused_at_the_handshake(server, fra
     for headers in ({"Authorization": f"Bearer {KEY}"}, {"x-api-key": KEY}):
         assert lockstep(base, frames["bus"][:1], additional_headers=headers)[0]["results"]
     for query, words in (({"conf": "2"}, "'conf' must be a number in 0.01-1.0"), ({"tracker": "deepsort"}, "bytetrack, botsort"),
-                         ({"classes": "unicorn"}, "'classes'"), ({"track": "maybe"}, "'track'")):
+                         ({"classes": "unicorn"}, "'classes'"), ({"track": "maybe"}, "'track'"),
+                         ({"slice_size": "320"}, "not sliced")):
         status, body, _ = _refusal(ws_url(server, **query))
         assert status == 400 and words in body["error"]["message"]
     status, body, _ = _refusal(ws_url(server, "/api/models/classify/stream", track="true"))

@@ -22,8 +22,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..core.streams import Stream
 from ..core.tracking import check_trackable
 from ..dialects import Incoming, bearer_or_x_api_key, platform
-from ..dialects.params import parse_params, parse_tracking
-from ..errors import InferenceTimeout, NotFound, ServiceError
+from ..dialects.params import SLICE_FIELDS, parse_params, parse_tracking
+from ..errors import BadParameter, InferenceTimeout, NotFound, ServiceError
 from ..logs import log
 
 PATHS = ("/stream", "/api/models/{model_id}/stream")
@@ -45,6 +45,8 @@ async def serve(websocket: WebSocket) -> None:
         model_id = service.resolve(websocket.path_params.get("model_id"))
         params = parse_params(query)
         track, params = parse_tracking(query, params=params)
+        if sliced := next((name for name, _ in query if name in SLICE_FIELDS), None):
+            raise BadParameter(f"'{sliced}': a stream's frames are not sliced (sliced inference is POST /predict's)")
         service.streams.take()
         slot = service.streams
         try:
