@@ -70,7 +70,7 @@ class Settings:
     model_memory_bytes: int = 0  # their measured footprints' sum; 0: no bound but the count
     preload: tuple[str, ...] = ()  # loaded at start, evictable
     pin: tuple[str, ...] = ()  # loaded at start, never evicted; /readyz waits for them
-    # Live streams (GET /stream, docs/streams.md): open at once per instance (0: from the device, core/streams.py),
+    # Live streams (GET /stream, docs/streams.md): open at once per instance (0: from the device, core/admission.py),
     # and how long one may go without a frame.
     max_streams: int = 0
     stream_idle_s: float = 30.0

@@ -32,7 +32,7 @@ from .admission import Admission, PixelBudget, StreamSlots, default_max_streams
 from .images import decode_image, image_pixels
 from .requests import Frame, Prediction, PredictRequest
 from .sources import SourceFetcher, decode_base64, is_url
-from .tracking import Sequence, TrackLog, check_trackable
+from .tracking import Sequence, TrackLog, check_trackable, counted
 
 # Source fetches wait on other hosts, not on our CPU: their own threads, so a slow host never delays a decode.
 FETCH_THREADS = 16
@@ -195,7 +195,7 @@ class Service:
                 answers.append(reduce(result))
             return answers
 
-        with self.admission.admit(chunk), _tracking(sequence):
+        with self.admission.admit(chunk), counted(sequence):
             async with self._video_reader(request, s) as reader:
                 while batch := await self.run_cpu(reader.read, chunk):
                     held = await self.pixels.acquire(sum(frame.image.shape[0] * frame.image.shape[1] for frame in batch))
@@ -303,19 +303,6 @@ def _close_opened_reader(opening: Future) -> None:
     """A video opened for a request that gave up while it was being opened: nobody will read it."""
     if not opening.cancelled() and opening.exception() is None:
         opening.result().close()
-
-
-@contextlib.contextmanager
-def _tracking(sequence: Sequence | None):
-    """Count a tracked sequence in the metrics while its frames are being answered."""
-    if sequence is None:
-        yield
-        return
-    metrics.TRACKED_SEQUENCES.inc()
-    try:
-        yield
-    finally:
-        metrics.TRACKED_SEQUENCES.dec()
 
 
 def class_names(model: LoadedModel) -> dict[int, str]:

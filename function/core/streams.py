@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from .. import metrics
 from ..errors import ServiceError
-from .tracking import Sequence
+from .tracking import Sequence, counted
 
 if TYPE_CHECKING:
     from ..models.params import PredictParams
@@ -102,23 +102,20 @@ class Stream:
         model = self.lease.model
         sequence = await self.service.run_cpu(Sequence, self.tracker, model.task, model.device) if self.tracker else None
         metrics.STREAMS_OPEN.labels(self.model_id).inc()
-        if sequence is not None:
-            metrics.TRACKED_SEQUENCES.inc()
         answering = asyncio.ensure_future(self._answer(sequence, send))
         try:
-            await self._receive(receive)
-            code = self.ending[0]
-            if code is None:  # the client has gone: nothing more is worth answering
-                answering.cancel()
-            # Shutting down: the frame in progress is answered, the one waiting is not (the client reconnects
-            # elsewhere and sends newer ones). Idle or not a frame: what was sent before is answered first.
-            self.mailbox.close(discard=code == GOING_AWAY)
-            await asyncio.gather(answering, return_exceptions=True)
+            with counted(sequence):
+                await self._receive(receive)
+                code = self.ending[0]
+                if code is None:  # the client has gone: nothing more is worth answering
+                    answering.cancel()
+                # Shutting down: the frame in progress is answered, the one waiting is not (the client reconnects
+                # elsewhere and sends newer ones). Idle or not a frame: what was sent before is answered first.
+                self.mailbox.close(discard=code == GOING_AWAY)
+                await asyncio.gather(answering, return_exceptions=True)
         finally:
             answering.cancel()
             metrics.STREAMS_OPEN.labels(self.model_id).dec()
-            if sequence is not None:
-                metrics.TRACKED_SEQUENCES.dec()
         code, reason = self.ending
         return Closed(code, reason, self.received, self.answered, time.monotonic() - started)
 

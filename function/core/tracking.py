@@ -14,6 +14,7 @@ not by the sequence's length. `TrackLog` keeps one small entry per track id seen
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -107,6 +108,19 @@ class TrackLog:
             entries.append({"track_id": track_id, "class": cls, "name": names[cls], "first_frame": track["first_frame"],
                             "last_frame": track["last_frame"], "frames": track["frames"]})
         return entries
+
+
+@contextlib.contextmanager
+def counted(sequence: Sequence | None):
+    """A sequence being tracked, counted in the metrics for as long as its frames are answered (nothing for None)."""
+    if sequence is None:
+        yield
+        return
+    metrics.TRACKED_SEQUENCES.inc()
+    try:
+        yield
+    finally:
+        metrics.TRACKED_SEQUENCES.dec()
 
 
 def counts(tracks: list[dict]) -> dict[str, int]:

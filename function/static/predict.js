@@ -433,9 +433,7 @@ function onLiveAnswer(live, answer) {
     const fps = live.times.length > 1 ? (live.times.length - 1) / ((now - live.times[0]) / 1000) : 0;
     el.status.textContent = `Live · ${fps.toFixed(1)} frames/s · ${live.dropped} dropped · frame ${answer.frame}`;
     Object.assign(el.status.dataset, { fps: fps.toFixed(2), dropped: live.dropped, frame: answer.frame });
-    for (const name of ["preprocess", "inference", "postprocess"]) {
-      el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = fmtMs(Number(answer.speed?.[name]));
-    }
+    showSpeed(answer.speed || {}, NaN); // a stream's answer carries no server time to take from the round trip
     el.json.textContent = JSON.stringify(answer, null, 2);
     setState("live");
   }
@@ -697,13 +695,7 @@ function render() {
   else if (classify) renderTop5(results);
   else renderDetections(results);
 
-  const speed = image.speed || {};
-  const serverMs = Number(body.metadata?.functionTimeCall) * 1000;
-  const networkMs = Math.max(0, roundTripMs - (Number.isFinite(serverMs) ? serverMs : 0));
-  for (const name of ["preprocess", "inference", "postprocess"]) {
-    el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = fmtMs(Number(speed[name]));
-  }
-  el.speed.querySelector('[data-testid="speed-network"]').textContent = fmtMs(networkMs);
+  showSpeed(image.speed || {}, networkMs(body, roundTripMs));
   // A map's base64 PNG is hundreds of KB of noise to a reader: shown shortened (the full answer is what was drawn).
   el.json.textContent = JSON.stringify(body, (k, v) => (k === "data" && typeof v === "string" && v.length > 80 ? `${v.slice(0, 60)}… (${v.length} characters)` : v), 2);
 
@@ -713,6 +705,22 @@ function render() {
   const tiles = body.metadata?.slices ? ` · ${body.metadata.slices} tiles` : "";
   el.status.textContent = `${state.image.name}: ${what}${tiles} · ${width}×${height} · ${roundTripMs.toFixed(0)} ms round trip`;
   setState("done");
+}
+
+const SPEED_STEPS = ["preprocess", "inference", "postprocess"];
+
+// The Speed panel: Ultralytics' steps (ms, per frame for a video: `suffix`) and the network's share of the round trip.
+function showSpeed(speed, network, suffix = "") {
+  for (const name of SPEED_STEPS) {
+    el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = `${fmtMs(Number(speed[name]))}${suffix}`;
+  }
+  el.speed.querySelector('[data-testid="speed-network"]').textContent = fmtMs(network);
+}
+
+// The round trip measured here less the server's own time (functionTimeCall).
+function networkMs(body, roundTripMs) {
+  const serverMs = Number(body.metadata?.functionTimeCall) * 1000;
+  return Math.max(0, roundTripMs - (Number.isFinite(serverMs) ? serverMs : 0));
 }
 
 // A video's answer: one entry per answered frame, drawn as the video plays; the list shows its tracks and counts.
@@ -726,12 +734,8 @@ function renderVideo(body, roundTripMs) {
   const counts = body.metadata?.counts || {};
   if (tracks) renderTracks(tracks, counts);
   else renderDetections(frames[Tracks.indexAt(frames, el.video.currentTime || 0)].results || []);
-  const speed = Object.fromEntries(["preprocess", "inference", "postprocess"].map((name) => [name, frames.reduce((sum, f) => sum + Number(f.speed?.[name] || 0), 0) / frames.length]));
-  const serverMs = Number(body.metadata?.functionTimeCall) * 1000;
-  for (const name of ["preprocess", "inference", "postprocess"]) {
-    el.speed.querySelector(`[data-testid="speed-${name}"]`).textContent = `${fmtMs(speed[name])} / frame`;
-  }
-  el.speed.querySelector('[data-testid="speed-network"]').textContent = fmtMs(Math.max(0, roundTripMs - (Number.isFinite(serverMs) ? serverMs : 0)));
+  const speed = Object.fromEntries(SPEED_STEPS.map((name) => [name, frames.reduce((sum, f) => sum + Number(f.speed?.[name] || 0), 0) / frames.length]));
+  showSpeed(speed, networkMs(body, roundTripMs), " / frame");
   el.json.textContent = JSON.stringify(body, null, 2);
   const counted = Object.entries(counts).map(([name, n]) => `${n} ${name}`).join(", ");
   const what = tracks ? `${tracks.length} track${tracks.length === 1 ? "" : "s"}${counted ? ` (${counted})` : ""}` : "untracked";
